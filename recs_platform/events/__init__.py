@@ -1,0 +1,1 @@
+"""The raw-event contract and the landing zone: plain Python, shared by every producer."""

@@ -1,0 +1,45 @@
+"""Platform settings, read from the environment when asked for (never at import time)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ENVIRONMENTS = ("local", "prod")
+
+
+class SettingsError(ValueError):
+    """A setting in the environment has a value the platform cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    data_dir: Path
+    partitions_start: dt.date
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.data_dir / "landing"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.data_dir / "warehouse.duckdb"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        env = environ.get("RECS_ENV", "local").strip() or "local"
+        if env not in ENVIRONMENTS:
+            raise SettingsError(f"RECS_ENV={env!r} is not one of {', '.join(ENVIRONMENTS)}")
+        start_text = environ.get("RECS_PARTITIONS_START", "2026-11-01")
+        try:
+            partitions_start = dt.date.fromisoformat(start_text)
+        except ValueError as error:
+            raise SettingsError(
+                f"RECS_PARTITIONS_START={start_text!r} is not a date like 2026-11-01"
+            ) from error
+        data_dir = Path(environ.get("RECS_DATA_DIR", "data")).expanduser()
+        return cls(env=env, data_dir=data_dir.absolute(), partitions_start=partitions_start)

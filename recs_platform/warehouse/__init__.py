@@ -1,0 +1,1 @@
+"""Loading the landing zone into the warehouse: DuckDB locally, Snowflake in production."""
