@@ -19,6 +19,7 @@ class Settings:
     env: str
     data_dir: Path
     partitions_start: dt.date
+    landing_prefix: str = ""
 
     @property
     def landing_dir(self) -> Path:
@@ -42,4 +43,12 @@ class Settings:
                 f"RECS_PARTITIONS_START={start_text!r} is not a date like 2026-11-01"
             ) from error
         data_dir = Path(environ.get("RECS_DATA_DIR", "data")).expanduser()
-        return cls(env=env, data_dir=data_dir.absolute(), partitions_start=partitions_start)
+        landing_prefix = environ.get("RECS_LANDING_PREFIX", "")
+        if landing_prefix and not landing_prefix.endswith("/"):
+            landing_prefix += "/"
+        return cls(
+            env=env,
+            data_dir=data_dir.absolute(),
+            partitions_start=partitions_start,
+            landing_prefix=landing_prefix,
+        )

@@ -235,7 +235,8 @@ def iter_lines_recovering(stream: IO[bytes], compressed: bool) -> Iterator[tuple
                 raise CorruptFile(number, "last line has no newline (torn write)")
             yield number, line.rstrip(b"\r\n")
     except (EOFError, OSError, gzip.BadGzipFile) as error:
-        raise CorruptFile(number + 1, f"unreadable file: {type(error).__name__}: {error}") from error
+        reason = f"unreadable file: {type(error).__name__}: {error}"
+        raise CorruptFile(number + 1, reason) from error
 
 
 class CorruptFile(Exception):

@@ -1,0 +1,1 @@
+"""Dagster assets by stage; each is a thin wrapper around a plain-Python core."""

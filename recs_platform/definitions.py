@@ -1,0 +1,31 @@
+"""The one Definitions object. Settings are read and resources chosen when Dagster loads it."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from recs_platform.assets.ingest import build_raw_events_asset
+from recs_platform.partitions import daily_partitions
+from recs_platform.resources import resources_for
+from recs_platform.settings import Settings
+
+INGEST_JOB = "ingest_raw_events"
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    daily = daily_partitions(settings.partitions_start)
+    warehouse_kind = "duckdb" if settings.env == "local" else "snowflake"
+    raw_events = build_raw_events_asset(daily, warehouse_kind)
+    ingest_job = dg.define_asset_job(
+        INGEST_JOB, selection=dg.AssetSelection.assets(raw_events), partitions_def=daily
+    )
+    return dg.Definitions(
+        assets=[raw_events],
+        jobs=[ingest_job],
+        resources=resources_for(settings),
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions(Settings.from_env())

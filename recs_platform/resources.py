@@ -1,0 +1,156 @@
+"""Dagster resources: one interface per role, one implementation per environment.
+
+The assets ask for `landing` (where raw event files arrive) and `warehouse` (where they are
+loaded). `resources_for(settings)` picks the implementations when the definitions load:
+local folders and a DuckDB file by default, S3 and Snowflake with `RECS_ENV=prod`.
+"""
+
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import IO, Any
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+from dagster_duckdb import DuckDBResource
+from dagster_snowflake import SnowflakeResource
+
+from recs_platform.events.landing import LandingFile, list_local_dates, list_local_partition
+from recs_platform.settings import Settings
+from recs_platform.warehouse.schema import PartitionLoad
+
+
+class LandingZone(dg.ConfigurableResource, ABC):
+    """Immutable raw-event files, partitioned by arrival date."""
+
+    @abstractmethod
+    def list_partition(self, day: dt.date) -> list[LandingFile]:
+        """The finalized files of one day."""
+
+    @abstractmethod
+    def list_dates(self) -> list[dt.date]:
+        """Every day that has a partition."""
+
+    @abstractmethod
+    def open_file(self, landing_file: LandingFile) -> AbstractContextManager[IO[bytes]]:
+        """A binary stream of one file's bytes."""
+
+    def local_root(self) -> Path | None:
+        """The folder holding the files, when they are on this machine."""
+        return None
+
+
+class LocalLandingZone(LandingZone):
+    root: str
+
+    def list_partition(self, day: dt.date) -> list[LandingFile]:
+        return list_local_partition(Path(self.root), day)
+
+    def list_dates(self) -> list[dt.date]:
+        return list_local_dates(Path(self.root))
+
+    def open_file(self, landing_file: LandingFile) -> AbstractContextManager[IO[bytes]]:
+        return open(Path(self.root) / landing_file.key, "rb")
+
+    def local_root(self) -> Path | None:
+        return Path(self.root)
+
+
+class S3LandingZone(LandingZone):
+    """The landing zone on S3, as Kinesis Firehose writes it (`<prefix>events/date=.../`)."""
+
+    s3: dg.ResourceDependency[S3Resource]
+    bucket: str
+    prefix: str = ""
+
+    def list_partition(self, day: dt.date) -> list[LandingFile]:
+        from recs_platform.events.s3_landing import list_s3_partition
+
+        return list_s3_partition(self.s3.get_client(), self.bucket, self.prefix, day)
+
+    def list_dates(self) -> list[dt.date]:
+        from recs_platform.events.s3_landing import list_s3_dates
+
+        return list_s3_dates(self.s3.get_client(), self.bucket, self.prefix)
+
+    def open_file(self, landing_file: LandingFile) -> AbstractContextManager[IO[bytes]]:
+        from recs_platform.events.s3_landing import open_s3_file
+
+        return open_s3_file(self.s3.get_client(), self.bucket, self.prefix, landing_file)
+
+
+class Warehouse(dg.ConfigurableResource, ABC):
+    """The warehouse holding `raw.events` and everything dbt builds from it."""
+
+    @abstractmethod
+    def load_raw_events(self, day: dt.date, landing: LandingZone) -> PartitionLoad:
+        """Replace one day of raw.events with that day's landing files."""
+
+    @abstractmethod
+    def query(self, sql: str, parameters: list[Any] | None = None) -> list[tuple]:
+        """Rows of a read-only query."""
+
+
+class DuckDBWarehouse(Warehouse):
+    duckdb: dg.ResourceDependency[DuckDBResource]
+
+    def load_raw_events(self, day: dt.date, landing: LandingZone) -> PartitionLoad:
+        from recs_platform.warehouse.duckdb_raw import load_raw_events_partition
+
+        root = landing.local_root()
+        if root is None:
+            raise dg.Failure(
+                "The DuckDB warehouse loads landing files from a local folder; "
+                f"{type(landing).__name__} is not local. Use RECS_ENV=prod for S3 + Snowflake."
+            )
+        files = landing.list_partition(day)
+        with self.duckdb.get_connection() as conn:
+            return load_raw_events_partition(conn, root, day, files)
+
+    def query(self, sql: str, parameters: list[Any] | None = None) -> list[tuple]:
+        with self.duckdb.get_connection() as conn:
+            return conn.execute(sql, parameters or []).fetchall()
+
+
+class SnowflakeWarehouse(Warehouse):
+    snowflake: dg.ResourceDependency[SnowflakeResource]
+
+    def load_raw_events(self, day: dt.date, landing: LandingZone) -> PartitionLoad:
+        from recs_platform.warehouse.snowflake_raw import load_raw_events_partition
+
+        files = landing.list_partition(day)
+        with self.snowflake.get_connection() as conn:
+            return load_raw_events_partition(conn, day, files, landing.open_file)
+
+    def query(self, sql: str, parameters: list[Any] | None = None) -> list[tuple]:
+        with self.snowflake.get_connection() as conn:
+            cursor = conn.cursor()
+            cursor.execute(sql, parameters or None)
+            return cursor.fetchall()
+
+
+def resources_for(settings: Settings) -> dict[str, Any]:
+    """The resource set of one environment. Nothing here connects to anything."""
+    if settings.env == "local":
+        duckdb = DuckDBResource(database=str(settings.warehouse_path))
+        return {
+            "landing": LocalLandingZone(root=str(settings.landing_dir)),
+            "warehouse": DuckDBWarehouse(duckdb=duckdb),
+        }
+    s3 = S3Resource(region_name=dg.EnvVar("AWS_REGION"))
+    snowflake = SnowflakeResource(
+        account=dg.EnvVar("SNOWFLAKE_ACCOUNT"),
+        user=dg.EnvVar("SNOWFLAKE_USER"),
+        password=dg.EnvVar("SNOWFLAKE_PASSWORD"),
+        database=dg.EnvVar("SNOWFLAKE_DATABASE"),
+        warehouse=dg.EnvVar("SNOWFLAKE_WAREHOUSE"),
+        role=dg.EnvVar("SNOWFLAKE_ROLE"),
+    )
+    return {
+        "landing": S3LandingZone(
+            s3=s3, bucket=dg.EnvVar("RECS_LANDING_BUCKET"), prefix=settings.landing_prefix
+        ),
+        "warehouse": SnowflakeWarehouse(snowflake=snowflake),
+    }

@@ -1,0 +1,242 @@
+"""Load one day of the local landing zone into DuckDB's `raw.events`.
+
+DuckDB reads the files itself (gzip included), one line per row, so a large day never passes
+through Python. Each line is validated in SQL with the same rules, in the same order and with the
+same reasons, as `recs_platform.events.contract.validate_event`. A file DuckDB cannot read (a
+truncated gzip, bytes that are not UTF-8) is read again by Python, which keeps every complete line
+and records where and why the file broke. The day is replaced in one transaction, so loading it
+twice leaves exactly the table of loading it once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from recs_platform.events.contract import MAX_EPOCH_MS, MIN_EPOCH_MS
+from recs_platform.events.landing import CorruptFile, LandingFile, iter_lines_recovering
+from recs_platform.warehouse.schema import (
+    EVENTS_TABLE,
+    MAX_REJECTED_LINE_CHARS,
+    RAW_EVENT_COLUMNS,
+    RAW_SCHEMA,
+    REJECTED_EVENT_COLUMNS,
+    REJECTED_TABLE,
+    PartitionLoad,
+    create_table_sql,
+)
+
+_LINE_STAGING_CHUNK = 50_000
+
+
+def ensure_raw_tables(conn: duckdb.DuckDBPyConnection) -> None:
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
+    conn.execute(create_table_sql(EVENTS_TABLE, RAW_EVENT_COLUMNS, "duckdb"))
+    conn.execute(create_table_sql(REJECTED_TABLE, REJECTED_EVENT_COLUMNS, "duckdb"))
+
+
+def _read_lines_sql(paths: list[str]) -> str:
+    quoted = ", ".join("'" + path.replace("'", "''") + "'" for path in paths)
+    # One VARCHAR column per line: a record-separator delimiter (never in valid JSON), no quoting,
+    # strict mode so a line holding that byte fails the read instead of being cut short.
+    return (
+        f"SELECT filename, line FROM read_csv([{quoted}], columns={{'line': 'VARCHAR'}}, "
+        "header=false, delim='\x1e', quote='', escape='', auto_detect=false, filename=true, "
+        "strict_mode=true, max_line_size=16777216)"
+    )
+
+
+def _stage_with_duckdb(conn: duckdb.DuckDBPyConnection, root: Path, files: list[LandingFile]):
+    # Insertion order is preserved, so rowid order is file order then line order.
+    conn.execute("CREATE OR REPLACE TEMP TABLE scanned_lines (filename VARCHAR, line VARCHAR)")
+    conn.execute(f"INSERT INTO scanned_lines {_read_lines_sql([str(root / f.key) for f in files])}")
+    conn.execute(
+        """
+        INSERT INTO landed_lines
+        SELECT keys.key, row_number() OVER (PARTITION BY s.filename ORDER BY s.rowid), s.line
+        FROM scanned_lines AS s JOIN file_keys AS keys ON keys.path = s.filename
+        """
+    )
+    conn.execute("DROP TABLE scanned_lines")
+
+
+def _stage_with_python(
+    conn: duckdb.DuckDBPyConnection, root: Path, landing_file: LandingFile
+) -> str | None:
+    """Stage what can be read of a damaged file; return why it is damaged, if it is."""
+    keys, numbers, lines = [], [], []
+    damage = None
+
+    def flush() -> None:
+        if not lines:
+            return
+        chunk = pa.table({"source_file": keys, "line_number": numbers, "line": lines})
+        conn.register("line_chunk", chunk)
+        conn.execute("INSERT INTO landed_lines SELECT * FROM line_chunk")
+        conn.unregister("line_chunk")
+        keys.clear(), numbers.clear(), lines.clear()
+
+    with open(root / landing_file.key, "rb") as stream:
+        try:
+            for number, raw_line in iter_lines_recovering(stream, landing_file.key.endswith(".gz")):
+                try:
+                    text = raw_line.decode("utf-8")
+                except UnicodeDecodeError:
+                    _record_rejection(conn, landing_file.key, number, "not UTF-8 text", raw_line)
+                    continue
+                keys.append(landing_file.key), numbers.append(number), lines.append(text)
+                if len(lines) >= _LINE_STAGING_CHUNK:
+                    flush()
+        except CorruptFile as corrupt:
+            damage = f"corrupt file: {corrupt.reason}"
+            _record_rejection(conn, landing_file.key, corrupt.line_number, damage, b"")
+    flush()
+    return damage
+
+
+def _record_rejection(
+    conn: duckdb.DuckDBPyConnection, key: str, line_number: int, reason: str, raw_line: bytes
+) -> None:
+    conn.execute(
+        "INSERT INTO early_rejections VALUES (?, ?, ?, ?)",
+        [key, line_number, reason, raw_line.decode("utf-8", "replace")[:MAX_REJECTED_LINE_CHARS]],
+    )
+
+
+def _string(field: str) -> str:
+    return f"json_type(doc, '$.{field}') = 'VARCHAR' AND doc->>'$.{field}' <> ''"
+
+
+def _optional_string(field: str) -> str:
+    return f"coalesce(json_type(doc, '$.{field}'), 'NULL') IN ('VARCHAR', 'NULL')"
+
+
+def _epoch_ms(field: str) -> str:
+    return f"json_type(doc, '$.{field}') IN ('BIGINT', 'UBIGINT')"
+
+
+def _epoch_ms_in_range(field: str) -> str:
+    value = f"TRY_CAST(doc->>'$.{field}' AS HUGEINT)"
+    return f"{value} >= {MIN_EPOCH_MS} AND {value} < {MAX_EPOCH_MS}"
+
+
+# Same rules, order and reasons as contract.validate_event; the tests hold the two together.
+_REJECTION_REASON_SQL = f"""
+CASE
+  WHEN NOT coalesce(json_valid(line), false) THEN 'invalid JSON'
+  WHEN json_type(doc) <> 'OBJECT' THEN 'not a JSON object'
+  WHEN NOT ({_string("event_id")}) THEN 'event_id missing or not a non-empty string'
+  WHEN NOT ({_string("session_id")}) THEN 'session_id missing or not a non-empty string'
+  WHEN NOT ({_string("event_type")}) THEN 'event_type missing or not a non-empty string'
+  WHEN NOT ({_string("source")}) THEN 'source missing or not a non-empty string'
+  WHEN NOT ({_optional_string("user_id")}) THEN 'user_id not a string or null'
+  WHEN NOT ({_optional_string("product_action")}) THEN 'product_action not a string or null'
+  WHEN NOT ({_optional_string("product_sku")}) THEN 'product_sku not a string or null'
+  WHEN NOT ({_optional_string("url")}) THEN 'url not a string or null'
+  WHEN NOT ({_epoch_ms("client_ts")}) THEN 'client_ts missing or not an integer (epoch ms)'
+  WHEN NOT ({_epoch_ms_in_range("client_ts")}) THEN 'client_ts out of range for epoch milliseconds'
+  WHEN NOT ({_epoch_ms("server_ts")}) THEN 'server_ts missing or not an integer (epoch ms)'
+  WHEN NOT ({_epoch_ms_in_range("server_ts")}) THEN 'server_ts out of range for epoch milliseconds'
+  WHEN doc->>'$.event_type' NOT IN ('pageview', 'event_product')
+    THEN 'event_type not one of pageview, event_product'
+  WHEN doc->>'$.product_action' IS NOT NULL
+    AND doc->>'$.product_action' NOT IN ('detail', 'add', 'remove', 'purchase')
+    THEN 'product_action not one of detail, add, remove, purchase'
+  WHEN doc->>'$.event_type' = 'event_product'
+    AND (coalesce(doc->>'$.product_sku', '') = '' OR doc->>'$.product_action' IS NULL)
+    THEN 'event_product needs product_sku and product_action'
+END
+"""
+
+
+def _replace_partition(conn: duckdb.DuckDBPyConnection, day: dt.date) -> None:
+    conn.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE checked_lines AS
+        SELECT source_file, line_number, line, doc, {_REJECTION_REASON_SQL} AS reason
+        FROM (
+          SELECT source_file, line_number, line,
+                 CASE WHEN coalesce(json_valid(line), false) THEN line::JSON END AS doc
+          FROM landed_lines
+        )
+        """
+    )
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        for table in (EVENTS_TABLE, REJECTED_TABLE):
+            conn.execute(f"DELETE FROM {RAW_SCHEMA}.{table} WHERE event_date = ?", [day])
+        conn.execute(
+            f"""
+            INSERT INTO {RAW_SCHEMA}.{EVENTS_TABLE}
+            SELECT doc->>'$.event_id', doc->>'$.session_id', doc->>'$.user_id',
+                   doc->>'$.event_type', doc->>'$.product_action', doc->>'$.product_sku',
+                   doc->>'$.url', CAST(doc->>'$.client_ts' AS BIGINT),
+                   CAST(doc->>'$.server_ts' AS BIGINT), doc->>'$.source', ?::DATE, doc,
+                   source_file, line_number
+            FROM checked_lines WHERE reason IS NULL
+            ORDER BY source_file, line_number
+            """,
+            [day],
+        )
+        conn.execute(
+            f"""
+            INSERT INTO {RAW_SCHEMA}.{REJECTED_TABLE}
+            SELECT ?::DATE, source_file, line_number, reason, raw_line FROM (
+              SELECT source_file, line_number, reason,
+                     left(coalesce(line, ''), {MAX_REJECTED_LINE_CHARS}) AS raw_line
+              FROM checked_lines WHERE reason IS NOT NULL
+              UNION ALL
+              SELECT source_file, line_number, reason, raw_line FROM early_rejections
+            )
+            ORDER BY source_file, line_number
+            """,
+            [day],
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def load_raw_events_partition(
+    conn: duckdb.DuckDBPyConnection, landing_root: Path, day: dt.date, files: list[LandingFile]
+) -> PartitionLoad:
+    """Replace `day` in raw.events / raw.rejected_events with the content of `files`."""
+    landing_root = Path(landing_root).absolute()
+    ensure_raw_tables(conn)
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE landed_lines "
+        "(source_file VARCHAR, line_number BIGINT, line VARCHAR)"
+    )
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE early_rejections "
+        "(source_file VARCHAR, line_number BIGINT, reason VARCHAR, raw_line VARCHAR)"
+    )
+    conn.execute("CREATE OR REPLACE TEMP TABLE file_keys (path VARCHAR, key VARCHAR)")
+    if files:
+        paths_and_keys = [[str(landing_root / f.key), f.key] for f in files]
+        conn.executemany("INSERT INTO file_keys VALUES (?, ?)", paths_and_keys)
+    load = PartitionLoad(event_date=day, files=len(files), bytes=sum(f.size for f in files))
+    if files:
+        try:
+            _stage_with_duckdb(conn, landing_root, files)
+        except duckdb.Error:
+            conn.execute("DELETE FROM landed_lines")
+            for landing_file in files:
+                try:
+                    _stage_with_duckdb(conn, landing_root, [landing_file])
+                except duckdb.Error:
+                    if _stage_with_python(conn, landing_root, landing_file) is not None:
+                        load.corrupt_files.append(landing_file.key)
+    _replace_partition(conn, day)
+    load.rows, load.rejected_rows = conn.execute(
+        f"SELECT (SELECT count(*) FROM {RAW_SCHEMA}.{EVENTS_TABLE} WHERE event_date = $day), "
+        f"(SELECT count(*) FROM {RAW_SCHEMA}.{REJECTED_TABLE} WHERE event_date = $day)",
+        {"day": day},
+    ).fetchone()
+    for table in ("landed_lines", "early_rejections", "file_keys", "checked_lines"):
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+    return load
