@@ -5,7 +5,6 @@ loaded). `resources_for(settings)` picks the implementations when the definition
 local folders and a DuckDB file by default, S3 and Snowflake with `RECS_ENV=prod`.
 """
 
-
 import datetime as dt
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager

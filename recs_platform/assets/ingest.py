@@ -1,6 +1,5 @@
 """`raw_events`: one day of the landing zone, loaded into the warehouse's raw.events."""
 
-
 import datetime as dt
 
 import dagster as dg

@@ -29,6 +29,16 @@ CONTRACT_FIELDS = (
     "server_ts",
     "source",
 )
+# Rejection reasons, shared with the SQL loader so both paths name a broken rule alike.
+REASON_INVALID_JSON = "invalid JSON"
+REASON_NOT_OBJECT = "not a JSON object"
+REASON_REQUIRED_STRING = "{field} missing or not a non-empty string"
+REASON_OPTIONAL_STRING = "{field} not a string or null"
+REASON_TIMESTAMP_TYPE = "{field} missing or not an integer (epoch ms)"
+REASON_TIMESTAMP_RANGE = "{field} out of range for epoch milliseconds"
+REASON_EVENT_TYPE = "event_type not one of " + ", ".join(EVENT_TYPES)
+REASON_PRODUCT_ACTION = "product_action not one of " + ", ".join(PRODUCT_ACTIONS)
+REASON_PRODUCT_EVENT = "event_product needs product_sku and product_action"
 # Epoch milliseconds outside [2000-01-01, 2100-01-01) are certainly not milliseconds.
 MIN_EPOCH_MS = 946_684_800_000
 MAX_EPOCH_MS = 4_102_444_800_000
@@ -49,28 +59,28 @@ def validate_event(event: Any) -> dict[str, Any]:
     whichever path found it.
     """
     if not isinstance(event, dict):
-        raise InvalidEvent("not a JSON object")
+        raise InvalidEvent(REASON_NOT_OBJECT)
     for field in REQUIRED_STRING_FIELDS:
         value = event.get(field)
         if not isinstance(value, str) or not value:
-            raise InvalidEvent(f"{field} missing or not a non-empty string")
+            raise InvalidEvent(REASON_REQUIRED_STRING.format(field=field))
     for field in OPTIONAL_STRING_FIELDS:
         value = event.get(field)
         if value is not None and not isinstance(value, str):
-            raise InvalidEvent(f"{field} not a string or null")
+            raise InvalidEvent(REASON_OPTIONAL_STRING.format(field=field))
     for field in TIMESTAMP_FIELDS:
         value = event.get(field)
         if not _is_int(value):
-            raise InvalidEvent(f"{field} missing or not an integer (epoch ms)")
+            raise InvalidEvent(REASON_TIMESTAMP_TYPE.format(field=field))
         if not MIN_EPOCH_MS <= value < MAX_EPOCH_MS:
-            raise InvalidEvent(f"{field} out of range for epoch milliseconds")
+            raise InvalidEvent(REASON_TIMESTAMP_RANGE.format(field=field))
     if event["event_type"] not in EVENT_TYPES:
-        raise InvalidEvent("event_type not one of pageview, event_product")
+        raise InvalidEvent(REASON_EVENT_TYPE)
     action = event.get("product_action")
     if action is not None and action not in PRODUCT_ACTIONS:
-        raise InvalidEvent("product_action not one of detail, add, remove, purchase")
+        raise InvalidEvent(REASON_PRODUCT_ACTION)
     if event["event_type"] == "event_product" and not (event.get("product_sku") and action):
-        raise InvalidEvent("event_product needs product_sku and product_action")
+        raise InvalidEvent(REASON_PRODUCT_EVENT)
     return event
 
 
@@ -79,7 +89,7 @@ def parse_line(line: bytes | str) -> dict[str, Any]:
     try:
         event = orjson.loads(line)
     except orjson.JSONDecodeError as error:
-        raise InvalidEvent("invalid JSON") from error
+        raise InvalidEvent(REASON_INVALID_JSON) from error
     return validate_event(event)
 
 

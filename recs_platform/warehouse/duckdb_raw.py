@@ -16,7 +16,24 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from recs_platform.events.contract import MAX_EPOCH_MS, MIN_EPOCH_MS
+from recs_platform.events.contract import (
+    EVENT_TYPES,
+    MAX_EPOCH_MS,
+    MIN_EPOCH_MS,
+    OPTIONAL_STRING_FIELDS,
+    PRODUCT_ACTIONS,
+    REASON_EVENT_TYPE,
+    REASON_INVALID_JSON,
+    REASON_NOT_OBJECT,
+    REASON_OPTIONAL_STRING,
+    REASON_PRODUCT_ACTION,
+    REASON_PRODUCT_EVENT,
+    REASON_REQUIRED_STRING,
+    REASON_TIMESTAMP_RANGE,
+    REASON_TIMESTAMP_TYPE,
+    REQUIRED_STRING_FIELDS,
+    TIMESTAMP_FIELDS,
+)
 from recs_platform.events.landing import CorruptFile, LandingFile, iter_lines_recovering
 from recs_platform.warehouse.schema import (
     EVENTS_TABLE,
@@ -106,50 +123,65 @@ def _record_rejection(
     )
 
 
-def _string(field: str) -> str:
-    return f"json_type(doc, '$.{field}') = 'VARCHAR' AND doc->>'$.{field}' <> ''"
+def _required_string(field: str) -> str:
+    return f"coalesce(json_type(doc, '$.{field}') = 'VARCHAR' AND doc->>'$.{field}' <> '', false)"
 
 
 def _optional_string(field: str) -> str:
     return f"coalesce(json_type(doc, '$.{field}'), 'NULL') IN ('VARCHAR', 'NULL')"
 
 
-def _epoch_ms(field: str) -> str:
-    return f"json_type(doc, '$.{field}') IN ('BIGINT', 'UBIGINT')"
+def _integer(field: str) -> str:
+    return f"coalesce(json_type(doc, '$.{field}') IN ('BIGINT', 'UBIGINT'), false)"
 
 
 def _epoch_ms_in_range(field: str) -> str:
     value = f"TRY_CAST(doc->>'$.{field}' AS HUGEINT)"
-    return f"{value} >= {MIN_EPOCH_MS} AND {value} < {MAX_EPOCH_MS}"
+    return f"coalesce({value} >= {MIN_EPOCH_MS} AND {value} < {MAX_EPOCH_MS}, false)"
 
 
-# Same rules, order and reasons as contract.validate_event; the tests hold the two together.
-_REJECTION_REASON_SQL = f"""
-CASE
-  WHEN NOT coalesce(json_valid(line), false) THEN 'invalid JSON'
-  WHEN json_type(doc) <> 'OBJECT' THEN 'not a JSON object'
-  WHEN NOT ({_string("event_id")}) THEN 'event_id missing or not a non-empty string'
-  WHEN NOT ({_string("session_id")}) THEN 'session_id missing or not a non-empty string'
-  WHEN NOT ({_string("event_type")}) THEN 'event_type missing or not a non-empty string'
-  WHEN NOT ({_string("source")}) THEN 'source missing or not a non-empty string'
-  WHEN NOT ({_optional_string("user_id")}) THEN 'user_id not a string or null'
-  WHEN NOT ({_optional_string("product_action")}) THEN 'product_action not a string or null'
-  WHEN NOT ({_optional_string("product_sku")}) THEN 'product_sku not a string or null'
-  WHEN NOT ({_optional_string("url")}) THEN 'url not a string or null'
-  WHEN NOT ({_epoch_ms("client_ts")}) THEN 'client_ts missing or not an integer (epoch ms)'
-  WHEN NOT ({_epoch_ms_in_range("client_ts")}) THEN 'client_ts out of range for epoch milliseconds'
-  WHEN NOT ({_epoch_ms("server_ts")}) THEN 'server_ts missing or not an integer (epoch ms)'
-  WHEN NOT ({_epoch_ms_in_range("server_ts")}) THEN 'server_ts out of range for epoch milliseconds'
-  WHEN doc->>'$.event_type' NOT IN ('pageview', 'event_product')
-    THEN 'event_type not one of pageview, event_product'
-  WHEN doc->>'$.product_action' IS NOT NULL
-    AND doc->>'$.product_action' NOT IN ('detail', 'add', 'remove', 'purchase')
-    THEN 'product_action not one of detail, add, remove, purchase'
-  WHEN doc->>'$.event_type' = 'event_product'
-    AND (coalesce(doc->>'$.product_sku', '') = '' OR doc->>'$.product_action' IS NULL)
-    THEN 'event_product needs product_sku and product_action'
-END
-"""
+def _in_set(expression: str, values: tuple[str, ...]) -> str:
+    return f"{expression} IN ({', '.join(repr(value) for value in values)})"
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+_ACTION = "doc->>'$.product_action'"
+# (rule that must hold, reason when it does not): the order and reasons of validate_event.
+_RULES: list[tuple[str, str]] = [
+    ("coalesce(json_valid(line), false)", REASON_INVALID_JSON),
+    ("json_type(doc) = 'OBJECT'", REASON_NOT_OBJECT),
+    *[
+        (_required_string(f), REASON_REQUIRED_STRING.format(field=f))
+        for f in REQUIRED_STRING_FIELDS
+    ],
+    *[
+        (_optional_string(f), REASON_OPTIONAL_STRING.format(field=f))
+        for f in OPTIONAL_STRING_FIELDS
+    ],
+    *[
+        rule
+        for f in TIMESTAMP_FIELDS
+        for rule in (
+            (_integer(f), REASON_TIMESTAMP_TYPE.format(field=f)),
+            (_epoch_ms_in_range(f), REASON_TIMESTAMP_RANGE.format(field=f)),
+        )
+    ],
+    (_in_set("doc->>'$.event_type'", EVENT_TYPES), REASON_EVENT_TYPE),
+    (f"{_ACTION} IS NULL OR {_in_set(_ACTION, PRODUCT_ACTIONS)}", REASON_PRODUCT_ACTION),
+    (
+        "doc->>'$.event_type' <> 'event_product' OR "
+        f"(coalesce(doc->>'$.product_sku', '') <> '' AND {_ACTION} IS NOT NULL)",
+        REASON_PRODUCT_EVENT,
+    ),
+]
+_REJECTION_REASON_SQL = (
+    "CASE "
+    + " ".join(f"WHEN NOT ({rule}) THEN {_sql_string(reason)}" for rule, reason in _RULES)
+    + " END"
+)
 
 
 def _replace_partition(conn: duckdb.DuckDBPyConnection, day: dt.date) -> None:

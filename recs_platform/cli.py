@@ -1,0 +1,145 @@
+"""`recs-platform`: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+
+from recs_platform.settings import Settings, SettingsError
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-01") from error
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from error
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _shop_config(args: argparse.Namespace):
+    from recs_platform.simulation import ShopConfig
+
+    return ShopConfig(
+        start=args.start,
+        days=args.days,
+        sessions_per_day=args.sessions_per_day,
+        n_items=args.items,
+        seed=args.seed,
+    )
+
+
+def _add_shop_arguments(parser: argparse.ArgumentParser) -> None:
+    from recs_platform.simulation import ShopConfig
+
+    defaults = ShopConfig()
+    parser.add_argument("--start", type=_date, default=defaults.start, help="first day (UTC)")
+    parser.add_argument("--days", type=_positive_int, default=defaults.days)
+    parser.add_argument("--sessions-per-day", type=_positive_int, default=defaults.sessions_per_day)
+    parser.add_argument("--items", type=_positive_int, default=defaults.n_items)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+
+
+def _simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from recs_platform.simulation import simulate_to_landing
+
+    config = _shop_config(args)
+    try:
+        report = simulate_to_landing(config, settings.landing_dir)
+    except FileExistsError as error:
+        print(
+            f"error: {error}\nThis shop (seed {config.seed}) is already in the landing zone, "
+            "which is immutable. Pick another --seed or another RECS_DATA_DIR.",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"Simulated shop written to {settings.landing_dir}")
+    print(report.format_table())
+    return 0
+
+
+def _headroom(args: argparse.Namespace, settings: Settings) -> int:
+    from recs_platform.evaluation.protocol import shop_headroom
+
+    print(shop_headroom(_shop_config(args), test_days=args.test_days).format_table())
+    return 0
+
+
+def _import_coveo(args: argparse.Namespace, settings: Settings) -> int:
+    from recs_platform.importers.coveo import CoveoFormatError, import_coveo
+
+    if not args.path.is_file():
+        print(f"error: {args.path} is not a file", file=sys.stderr)
+        return 1
+    try:
+        summary = import_coveo(args.path, settings.landing_dir)
+    except CoveoFormatError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"Imported {args.path} into {settings.landing_dir}")
+    print(summary.format_table())
+    return 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from recs_platform.demo import run_demo
+
+    return run_demo(settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recs-platform",
+        description="In-session product recommendations: simulate, import, load, train, serve.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    simulate = commands.add_parser(
+        "simulate", help="simulate a shop into the landing zone and print its statistics"
+    )
+    _add_shop_arguments(simulate)
+    simulate.set_defaults(run=_simulate)
+
+    headroom = commands.add_parser(
+        "headroom",
+        help="evaluate the simulator's oracle against a Markov chain and popularity (in memory)",
+    )
+    _add_shop_arguments(headroom)
+    headroom.add_argument("--test-days", type=_positive_int, default=2)
+    headroom.set_defaults(run=_headroom)
+
+    coveo = commands.add_parser(
+        "import-coveo", help="convert a Coveo SIGIR eCom 2021 browsing CSV into landing files"
+    )
+    coveo.add_argument("path", type=Path, help="browsing_train.csv")
+    coveo.set_defaults(run=_import_coveo)
+
+    demo = commands.add_parser(
+        "demo", help="simulate the default shop and materialize raw_events for every day"
+    )
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return args.run(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

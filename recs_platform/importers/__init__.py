@@ -1,0 +1,1 @@
+"""Converters from public dataset formats into landing-zone files."""
