@@ -17,6 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from recs_platform.events.contract import (
+    CONTRACT_FIELDS,
     EVENT_TYPES,
     MAX_EPOCH_MS,
     MIN_EPOCH_MS,
@@ -123,20 +124,32 @@ def _record_rejection(
     )
 
 
+_POSITION = {field: position for position, field in enumerate(CONTRACT_FIELDS, start=1)}
+
+
+def _type(field: str) -> str:
+    """The JSON type of the field's value: SQL NULL when the key is missing, 'NULL' for null."""
+    return f"field_types[{_POSITION[field]}]"
+
+
+def _text(field: str) -> str:
+    return f"field_texts[{_POSITION[field]}]"
+
+
 def _required_string(field: str) -> str:
-    return f"coalesce(json_type(doc, '$.{field}') = 'VARCHAR' AND doc->>'$.{field}' <> '', false)"
+    return f"coalesce({_type(field)} = 'VARCHAR' AND {_text(field)} <> '', false)"
 
 
 def _optional_string(field: str) -> str:
-    return f"coalesce(json_type(doc, '$.{field}'), 'NULL') IN ('VARCHAR', 'NULL')"
+    return f"coalesce({_type(field)}, 'NULL') IN ('VARCHAR', 'NULL')"
 
 
 def _integer(field: str) -> str:
-    return f"coalesce(json_type(doc, '$.{field}') IN ('BIGINT', 'UBIGINT'), false)"
+    return f"coalesce({_type(field)} IN ('BIGINT', 'UBIGINT'), false)"
 
 
 def _epoch_ms_in_range(field: str) -> str:
-    value = f"TRY_CAST(doc->>'$.{field}' AS HUGEINT)"
+    value = f"TRY_CAST({_text(field)} AS HUGEINT)"
     return f"coalesce({value} >= {MIN_EPOCH_MS} AND {value} < {MAX_EPOCH_MS}, false)"
 
 
@@ -148,10 +161,10 @@ def _sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-_ACTION = "doc->>'$.product_action'"
+_ACTION = _text("product_action")
 # (rule that must hold, reason when it does not): the order and reasons of validate_event.
 _RULES: list[tuple[str, str]] = [
-    ("coalesce(json_valid(line), false)", REASON_INVALID_JSON),
+    ("doc IS NOT NULL", REASON_INVALID_JSON),
     ("json_type(doc) = 'OBJECT'", REASON_NOT_OBJECT),
     *[
         (_required_string(f), REASON_REQUIRED_STRING.format(field=f))
@@ -169,11 +182,11 @@ _RULES: list[tuple[str, str]] = [
             (_epoch_ms_in_range(f), REASON_TIMESTAMP_RANGE.format(field=f)),
         )
     ],
-    (_in_set("doc->>'$.event_type'", EVENT_TYPES), REASON_EVENT_TYPE),
+    (_in_set(_text("event_type"), EVENT_TYPES), REASON_EVENT_TYPE),
     (f"{_ACTION} IS NULL OR {_in_set(_ACTION, PRODUCT_ACTIONS)}", REASON_PRODUCT_ACTION),
     (
-        "doc->>'$.event_type' <> 'event_product' OR "
-        f"(coalesce(doc->>'$.product_sku', '') <> '' AND {_ACTION} IS NOT NULL)",
+        f"{_text('event_type')} <> 'event_product' OR "
+        f"(coalesce({_text('product_sku')}, '') <> '' AND {_ACTION} IS NOT NULL)",
         REASON_PRODUCT_EVENT,
     ),
 ]
@@ -182,19 +195,25 @@ _REJECTION_REASON_SQL = (
     + " ".join(f"WHEN NOT ({rule}) THEN {_sql_string(reason)}" for rule, reason in _RULES)
     + " END"
 )
+_FIELD_PATHS_SQL = "[" + ", ".join(f"'$.{field}'" for field in CONTRACT_FIELDS) + "]"
 
 
 def _replace_partition(conn: duckdb.DuckDBPyConnection, day: dt.date) -> None:
     conn.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE checked_lines AS
-        SELECT source_file, line_number, line, doc, {_REJECTION_REASON_SQL} AS reason
+        SELECT *, {_REJECTION_REASON_SQL} AS reason
         FROM (
-          SELECT source_file, line_number, line,
-                 CASE WHEN coalesce(json_valid(line), false) THEN line::JSON END AS doc
-          FROM landed_lines
+          SELECT *,
+                 json_type(doc, {_FIELD_PATHS_SQL}) AS field_types,
+                 json_extract_string(doc, {_FIELD_PATHS_SQL}) AS field_texts
+          FROM (SELECT *, TRY_CAST(line AS JSON) AS doc FROM landed_lines)
         )
         """
+    )
+    columns = ", ".join(
+        f"CAST({_text(field)} AS BIGINT)" if field in TIMESTAMP_FIELDS else _text(field)
+        for field in CONTRACT_FIELDS
     )
     conn.execute("BEGIN TRANSACTION")
     try:
@@ -203,13 +222,8 @@ def _replace_partition(conn: duckdb.DuckDBPyConnection, day: dt.date) -> None:
         conn.execute(
             f"""
             INSERT INTO {RAW_SCHEMA}.{EVENTS_TABLE}
-            SELECT doc->>'$.event_id', doc->>'$.session_id', doc->>'$.user_id',
-                   doc->>'$.event_type', doc->>'$.product_action', doc->>'$.product_sku',
-                   doc->>'$.url', CAST(doc->>'$.client_ts' AS BIGINT),
-                   CAST(doc->>'$.server_ts' AS BIGINT), doc->>'$.source', ?::DATE, doc,
-                   source_file, line_number
+            SELECT {columns}, ?::DATE, doc, source_file, line_number
             FROM checked_lines WHERE reason IS NULL
-            ORDER BY source_file, line_number
             """,
             [day],
         )

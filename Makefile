@@ -1,0 +1,43 @@
+# recs-platform: every command works from a fresh clone (it creates .venv and installs first).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+export RECS_DATA_DIR ?= $(CURDIR)/data
+export DAGSTER_HOME ?= $(RECS_DATA_DIR)/dagster_home
+
+.PHONY: install demo test lint format bench dev clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+demo: install
+	mkdir -p "$(DAGSTER_HOME)"
+	$(BIN)/recs-platform demo
+
+test: install lint
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
+dev: install
+	mkdir -p "$(DAGSTER_HOME)"
+	$(BIN)/dagster dev -m recs_platform.definitions
+
+clean:
+	rm -rf "$(RECS_DATA_DIR)" .pytest_cache .ruff_cache

@@ -1,0 +1,77 @@
+import datetime as dt
+import socket
+
+import dagster as dg
+import pytest
+
+from recs_platform.definitions import INGEST_JOB, build_definitions, defs
+from recs_platform.settings import Settings, SettingsError
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise AssertionError(f"network access while loading definitions: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    return attempts
+
+
+def load(monkeypatch, tmp_path, **environ) -> dg.Definitions:
+    monkeypatch.setenv("RECS_DATA_DIR", str(tmp_path))
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    loaded = defs()
+    dg.Definitions.validate_loadable(loaded)
+    loaded.resolve_all_job_defs()
+    return loaded
+
+
+@pytest.mark.parametrize("env", ["local", "prod"])
+def test_loading_the_definitions_touches_no_network(monkeypatch, tmp_path, no_network, env):
+    loaded = load(monkeypatch, tmp_path, RECS_ENV=env)
+    assert no_network == []
+    assert not (tmp_path / "warehouse.duckdb").exists()
+    assert dg.AssetKey("raw_events") in loaded.resolve_all_asset_keys()
+
+
+def test_the_environment_picks_the_resources(monkeypatch, tmp_path):
+    local = load(monkeypatch, tmp_path, RECS_ENV="local")
+    assert type(local.resources["warehouse"]).__name__ == "DuckDBWarehouse"
+    assert local.resources["landing"].root == str(tmp_path / "landing")
+    prod = load(monkeypatch, tmp_path, RECS_ENV="prod", RECS_LANDING_PREFIX="shop")
+    assert type(prod.resources["warehouse"]).__name__ == "SnowflakeWarehouse"
+    assert type(prod.resources["landing"]).__name__ == "S3LandingZone"
+    assert prod.resources["landing"].prefix == "shop/"
+
+
+def test_the_asset_graph(tmp_path):
+    settings = Settings(env="local", data_dir=tmp_path, partitions_start=dt.date(2026, 11, 1))
+    graph = build_definitions(settings)
+    raw_events = graph.resolve_assets_def("raw_events")
+    spec = next(iter(raw_events.specs))
+    assert spec.group_name == "ingest"
+    assert set(spec.kinds) == {"duckdb", "python"}
+    partitions = raw_events.partitions_def
+    assert isinstance(partitions, dg.DailyPartitionsDefinition)
+    assert partitions.get_first_partition_key() == "2026-11-01"
+    assert [check.name for check in raw_events.check_specs] == ["rejected_share_below_threshold"]
+    assert graph.resolve_job_def(INGEST_JOB).partitions_def == partitions
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("RECS_ENV", "staging", "RECS_ENV='staging' is not one of local, prod"),
+        ("RECS_PARTITIONS_START", "11/01/2026", "is not a date like 2026-11-01"),
+    ],
+)
+def test_a_wrong_setting_is_named(name, value, message):
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env({name: value})
