@@ -1,0 +1,63 @@
+"""The commands a user types, run as the user runs them: in a subprocess, from the venv."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+
+from recs_platform_tests.factories import make_event, write_good_file
+
+BIN = Path(sys.executable).parent
+SAMPLE = Path(__file__).parent / "fixtures" / "coveo_browsing_sample.csv"
+
+
+def run(args, data_dir, **extra_env):
+    environ = {**os.environ, "RECS_DATA_DIR": str(data_dir), **extra_env}
+    return subprocess.run(args, capture_output=True, text=True, env=environ, timeout=300)
+
+
+def test_import_coveo_prints_what_it_landed(tmp_path):
+    result = run([BIN / "recs-platform", "import-coveo", str(SAMPLE)], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "events landed" in result.stdout and "32" in result.stdout
+    assert len(list((tmp_path / "landing" / "events").glob("date=*/coveo-*.jsonl.gz"))) == 2
+
+
+def test_import_coveo_of_a_missing_file_is_a_clear_error(tmp_path):
+    result = run([BIN / "recs-platform", "import-coveo", str(tmp_path / "nope.csv")], tmp_path)
+    assert result.returncode == 1
+    assert "nope.csv is not a file" in result.stderr
+
+
+def test_a_wrong_environment_is_refused_before_anything_runs(tmp_path):
+    result = run([BIN / "recs-platform", "import-coveo", str(SAMPLE)], tmp_path, RECS_ENV="qa")
+    assert result.returncode == 2
+    assert "RECS_ENV='qa' is not one of local, prod" in result.stderr
+    assert not (tmp_path / "landing").exists()
+
+
+def test_the_dagster_cli_materializes_a_partition_of_raw_events(tmp_path):
+    write_good_file(tmp_path / "landing", [make_event(n) for n in range(12)])
+    (tmp_path / "home").mkdir()
+    result = run(
+        [
+            BIN / "dagster",
+            "asset",
+            "materialize",
+            "-m",
+            "recs_platform.definitions",
+            "--select",
+            "raw_events",
+            "--partition",
+            "2026-11-03",
+        ],
+        tmp_path,
+        DAGSTER_HOME=str(tmp_path / "home"),
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as conn:
+        assert conn.execute(
+            "SELECT event_date::VARCHAR, count(*) FROM raw.events GROUP BY 1"
+        ).fetchall() == [("2026-11-03", 12)]
