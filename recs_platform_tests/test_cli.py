@@ -1,5 +1,6 @@
 """The commands a user types, run as the user runs them: in a subprocess, from the venv."""
 
+import json
 import os
 import subprocess
 import sys
@@ -61,3 +62,17 @@ def test_the_dagster_cli_materializes_a_partition_of_raw_events(tmp_path):
         assert conn.execute(
             "SELECT event_date::VARCHAR, count(*) FROM raw.events GROUP BY 1"
         ).fetchall() == [("2026-11-03", 12)]
+
+
+def test_dg_finds_the_definitions_from_pyproject(tmp_path):
+    result = subprocess.run(
+        [BIN / "dg", "list", "defs", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).parents[1],
+        env={**os.environ, "RECS_DATA_DIR": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    listed = json.loads(result.stdout)
+    assert [asset["asset_key"] for asset in listed["assets"]] == ["raw_events"]
