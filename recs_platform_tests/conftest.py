@@ -1,0 +1,85 @@
+"""Shared fixtures: S3 on moto and Snowflake on fakesnow, both local servers on 127.0.0.1.
+
+The servers start once per test session; each test gets its own bucket and its own database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import closing
+from typing import Any
+
+import pytest
+
+from recs_platform_tests.fakes import (
+    FAKE_AWS_ENV,
+    LOCAL_ONLY_ENV,
+    create_unique_bucket,
+    fakesnow_server,
+    moto_s3_server,
+    s3_client_for,
+    snowflake_resource_for,
+    unique_database_name,
+)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    with moto_s3_server() as endpoint_url:
+        yield endpoint_url
+
+
+@pytest.fixture
+def local_only_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in LOCAL_ONLY_ENV.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def fake_aws_env(monkeypatch: pytest.MonkeyPatch, local_only_env: None) -> None:
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    for name, value in FAKE_AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def s3_client(moto_endpoint: str, fake_aws_env: None) -> Any:
+    return s3_client_for(moto_endpoint)
+
+
+@pytest.fixture
+def s3_bucket(s3_client: Any) -> str:
+    return create_unique_bucket(s3_client)
+
+
+@pytest.fixture(scope="session")
+def fakesnow_kwargs() -> Iterator[dict[str, Any]]:
+    """`snowflake.connector.connect` kwargs for the fakesnow server (add a `database`)."""
+    with fakesnow_server() as connection_kwargs:
+        yield connection_kwargs
+
+
+@pytest.fixture
+def snowflake_database() -> str:
+    return unique_database_name()
+
+
+@pytest.fixture
+def snowflake_conn(
+    fakesnow_kwargs: dict[str, Any], snowflake_database: str, local_only_env: None
+) -> Iterator[Any]:
+    """A real `snowflake.connector` connection to this test's database on the fake."""
+    import snowflake.connector
+
+    with closing(
+        snowflake.connector.connect(**fakesnow_kwargs, database=snowflake_database)
+    ) as conn:
+        yield conn
+
+
+@pytest.fixture
+def snowflake_resource(
+    fakesnow_kwargs: dict[str, Any], snowflake_database: str, local_only_env: None
+) -> Any:
+    """A dagster-snowflake `SnowflakeResource` for this test's database on the fake."""
+    return snowflake_resource_for(fakesnow_kwargs, snowflake_database)
