@@ -12,7 +12,8 @@ from recs_platform.settings import Settings
 INGEST_JOB = "ingest_raw_events"
 
 
-def build_definitions(settings: Settings) -> dg.Definitions:
+def build_definitions(settings: Settings, resources: dict | None = None) -> dg.Definitions:
+    """The definitions of one environment; `resources` replaces the environment's defaults."""
     daily = daily_partitions(settings.partitions_start)
     warehouse_kind = "duckdb" if settings.env == "local" else "snowflake"
     raw_events = build_raw_events_asset(daily, warehouse_kind)
@@ -22,7 +23,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=[raw_events],
         jobs=[ingest_job],
-        resources=resources_for(settings),
+        resources=resources if resources is not None else resources_for(settings),
     )
 
 
