@@ -1,0 +1,1 @@
+"""Session recommenders behind one interface: fit on sessions, rank the catalogue for a prefix."""
