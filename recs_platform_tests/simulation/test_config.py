@@ -1,0 +1,47 @@
+import dataclasses
+import datetime as dt
+
+import pytest
+
+from recs_platform.simulation import ShopConfig
+
+
+def test_defaults_are_the_documented_shop():
+    config = ShopConfig()
+    assert (config.start, config.days, config.sessions_per_day) == (dt.date(2026, 11, 1), 14, 3000)
+    assert (config.n_items, config.n_categories, config.seed) == (2000, 40, 7)
+    assert config.n_intents == config.n_styles * config.n_price_levels == 20
+    assert config.end == dt.date(2026, 11, 15)
+
+
+def test_sessions_per_day_average_over_a_week():
+    config = ShopConfig(days=7)
+    per_day = [config.sessions_on(day) for day in range(7)]
+    assert abs(sum(per_day) - 7 * config.sessions_per_day) <= 7
+    assert min(per_day) < config.sessions_per_day < max(per_day)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"alpha": 1.0}, "alpha must lie in [0, 1)"),
+        ({"p_stay": 0.0}, "p_stay must lie in (0, 1)"),
+        ({"n_items": 50}, "n_items (50) must be at least twice n_categories (40)"),
+        ({"days": 0}, "days must be at least 1"),
+        ({"duplicate_rate": 1.5}, "duplicate_rate must lie in [0, 1)"),
+        ({"mean_session_length": 1.0}, "mean_session_length must lie in (1"),
+        ({"weekday_factors": (1.0, 1.0)}, "weekday_factors must be a tuple of 7"),
+        ({"sessions_per_day": 2.5}, "sessions_per_day must be an int"),
+        ({"start": "2026-11-01"}, "start must be a datetime.date"),
+        ({"alpha": "high"}, "alpha must be a finite number, got 'high'"),
+    ],
+)
+def test_invalid_values_are_refused_with_the_reason(changes, message):
+    with pytest.raises(ValueError, match="invalid ShopConfig") as error:
+        ShopConfig(**changes)
+    assert message in str(error.value)
+
+
+def test_config_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ShopConfig().seed = 3
