@@ -1,0 +1,1 @@
+"""Offline evaluation: next-item metrics and the session-rec protocol."""
