@@ -49,9 +49,6 @@ class Catalogue:
         popularity = self.base_popularity * np.exp(self.drift * day)
         return np.where(self.launch_day <= day, popularity, 0.0)
 
-    def index_of(self) -> dict[str, int]:
-        return {sku: index for index, sku in enumerate(self.skus)}
-
 
 def zipf_weights(count: int, exponent: float, offset: float = 0.0) -> np.ndarray:
     """(rank + offset)^-exponent for ranks 1..count, summing to 1 (Zipf-Mandelbrot)."""

@@ -39,8 +39,11 @@ class Oracle:
             self._days[index] = ShopDay(self.config, self.catalogue, index)
         return self._days[index]
 
-    def _conditional(self, prefix: tuple[int, ...], day: int) -> np.ndarray:
-        """P_z(next = j | prefix, day) for every intent: [n_intents, n_items], rows sum to 1."""
+    def next_item_probabilities_by_intent(
+        self, prefix_item_indices: Sequence[int], day: int | dt.date
+    ) -> np.ndarray:
+        """P_z(next = j | prefix, day) for every intent z: [n_intents, n_items], rows sum to 1."""
+        prefix = tuple(prefix_item_indices)
         shop_day = self.shop_day(day)
         if not prefix:
             return shop_day.first_probabilities()
@@ -49,7 +52,7 @@ class Oracle:
         unseen_mass = rows.sum(axis=1, keepdims=True)
         if not (unseen_mass > 0).all():
             raise ValueError(
-                f"no product is left to view after {len(prefix)} products on day {day}"
+                f"no product is left to view after {len(prefix)} products on day {shop_day.day}"
             )
         return rows / unseen_mass
 
@@ -63,7 +66,7 @@ class Oracle:
             return cached
         earlier = self._log_likelihood(prefix[:-1], day)
         with np.errstate(divide="ignore"):
-            step = np.log(self._conditional(prefix[:-1], day)[:, prefix[-1]])
+            step = np.log(self.next_item_probabilities_by_intent(prefix[:-1], day)[:, prefix[-1]])
         log_likelihood = earlier + step
         if len(self._log_likelihoods) >= _CACHE_LIMIT:
             self._log_likelihoods.clear()
@@ -100,7 +103,7 @@ class Oracle:
         day = self.day_index(day)
         prefix = self._checked_prefix(prefix_item_indices)
         posterior = self.intent_posterior(prefix, day)
-        return posterior @ self._conditional(prefix, day)
+        return posterior @ self.next_item_probabilities_by_intent(prefix, day)
 
     def ranker(self, day: int | dt.date) -> OracleRanker:
         return OracleRanker(self, self.day_index(day))

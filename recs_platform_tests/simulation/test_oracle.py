@@ -67,7 +67,7 @@ def test_empirical_third_product_matches_the_oracle(tiny_day):
 
     # The test has the power to see a wrong oracle: ignoring what the prefix says about the
     # intent (a uniform posterior) is rejected by a wide margin.
-    intent_blind = oracle._conditional(tuple(prefix), DAY).mean(axis=0)
+    intent_blind = oracle.next_item_probabilities_by_intent(tuple(prefix), DAY).mean(axis=0)
     assert chi_square(observed, intent_blind)[0] > 10 * critical_value(degrees)
 
 
