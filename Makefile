@@ -17,8 +17,7 @@ $(INSTALLED): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
-demo: install
-	mkdir -p "$(DAGSTER_HOME)"
+demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/recs-platform demo
 
 test: install lint
@@ -35,9 +34,12 @@ format: install
 bench: install
 	$(BIN)/python benchmarks/run_all.py
 
-dev: install
+dev: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -m recs_platform.definitions -h 127.0.0.1
+
+$(DAGSTER_HOME)/dagster.yaml: deployments/dagster/local.yaml
 	mkdir -p "$(DAGSTER_HOME)"
-	$(BIN)/dagster dev -m recs_platform.definitions
+	cp $< $@
 
 clean:
 	rm -rf "$(RECS_DATA_DIR)" .pytest_cache .ruff_cache

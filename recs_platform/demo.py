@@ -64,13 +64,19 @@ def run_demo(settings: Settings) -> int:
         (day.isoformat(), files, events, rejected, sessions_by_day.get(day, 0))
         for day, files, events, rejected in rows
     ]
-    table.append(("total", *(sum(row[column] for row in table) for column in range(1, 5))))
+    ((all_sessions,),) = warehouse.query("SELECT count(DISTINCT session_id) FROM raw.events")
+    table.append(
+        ("total", *(sum(row[column] for row in table) for column in range(1, 4)), all_sessions)
+    )
     print(f"\n{'day':<12}{'files':>7}{'events':>10}{'rejected':>10}{'sessions':>10}")
     for day, files, events, rejected, sessions in table:
         print(f"{day:<12}{files:>7}{events:>10,}{rejected:>10,}{sessions:>10,}")
+    from recs_platform.evaluation.protocol import shop_headroom
+
+    print("\n== 3. The shop's ceiling: its exact oracle against the simple baselines")
+    print(shop_headroom(config).format_table())
     print(
-        "\nDone. See the partitions and runs in the Dagster UI:\n"
-        f"  DAGSTER_HOME={os.environ.get('DAGSTER_HOME', '<unset>')} .venv/bin/dagster dev\n"
+        "\nDone. See raw_events, its partitions and runs in the Dagster UI: make dev\n"
         f'Query the warehouse: .venv/bin/python -c "import duckdb; '
         f"print(duckdb.connect('{settings.warehouse_path}', read_only=True)"
         ".sql('from raw.events limit 5'))\""

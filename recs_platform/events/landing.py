@@ -90,7 +90,7 @@ class _OpenFile:
         self.temp_path = final_path.with_name(f".{final_path.name}.tmp-{uuid.uuid4().hex[:8]}")
         self.raw: IO[bytes] = open(self.temp_path, "xb")  # noqa: SIM115 - closed in finalize
         self.stream: IO[bytes] = (
-            gzip.GzipFile(fileobj=self.raw, mode="wb", compresslevel=1, mtime=0)
+            gzip.GzipFile(filename="", fileobj=self.raw, mode="wb", compresslevel=1, mtime=0)
             if compress
             else self.raw
         )

@@ -1,0 +1,63 @@
+"""`make demo` end to end: the default shop, every day loaded, runs recorded in the instance."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).parents[1]
+DAY_LINE = re.compile(r"^(2026-11-\d\d)\s+(\d+)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)$", re.M)
+TOTAL_LINE = re.compile(r"^total\s+(\d+)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)$", re.M)
+
+
+def number(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+def test_the_demo_loads_every_simulated_day_and_can_run_again(tmp_path, monkeypatch):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "deployments" / "dagster" / "local.yaml", home / "dagster.yaml")
+    environ = {**os.environ, "RECS_DATA_DIR": str(tmp_path), "DAGSTER_HOME": str(home)}
+    environ.pop("RECS_ENV", None)
+
+    def demo() -> str:
+        result = subprocess.run(
+            [BIN / "recs-platform", "demo"],
+            capture_output=True,
+            text=True,
+            env=environ,
+            timeout=900,
+        )
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        return result.stdout
+
+    first = demo()
+    assert "gini of product views" in first
+    days = DAY_LINE.findall(first)
+    assert [day for day, *_ in days][:14] == [f"2026-11-{d:02d}" for d in range(1, 15)]
+    files, events, rejected, _ = map(number, TOTAL_LINE.search(first).groups())
+    assert events == sum(number(row[2]) for row in days) > 300_000
+    assert rejected == 0
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM raw.events").fetchone() == (events,)
+        assert conn.execute("SELECT count(DISTINCT event_date) FROM raw.events").fetchone() == (
+            len(days),
+        )
+    assert re.search(r"^oracle\s+0\.\d+\s+0\.\d+$", first, re.M)
+
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs()
+        assert len(runs) == len(days)
+        assert {run.tags["dagster/partition"] for run in runs} == {day for day, *_ in days}
+
+    second = demo()
+    assert "already holds the shop with seed 7; keeping it" in second
+    assert TOTAL_LINE.search(second).groups() == TOTAL_LINE.search(first).groups()
