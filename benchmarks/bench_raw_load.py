@@ -88,7 +88,7 @@ def main() -> dict:
         "reference_events_per_s": round(args.events / reference_seconds),
         "raw_events_events_per_s": round(args.events / ours_seconds),
         "throughput_ratio_vs_read_json": round(reference_seconds / ours_seconds, 3),
-        "python_heap_peak_mb_during_load": round(python_peak_mb, 1),
+        "python_heap_peak_mb_during_load": round(python_peak_mb, 3),
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "raw_load.json").write_text(json.dumps(result, indent=2) + "\n")
