@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import random
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from report import save_and_print
+
 from recs_platform.importers.coveo import COVEO_COLUMNS
 
-RESULTS = Path(__file__).parent / "results"
 HEADER = ",".join(COVEO_COLUMNS)
 START_MS = 1_546_300_800_000  # 2019-01-01
 _MEASURE = """
@@ -79,12 +79,7 @@ def main() -> dict:
     result["peak_memory_ratio_large_vs_small"] = round(
         result["large"]["peak_rss_mb"] / result["small"]["peak_rss_mb"], 3
     )
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "coveo_import.json").write_text(json.dumps(result, indent=2) + "\n")
-    print("Coveo import: same code, a file 10x larger")
-    for label in ("small", "large"):
-        print(f"  {label:<6} {result[label]}")
-    print(f"  peak memory ratio (10x rows): {result['peak_memory_ratio_large_vs_small']}")
+    save_and_print("coveo_import", "Coveo import: same code, a file 10x larger", result)
     return result
 
 

@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import tempfile
 import time
 import tracemalloc
 from pathlib import Path
 
 import duckdb
+from report import save_and_print
 
 from recs_platform.events.landing import LandingFile, LandingWriter, list_local_partition
 from recs_platform.warehouse.duckdb_raw import load_raw_events_partition
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def write_day(root: Path, day: dt.date, events: int) -> list[LandingFile]:
@@ -90,13 +88,9 @@ def main() -> dict:
         "throughput_ratio_vs_read_json": round(reference_seconds / ours_seconds, 3),
         "python_heap_peak_mb_during_load": round(python_peak_mb, 3),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "raw_load.json").write_text(json.dumps(result, indent=2) + "\n")
-    width = max(len(key) for key in result)
-    print("raw_events load (DuckDB) vs plain read_json, same files, same run")
-    for key, value in result.items():
-        print(f"  {key:<{width}}  {value}")
-    return result
+    return save_and_print(
+        "raw_load", "raw_events load (DuckDB) vs plain read_json, same files, same run", result
+    )
 
 
 if __name__ == "__main__":

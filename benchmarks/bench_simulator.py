@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import math
 import os
 import tempfile
@@ -21,11 +20,12 @@ from pathlib import Path
 for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_variable] = "1"
 
+from report import save_and_print  # noqa: E402
+
 from recs_platform.events.contract import encode_event  # noqa: E402
 from recs_platform.events.landing import LandingWriter  # noqa: E402
 from recs_platform.simulation import ShopConfig, simulate_to_landing  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
 DAYS = 14
 # Events per session of the default shop, measured; only used to size the run.
 EVENTS_PER_SESSION = 8.77
@@ -97,13 +97,11 @@ def main() -> dict:
         "reference_events_per_s": round(report.events / reference_seconds),
         "ratio_to_reference": round(simulator_seconds / reference_seconds, 3),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "simulator.json").write_text(json.dumps(result, indent=2) + "\n")
-    width = max(len(key) for key in result)
-    print("simulate_to_landing vs encoding + writing prebuilt events, same writer, same run")
-    for key, value in result.items():
-        print(f"  {key:<{width}}  {value}")
-    return result
+    return save_and_print(
+        "simulator",
+        "simulate_to_landing vs encoding + writing prebuilt events, same writer, same run",
+        result,
+    )
 
 
 if __name__ == "__main__":
