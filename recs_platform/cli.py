@@ -10,6 +10,10 @@ from pathlib import Path
 from recs_platform.settings import Settings, SettingsError
 
 
+class UsageError(Exception):
+    """Arguments that parse but do not make sense together; exit code 2 like argparse."""
+
+
 def _date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
@@ -30,13 +34,16 @@ def _positive_int(text: str) -> int:
 def _shop_config(args: argparse.Namespace):
     from recs_platform.simulation import ShopConfig
 
-    return ShopConfig(
-        start=args.start,
-        days=args.days,
-        sessions_per_day=args.sessions_per_day,
-        n_items=args.items,
-        seed=args.seed,
-    )
+    try:
+        return ShopConfig(
+            start=args.start,
+            days=args.days,
+            sessions_per_day=args.sessions_per_day,
+            n_items=args.items,
+            seed=args.seed,
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from error
 
 
 def _add_shop_arguments(parser: argparse.ArgumentParser) -> None:
@@ -138,7 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    return args.run(args, settings)
+    try:
+        return args.run(args, settings)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +77,49 @@ def test_dg_finds_the_definitions_from_pyproject(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     listed = json.loads(result.stdout)
     assert [asset["asset_key"] for asset in listed["assets"]] == ["raw_events"]
+
+
+def test_simulate_prints_the_realised_statistics_and_refuses_to_overwrite(tmp_path):
+    command = [
+        BIN / "recs-platform",
+        "simulate",
+        "--days",
+        "2",
+        "--sessions-per-day",
+        "200",
+        "--items",
+        "300",
+        "--seed",
+        "5",
+    ]
+    first = run(command, tmp_path)
+    assert first.returncode == 0, first.stderr
+    for statistic in (
+        "sessions",
+        "gini of product views",
+        "mean session length",
+        "adds per product view",
+        "duplicate rate",
+        "late rate",
+    ):
+        assert statistic in first.stdout
+    assert re.search(r"^sessions\s+400$", first.stdout, re.M)
+    landed = sorted((tmp_path / "landing").rglob("*.jsonl.gz"))
+    assert landed
+    again = run(command, tmp_path)
+    assert again.returncode == 1
+    assert "already in the landing zone, which is immutable" in again.stderr
+    assert sorted((tmp_path / "landing").rglob("*.jsonl.gz")) == landed
+
+
+def test_simulate_refuses_a_bad_date_with_a_usage_error(tmp_path):
+    result = run([BIN / "recs-platform", "simulate", "--start", "yesterday"], tmp_path)
+    assert result.returncode == 2
+    assert "'yesterday' is not a date like 2026-11-01" in result.stderr
+
+
+def test_simulate_explains_a_shop_that_cannot_exist(tmp_path):
+    result = run([BIN / "recs-platform", "simulate", "--items", "3"], tmp_path)
+    assert result.returncode == 2
+    assert "invalid ShopConfig: n_items (3) must be at least twice n_categories" in result.stderr
+    assert "Traceback" not in result.stderr
