@@ -1,0 +1,140 @@
+"""Turn what a tracker sends into raw events of the contract, or into named rejections.
+
+Every entry point returns a `ParseResult`: the accepted events (server fields added, contract
+checked) and the rejections with their reasons. One bad event never sinks the good ones of the
+same request; only a request that cannot be read at all (not JSON, too large) is refused whole.
+The local collector and the Lambda handler call the same functions.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from recs_platform.events.contract import InvalidEvent, validate_event
+
+
+@dataclass(frozen=True)
+class CollectorLimits:
+    max_body_bytes: int = 1_048_576
+    max_events_per_request: int = 500
+    max_string_chars: int = 4096
+    max_future_ms: int = 24 * 3600 * 1000
+    """A client clock this far ahead of the server is not believed."""
+    max_past_ms: int = 30 * 24 * 3600 * 1000
+    """Events older than this (by the client's clock) are refused: a replay or a broken clock."""
+
+
+class RequestRejected(ValueError):
+    """The whole request is unusable; `status` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Rejection:
+    reason: str
+    raw: Any
+
+
+@dataclass
+class ParseResult:
+    events: list[dict[str, Any]] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+    def extend(self, other: ParseResult) -> None:
+        self.events += other.events
+        self.rejections += other.rejections
+
+
+def _too_long(event: Mapping[str, Any], limit: int) -> str | None:
+    for name, value in event.items():
+        if isinstance(value, str) and len(value) > limit:
+            return f"{name} longer than {limit} characters"
+    return None
+
+
+def finish_event(
+    raw: Any, *, server_ts: int, source: str, limits: CollectorLimits
+) -> dict[str, Any]:
+    """Add the server's fields to one incoming event and check it; raises `InvalidEvent`."""
+    if not isinstance(raw, dict):
+        raise InvalidEvent("not a JSON object")
+    event = dict(raw)
+    event["server_ts"] = server_ts
+    event.setdefault("event_id", str(uuid.uuid4()))
+    event["source"] = source
+    if event.get("client_ts") is None:
+        event["client_ts"] = server_ts
+    long_field = _too_long(event, limits.max_string_chars)
+    if long_field:
+        raise InvalidEvent(long_field)
+    validate_event(event)
+    if event["client_ts"] > server_ts + limits.max_future_ms:
+        raise InvalidEvent("client_ts too far in the future")
+    if event["client_ts"] < server_ts - limits.max_past_ms:
+        raise InvalidEvent("client_ts too far in the past")
+    return event
+
+
+def finish_events(
+    raws: list[Any], *, server_ts: int, source: str, limits: CollectorLimits
+) -> ParseResult:
+    result = ParseResult()
+    for raw in raws:
+        try:
+            result.events.append(
+                finish_event(raw, server_ts=server_ts, source=source, limits=limits)
+            )
+        except InvalidEvent as error:
+            result.rejections.append(Rejection(str(error), raw))
+    return result
+
+
+def check_body_size(body: bytes, limits: CollectorLimits) -> None:
+    if len(body) > limits.max_body_bytes:
+        raise RequestRejected(413, f"body larger than {limits.max_body_bytes} bytes")
+
+
+def events_from_json_body(
+    body: bytes, *, server_ts: int, limits: CollectorLimits, source: str = "collector"
+) -> ParseResult:
+    """`POST /collect`: a JSON array of raw events (or one object), as JSON or text/plain."""
+    check_body_size(body, limits)
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        reason = "body is not valid UTF-8 JSON" if body else "empty body"
+        raise RequestRejected(400, reason) from error
+    raws = document if isinstance(document, list) else [document]
+    if len(raws) > limits.max_events_per_request:
+        raise RequestRejected(
+            413, f"{len(raws)} events in one request; at most {limits.max_events_per_request}"
+        )
+    return finish_events(raws, server_ts=server_ts, source=source, limits=limits)
+
+
+# Query parameters of the pixel: our contract names, plus short aliases.
+_PIXEL_ALIASES = {"sku": "product_sku", "action": "product_action", "ts": "client_ts"}
+
+
+def event_from_query(
+    query: Mapping[str, str], *, server_ts: int, limits: CollectorLimits, source: str = "pixel"
+) -> ParseResult:
+    """`GET /i` with our field names: one event from query parameters."""
+    raw: dict[str, Any] = {}
+    for name, value in query.items():
+        raw.setdefault(_PIXEL_ALIASES.get(name, name), value)
+    if "client_ts" in raw:
+        try:
+            raw["client_ts"] = int(raw["client_ts"])
+        except ValueError:
+            return ParseResult(rejections=[Rejection("client_ts is not an integer", dict(query))])
+    return finish_events([raw], server_ts=server_ts, source=source, limits=limits)
