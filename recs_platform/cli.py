@@ -98,6 +98,24 @@ def _import_coveo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _collector(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from recs_platform.collection.app import CollectorConfig, create_app
+
+    app = create_app(
+        CollectorConfig(
+            landing_root=settings.landing_dir,
+            cors_origins=settings.cors_origins,
+            rotate_bytes=args.rotate_mb * 1024 * 1024,
+            rotate_seconds=args.rotate_seconds,
+        )
+    )
+    print(f"Collector on http://{args.host}:{args.port}, landing in {settings.landing_dir}")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from recs_platform.demo import run_demo
 
@@ -130,6 +148,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     coveo.add_argument("path", type=Path, help="browsing_train.csv")
     coveo.set_defaults(run=_import_coveo)
+
+    collector = commands.add_parser(
+        "collector", help="run the event collector (pixel, JSON, Snowplow) into the landing zone"
+    )
+    collector.add_argument("--host", default="127.0.0.1")
+    collector.add_argument("--port", type=_positive_int, default=8000)
+    collector.add_argument(
+        "--rotate-mb",
+        type=_positive_int,
+        default=64,
+        help="publish a landing file once it reaches this size",
+    )
+    collector.add_argument(
+        "--rotate-seconds",
+        type=float,
+        default=60.0,
+        help="publish a landing file once it is this old",
+    )
+    collector.set_defaults(run=_collector)
 
     demo = commands.add_parser(
         "demo", help="simulate the default shop and materialize raw_events for every day"

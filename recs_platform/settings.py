@@ -20,6 +20,7 @@ class Settings:
     data_dir: Path
     partitions_start: dt.date
     landing_prefix: str = ""
+    cors_origins: tuple[str, ...] = ()
 
     @property
     def landing_dir(self) -> Path:
@@ -46,8 +47,14 @@ class Settings:
         landing_prefix = environ.get("RECS_LANDING_PREFIX", "")
         if landing_prefix and not landing_prefix.endswith("/"):
             landing_prefix += "/"
+        cors_origins = tuple(
+            origin.strip()
+            for origin in environ.get("RECS_CORS_ORIGINS", "").split(",")
+            if origin.strip()
+        )
         return cls(
             env=env,
+            cors_origins=cors_origins,
             data_dir=data_dir.absolute(),
             partitions_start=partitions_start,
             landing_prefix=landing_prefix,

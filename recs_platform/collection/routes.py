@@ -36,10 +36,10 @@ def is_collect_route(method: str, path: str) -> bool:
 
 def parse_request(request: CollectRequest, limits: CollectorLimits) -> ParseResult:
     """The events of one collection request; raises `RequestRejected` for an unusable one."""
-    from recs_platform.collection import snowplow
-
     if request.method == "GET" and request.path in PIXEL_PATHS:
         if "e" in request.query:  # Snowplow's GET emitter speaks the tracker protocol
+            from recs_platform.collection import snowplow
+
             return snowplow.events_from_snowplow_query(
                 request.query, server_ts=request.server_ts, limits=limits
             )
@@ -47,6 +47,8 @@ def parse_request(request: CollectRequest, limits: CollectorLimits) -> ParseResu
     if request.method == "POST" and request.path == COLLECT_PATH:
         return events_from_json_body(request.body, server_ts=request.server_ts, limits=limits)
     if request.method == "POST" and request.path == SNOWPLOW_POST_PATH:
+        from recs_platform.collection import snowplow
+
         check_body_size(request.body, limits)
         return snowplow.events_from_snowplow_tp2(
             request.body, server_ts=request.server_ts, limits=limits

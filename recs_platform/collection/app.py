@@ -1,0 +1,205 @@
+"""The collector: a small ASGI app on uvicorn. `recs-platform collector` runs it.
+
+Routes: `GET /i` and `/pixel.gif` (1x1 GIF; our field names or Snowplow's GET emitter),
+`POST /collect` (JSON array of raw events; text/plain too, for `navigator.sendBeacon`),
+`POST /com.snowplowanalytics.snowplow/tp2` (Snowplow's POST emitter), `GET /health`,
+`GET /recs.js` (the tracker). A 2xx means every accepted event is on disk (fsynced).
+Bad input gets a 4xx with a JSON reason, and the pixel still answers with its GIF.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import orjson
+
+from recs_platform.collection.durable import DurableLandingWriter, rejection_line
+from recs_platform.collection.parsing import CollectorLimits, RequestRejected
+from recs_platform.collection.routes import (
+    PIXEL_PATHS,
+    CollectRequest,
+    is_collect_route,
+    parse_request,
+)
+
+log = logging.getLogger(__name__)
+
+PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+_REASONS_SHOWN = 5
+_REJECTED_BODY_BYTES = 10_000
+
+
+@dataclass(frozen=True)
+class CollectorConfig:
+    landing_root: Path
+    limits: CollectorLimits = field(default_factory=CollectorLimits)
+    cors_origins: tuple[str, ...] = ()
+    rotate_bytes: int = 64 * 1024 * 1024
+    rotate_seconds: float = 60.0
+
+
+def _json(status: int, document: dict) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    return status, orjson.dumps(document), [(b"content-type", b"application/json")]
+
+
+class CollectorApp:
+    def __init__(self, config: CollectorConfig):
+        self.config = config
+        self.writer = DurableLandingWriter(
+            config.landing_root,
+            rotate_bytes=config.rotate_bytes,
+            rotate_seconds=config.rotate_seconds,
+        )
+        self._tracker_js: bytes | None = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        status, body, headers = await self._respond(scope, receive)
+        headers = headers + self._cors_headers(scope)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _lifespan(self, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.writer.start()
+                except Exception as error:
+                    await send({"type": "lifespan.startup.failed", "message": str(error)})
+                    return
+                recovery = self.writer.recovery
+                if recovery.files_published or recovery.torn_lines:
+                    log.warning(
+                        "recovered %d lines in %d files left by a crash (%d torn lines rejected)",
+                        recovery.lines_kept,
+                        len(recovery.files_published),
+                        recovery.torn_lines,
+                    )
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.writer.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _cors_headers(self, scope) -> list[tuple[bytes, bytes]]:
+        origin = next((v for k, v in scope["headers"] if k == b"origin"), None)
+        allowed = self.config.cors_origins
+        if origin is None or not allowed:
+            return []
+        if "*" in allowed or origin.decode("latin-1") in allowed:
+            return [
+                (b"access-control-allow-origin", origin),
+                (b"access-control-allow-credentials", b"true"),
+                (b"vary", b"Origin"),
+            ]
+        return []
+
+    async def _read_body(self, receive) -> bytes:
+        limit = self.config.limits.max_body_bytes
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise RequestRejected(413, f"body larger than {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _respond(self, scope, receive):
+        method, path = scope["method"], scope["path"]
+        if method == "OPTIONS":
+            return (
+                204,
+                b"",
+                [
+                    (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+                    (b"access-control-allow-headers", b"content-type"),
+                    (b"access-control-max-age", b"86400"),
+                ],
+            )
+        if method == "GET" and path == "/health":
+            return _json(200, {"status": "ok"})
+        if method == "GET" and path == "/recs.js":
+            return (
+                200,
+                self._tracker(),
+                [
+                    (b"content-type", b"application/javascript; charset=utf-8"),
+                    (b"cache-control", b"public, max-age=300"),
+                ],
+            )
+        if not is_collect_route(method, path):
+            return _json(404, {"error": f"no route {method} {path}"})
+        server_ts = int(time.time() * 1000)
+        try:
+            query = dict(parse_qsl(scope["query_string"].decode("utf-8", "strict")))
+        except UnicodeDecodeError:
+            query = None
+        body = b""
+        try:
+            if query is None:
+                raise RequestRejected(400, "query string is not UTF-8")
+            if method == "POST":
+                body = await self._read_body(receive)
+            result = parse_request(
+                CollectRequest(method, path, query, body, server_ts), self.config.limits
+            )
+        except RequestRejected as rejected:
+            raw = scope["query_string"] if method == "GET" else body[:_REJECTED_BODY_BYTES]
+            await self.writer.append(
+                (), [rejection_line(server_ts, path, rejected.reason, raw)], server_ts
+            )
+            if path in PIXEL_PATHS:
+                return self._pixel()
+            return _json(rejected.status, {"error": rejected.reason})
+        rejections = [
+            rejection_line(server_ts, path, rejection.reason, rejection.raw)
+            for rejection in result.rejections
+        ]
+        await self.writer.append(result.events, rejections, server_ts)
+        if path in PIXEL_PATHS:
+            return self._pixel()
+        status = 400 if result.rejections and not result.events else 200
+        return _json(
+            status,
+            {
+                "accepted": len(result.events),
+                "rejected": len(result.rejections),
+                "reasons": [rejection.reason for rejection in result.rejections[:_REASONS_SHOWN]],
+            },
+        )
+
+    @staticmethod
+    def _pixel():
+        return (
+            200,
+            PIXEL_GIF,
+            [
+                (b"content-type", b"image/gif"),
+                (b"cache-control", b"no-store, max-age=0"),
+            ],
+        )
+
+    def _tracker(self) -> bytes:
+        if self._tracker_js is None:
+            self._tracker_js = (
+                resources.files("recs_platform.collection").joinpath("static/recs.js").read_bytes()
+            )
+        return self._tracker_js
+
+
+def create_app(config: CollectorConfig) -> CollectorApp:
+    return CollectorApp(config)

@@ -1,0 +1,1 @@
+// placeholder: the tracker is written next

@@ -1,0 +1,91 @@
+"""Run the real collector (uvicorn, in its own process) on 127.0.0.1 for a test, and read back
+what it landed."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2 as httpx
+import orjson
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_collector(data_dir: Path, port: int, *extra_args: str, **environ: str):
+    """Start `recs-platform collector` and wait until /health answers; returns the process."""
+    process = subprocess.Popen(
+        [
+            BIN / "recs-platform",
+            "collector",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *extra_args,
+        ],
+        env={**os.environ, "RECS_DATA_DIR": str(data_dir), **environ},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(process.stderr.read().decode()[-3000:])
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return process
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("the collector did not answer /health within 60 s")
+
+
+def stop_collector(process, kill: bool = False) -> None:
+    process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+    process.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def running_collector(data_dir: Path, *extra_args: str, **environ: str) -> Iterator[str]:
+    """A collector writing under `data_dir/landing`; yields its base URL; stops it cleanly
+    (publishing every open landing file) on exit."""
+    port = free_port()
+    process = start_collector(data_dir, port, *extra_args, **environ)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_collector(process)
+
+
+def landed_events(landing_root: Path, include_unpublished: bool = False) -> list[dict]:
+    """Every event line in the landing zone's finalized files (plain or gzipped)."""
+    import gzip
+
+    pattern = "events/date=*/*.jsonl*" if not include_unpublished else "events/date=*/.*.tmp"
+    events = []
+    for path in sorted(landing_root.glob(pattern)):
+        content = path.read_bytes()
+        if path.name.endswith(".gz"):
+            content = gzip.decompress(content)
+        events += [orjson.loads(line) for line in content.splitlines() if line]
+    return events
+
+
+def rejected_records(landing_root: Path) -> list[dict]:
+    records = []
+    for path in sorted(landing_root.glob("rejected/date=*/*.jsonl")):
+        records += [orjson.loads(line) for line in path.read_bytes().splitlines() if line]
+    return records
