@@ -145,8 +145,8 @@ class CollectorApp:
             return _json(404, {"error": f"no route {method} {path}"})
         server_ts = int(time.time() * 1000)
         try:
-            query = dict(parse_qsl(scope["query_string"].decode("utf-8", "strict")))
-        except UnicodeDecodeError:
+            query = dict(parse_qsl(scope["query_string"].decode("ascii"), errors="strict"))
+        except (UnicodeDecodeError, ValueError):
             query = None
         body = b""
         try:

@@ -1,0 +1,206 @@
+"""The collector app in process (Starlette's TestClient drives the ASGI app, lifespan included)."""
+
+import time
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+
+from recs_platform.collection.app import PIXEL_GIF, CollectorConfig, create_app
+from recs_platform.collection.parsing import CollectorLimits
+from recs_platform_tests.collection.servers import landed_events, rejected_records
+
+LIMITS = CollectorLimits(max_body_bytes=20_000, max_events_per_request=20, max_string_chars=200)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def event(number: int = 0, **overrides) -> dict:
+    return {
+        "session_id": f"s-{number}",
+        "event_type": "event_product",
+        "product_action": "detail",
+        "product_sku": f"sku-{number}",
+        "url": f"/p/sku-{number}",
+        "client_ts": now_ms() - 1000,
+        **overrides,
+    }
+
+
+@pytest.fixture
+def collector(tmp_path):
+    app = create_app(CollectorConfig(tmp_path, limits=LIMITS, cors_origins=("https://shop.test",)))
+    with TestClient(app) as client:
+        yield client
+
+
+def test_a_mixed_batch_lands_its_good_events_and_names_the_bad_ones(collector, tmp_path):
+    batch = [
+        event(1),
+        event(2, event_type="click"),
+        event(3, client_ts=now_ms() + 3 * 86_400_000),
+        event(4, client_ts=now_ms() - 90 * 86_400_000),
+        event(5, url="x" * 201),
+        event(6),
+    ]
+    response = collector.post(
+        "/collect", content=orjson.dumps(batch), headers={"content-type": "text/plain"}
+    )
+    assert response.status_code == 200
+    assert response.json() == {
+        "accepted": 2,
+        "rejected": 4,
+        "reasons": [
+            "event_type not one of pageview, event_product",
+            "client_ts too far in the future",
+            "client_ts too far in the past",
+            "url longer than 200 characters",
+        ],
+    }
+    collector.__exit__(None, None, None)
+    landed = landed_events(tmp_path)
+    assert [e["product_sku"] for e in landed] == ["sku-1", "sku-6"]
+    assert all(e["source"] == "collector" and e["server_ts"] >= e["client_ts"] for e in landed)
+    assert len({e["event_id"] for e in landed}) == 2
+    assert len(rejected_records(tmp_path)) == 4
+
+
+def test_an_event_id_sent_by_the_client_is_kept(collector, tmp_path):
+    collector.post("/collect", json=[event(1, event_id="client-chosen-id")])
+    collector.__exit__(None, None, None)
+    assert [e["event_id"] for e in landed_events(tmp_path)] == ["client-chosen-id"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "reason"),
+    [
+        (b"{not json", 400, "body is not valid UTF-8 JSON"),
+        (b"", 400, "empty body"),
+        (b"\xff\xfe[]", 400, "body is not valid UTF-8 JSON"),
+        (b"[" + b",".join([b"{}"] * 21) + b"]", 413, "21 events in one request; at most 20"),
+        (b"x" * 20_001, 413, "body larger than 20000 bytes"),
+        (orjson.dumps([{"event_type": "pageview"}]), 400, None),
+    ],
+)
+def test_unusable_requests_get_a_4xx_with_a_json_reason(collector, tmp_path, body, status, reason):
+    response = collector.post("/collect", content=body)
+    assert response.status_code == status
+    if reason:
+        assert response.json() == {"error": reason}
+    else:
+        assert response.json()["reasons"] == ["session_id missing or not a non-empty string"]
+    collector.__exit__(None, None, None)
+    assert landed_events(tmp_path) == []
+    assert len(rejected_records(tmp_path)) == 1
+
+
+def test_the_pixel_always_answers_a_gif_and_records_what_it_refused(collector, tmp_path):
+    good = collector.get("/i", params={"session_id": "s9", "event_type": "pageview", "url": "/"})
+    bad = collector.get("/pixel.gif", params={"event_type": "pageview"})
+    not_utf8 = collector.get("/i?session_id=%ff%fe")
+    for response in (good, bad, not_utf8):
+        assert response.status_code == 200
+        assert response.content == PIXEL_GIF
+        assert response.headers["content-type"] == "image/gif"
+    collector.__exit__(None, None, None)
+    (landed,) = landed_events(tmp_path)
+    assert (landed["session_id"], landed["source"]) == ("s9", "pixel")
+    assert [r["reason"] for r in rejected_records(tmp_path)] == [
+        "session_id missing or not a non-empty string",
+        "query string is not UTF-8",
+    ]
+
+
+def test_cors_follows_the_allow_list(collector):
+    allowed = collector.post("/collect", json=[event(1)], headers={"origin": "https://shop.test"})
+    assert allowed.headers["access-control-allow-origin"] == "https://shop.test"
+    other = collector.post("/collect", json=[event(2)], headers={"origin": "https://evil.test"})
+    assert "access-control-allow-origin" not in other.headers
+    preflight = collector.options(
+        "/collect", headers={"origin": "https://shop.test", "access-control-request-method": "POST"}
+    )
+    assert preflight.status_code == 204
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+
+
+def test_health_and_unknown_routes(collector):
+    assert collector.get("/health").json() == {"status": "ok"}
+    missing = collector.get("/collect")
+    assert missing.status_code == 404 and missing.json() == {"error": "no route GET /collect"}
+
+
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+_EVENT_LIKE = st.fixed_dictionaries(
+    {},
+    optional={
+        "session_id": st.one_of(st.text(max_size=12), _JSON_VALUES),
+        "event_type": st.sampled_from(["pageview", "event_product", "x", ""]) | _JSON_VALUES,
+        "product_action": st.sampled_from(["detail", "add", None, "zap"]) | _JSON_VALUES,
+        "product_sku": st.text(max_size=12) | _JSON_VALUES,
+        "client_ts": st.integers(-(2**63), 2**63 - 1) | _JSON_VALUES,
+        "event_id": st.text(max_size=40) | _JSON_VALUES,
+        "url": st.text(max_size=300),
+    },
+)
+_BODIES = st.one_of(
+    st.binary(max_size=300),
+    st.lists(_EVENT_LIKE, max_size=25).map(orjson.dumps),
+    _JSON_VALUES.map(orjson.dumps),
+)
+
+
+@settings(
+    max_examples=2000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "OPTIONS"]),
+    path=st.sampled_from(
+        ["/collect", "/i", "/pixel.gif", "/health", "/nope", "/com.snowplowanalytics.snowplow/tp2"]
+    ),
+    body=_BODIES,
+    query=st.dictionaries(st.text(max_size=8), st.text(max_size=20), max_size=5),
+    content_type=st.sampled_from(["application/json", "text/plain", "image/png"]),
+)
+def test_no_generated_request_gets_a_5xx(collector, method, path, body, query, content_type):
+    response = collector.request(
+        method,
+        path,
+        params=query,
+        content=body if method != "GET" else None,
+        headers={"content-type": content_type},
+    )
+    assert response.status_code < 500, (response.status_code, response.text)
+    if path in ("/i", "/pixel.gif") and method == "GET":
+        assert response.content == PIXEL_GIF
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(bad=st.lists(_EVENT_LIKE, min_size=1, max_size=8), where=st.integers(0, 8))
+def test_good_events_survive_any_bad_neighbours(tmp_path_factory, bad, where):
+    root = tmp_path_factory.mktemp("landing")
+    good = [event(1, event_id="good-1"), event(2, event_id="good-2")]
+    batch = bad[:where] + good[:1] + bad[where:] + good[1:]
+    with TestClient(create_app(CollectorConfig(root, limits=LIMITS))) as client:
+        response = client.post("/collect", content=orjson.dumps(batch))
+        assert response.status_code == 200
+    landed_ids = [e["event_id"] for e in landed_events(root)]
+    assert {"good-1", "good-2"} <= set(landed_ids)
+    assert len(landed_ids) + len(rejected_records(root)) == len(batch)
