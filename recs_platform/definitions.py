@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from recs_platform.assets.ingest import build_raw_events_asset
+from recs_platform.automation import build_landing_sensor
 from recs_platform.partitions import daily_partitions
 from recs_platform.resources import resources_for
 from recs_platform.settings import Settings
@@ -23,6 +24,7 @@ def build_definitions(settings: Settings, resources: dict | None = None) -> dg.D
     return dg.Definitions(
         assets=[raw_events],
         jobs=[ingest_job],
+        sensors=[build_landing_sensor(INGEST_JOB, daily)],
         resources=resources if resources is not None else resources_for(settings),
     )
 

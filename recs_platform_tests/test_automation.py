@@ -1,0 +1,71 @@
+import datetime as dt
+import json
+
+import dagster as dg
+
+from recs_platform.automation import changed_partitions
+from recs_platform.definitions import build_definitions
+from recs_platform.resources import LocalLandingZone
+from recs_platform.settings import Settings
+from recs_platform_tests.factories import DAY, make_event, write_good_file
+
+OLD_DAY = DAY - dt.timedelta(days=1)
+
+
+def tick(definitions, landing_root, cursor=None):
+    context = dg.build_sensor_context(
+        cursor=cursor,
+        resources={"landing": LocalLandingZone(root=str(landing_root))},
+        repository_def=definitions.get_repository_def(),
+    )
+    result = definitions.resolve_sensor_def("landing_zone_sensor").evaluate_tick(context)
+    return result.run_requests, result.cursor
+
+
+def test_the_sensor_requests_each_changed_day_once_late_files_included(tmp_path):
+    definitions = build_definitions(
+        Settings(env="local", data_dir=tmp_path, partitions_start=dt.date(2026, 11, 1))
+    )
+    write_good_file(tmp_path, [make_event(n) for n in range(3)])
+    write_good_file(tmp_path, [make_event(9, server_ts=make_event(9)["server_ts"] - 86_400_000)])
+
+    first, cursor = tick(definitions, tmp_path)
+    assert [r.partition_key for r in first] == [OLD_DAY.isoformat(), DAY.isoformat()]
+    assert len({r.run_key for r in first}) == 2
+
+    again, cursor = tick(definitions, tmp_path, cursor)
+    assert again == []
+
+    (tmp_path / f"events/date={DAY}/.half-written.jsonl.tmp").write_bytes(b"{")
+    still, cursor = tick(definitions, tmp_path, cursor)
+    assert still == []
+
+    write_good_file(
+        tmp_path,
+        [make_event(20, server_ts=make_event(20)["server_ts"] - 86_400_000)],
+        producer="late",
+    )
+    late, cursor = tick(definitions, tmp_path, cursor)
+    assert [r.partition_key for r in late] == [OLD_DAY.isoformat()]
+    assert late[0].run_key not in {r.run_key for r in first}
+    assert set(json.loads(cursor)) == {OLD_DAY.isoformat(), DAY.isoformat()}
+
+
+def test_days_before_the_partitions_wait_until_their_partition_exists():
+    seen = {"2026-11-02": "a"}
+    current = {"2026-10-30": "x", "2026-11-02": "a", "2026-11-03": "b"}
+    to_request, outside, cursor = changed_partitions(seen, current, {"2026-11-02", "2026-11-03"})
+    assert to_request == [("2026-11-03", "b")]
+    assert outside == ["2026-10-30"]
+    assert cursor == {"2026-11-02": "a", "2026-11-03": "b"}
+    later, _, _ = changed_partitions(cursor, current, {"2026-10-30", "2026-11-02", "2026-11-03"})
+    assert later == [("2026-10-30", "x")]
+
+
+def test_the_sensor_is_on_by_default_and_targets_the_ingest_job(tmp_path, monkeypatch):
+    from recs_platform.definitions import defs
+
+    monkeypatch.setenv("RECS_DATA_DIR", str(tmp_path))
+    (sensor,) = defs().sensors
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensor.job_name == "ingest_raw_events"
