@@ -23,6 +23,7 @@ from recs_platform.collection.durable import DurableLandingWriter, rejection_lin
 from recs_platform.collection.parsing import CollectorLimits, RequestRejected
 from recs_platform.collection.routes import (
     PIXEL_PATHS,
+    SNOWPLOW_POST_PATH,
     CollectRequest,
     is_collect_route,
     parse_request,
@@ -172,7 +173,10 @@ class CollectorApp:
         await self.writer.append(result.events, rejections, server_ts)
         if path in PIXEL_PATHS:
             return self._pixel()
-        status = 400 if result.rejections and not result.events else 200
+        # Snowplow trackers treat a 4xx as final and drop the batch; like Snowplow's own
+        # collector, tp2 answers 200 and the rejections are recorded.
+        all_rejected = bool(result.rejections) and not result.events
+        status = 400 if all_rejected and path != SNOWPLOW_POST_PATH else 200
         return _json(
             status,
             {

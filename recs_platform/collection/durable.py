@@ -83,6 +83,7 @@ class DurableLandingWriter:
         self._sequence = 0
         self._open: dict[tuple[str, dt.date], _OpenFile] = {}
         self._pending: list[_Pending] = []
+        self._rotations: list[tuple[str, dt.date]] = []
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._lock_file: IO[bytes] | None = None
@@ -144,19 +145,33 @@ class DurableLandingWriter:
         return pending
 
     async def _run(self) -> None:
+        rotation = asyncio.create_task(self._rotate_aged_files())
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                if self._pending:
+                    await self._commit(self._take_pending())
+                if self._rotations:
+                    aged = [key for key in dict.fromkeys(self._rotations) if key in self._open]
+                    self._rotations.clear()
+                    await asyncio.to_thread(self._publish, aged)
+        finally:
+            rotation.cancel()
+
+    async def _rotate_aged_files(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=1.0)
-            self._wakeup.clear()
-            if self._pending:
-                await self._commit(self._take_pending())
+            await asyncio.sleep(min(1.0, self.rotate_seconds / 2))
+            now = time.monotonic()
             aged = [
                 key
                 for key, handle in self._open.items()
-                if time.monotonic() - handle.opened_at >= self.rotate_seconds
+                if now - handle.opened_at >= self.rotate_seconds
             ]
             if aged:
-                await asyncio.to_thread(self._publish, aged)
+                # Through the pending queue, so a rotation never races a group being written.
+                self._rotations.extend(aged)
+                self._wakeup.set()
 
     async def _commit(self, group: list[_Pending]) -> None:
         try:

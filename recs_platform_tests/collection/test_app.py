@@ -204,3 +204,15 @@ def test_good_events_survive_any_bad_neighbours(tmp_path_factory, bad, where):
     landed_ids = [e["event_id"] for e in landed_events(root)]
     assert {"good-1", "good-2"} <= set(landed_ids)
     assert len(landed_ids) + len(rejected_records(root)) == len(batch)
+
+
+def test_snowplow_batches_get_200_even_when_nothing_maps(collector, tmp_path):
+    payload = {
+        "schema": "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4",
+        "data": [{"e": "se", "eid": "e-1", "sid": "s-1", "dtm": str(now_ms()), "se_ca": "x"}],
+    }
+    response = collector.post("/com.snowplowanalytics.snowplow/tp2", json=payload)
+    assert response.status_code == 200
+    assert response.json()["accepted"] == 0 and response.json()["rejected"] == 1
+    collector.__exit__(None, None, None)
+    assert len(rejected_records(tmp_path)) == 1
