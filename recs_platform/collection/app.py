@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 import orjson
 
@@ -43,6 +43,21 @@ class CollectorConfig:
     cors_origins: tuple[str, ...] = ()
     rotate_bytes: int = 64 * 1024 * 1024
     rotate_seconds: float = 60.0
+
+
+def parse_query(raw: bytes) -> dict[str, str]:
+    """A query string as a dict (first value of a repeated name wins); raises
+    UnicodeDecodeError unless it is UTF-8. On the pixel's hot path, so no general parser."""
+    query: dict[str, str] = {}
+    for part in raw.decode("utf-8").split("&"):
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        if "%" in part or "+" in part:
+            name = unquote_plus(name, errors="strict")
+            value = unquote_plus(value, errors="strict")
+        query.setdefault(name, value)
+    return query
 
 
 def _json(status: int, document: dict) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
@@ -146,8 +161,8 @@ class CollectorApp:
             return _json(404, {"error": f"no route {method} {path}"})
         server_ts = int(time.time() * 1000)
         try:
-            query = dict(parse_qsl(scope["query_string"].decode("ascii"), errors="strict"))
-        except (UnicodeDecodeError, ValueError):
+            query = parse_query(scope["query_string"])
+        except UnicodeDecodeError:
             query = None
         body = b""
         try:

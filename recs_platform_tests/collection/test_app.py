@@ -216,3 +216,16 @@ def test_snowplow_batches_get_200_even_when_nothing_maps(collector, tmp_path):
     assert response.json()["accepted"] == 0 and response.json()["rejected"] == 1
     collector.__exit__(None, None, None)
     assert len(rejected_records(tmp_path)) == 1
+
+
+def test_the_query_parser_decodes_like_the_standard_library():
+    from urllib.parse import parse_qsl, urlencode
+
+    from recs_platform.collection.app import parse_query
+
+    query = {"a b": "x/y+z&=", "url": "/p/é?x=1", "sku": "sku-1", "empty": ""}
+    encoded = urlencode(query).encode()
+    assert parse_query(encoded) == dict(parse_qsl(encoded.decode(), keep_blank_values=True))
+    assert parse_query(b"sku=1&sku=2&&flag") == {"sku": "1", "flag": ""}
+    with pytest.raises(UnicodeDecodeError):
+        parse_query(b"sku=%ff")
