@@ -74,7 +74,7 @@ def landed_events(landing_root: Path, include_unpublished: bool = False) -> list
     """Every event line in the landing zone's finalized files (plain or gzipped)."""
     import gzip
 
-    pattern = "events/date=*/*.jsonl*" if not include_unpublished else "events/date=*/.*.tmp"
+    pattern = "events/date=*/[!.]*.jsonl*" if not include_unpublished else "events/date=*/.*.tmp"
     events = []
     for path in sorted(landing_root.glob(pattern)):
         content = path.read_bytes()
@@ -86,6 +86,6 @@ def landed_events(landing_root: Path, include_unpublished: bool = False) -> list
 
 def rejected_records(landing_root: Path) -> list[dict]:
     records = []
-    for path in sorted(landing_root.glob("rejected/date=*/*.jsonl")):
+    for path in sorted(landing_root.glob("rejected/date=*/[!.]*.jsonl")):
         records += [orjson.loads(line) for line in path.read_bytes().splitlines() if line]
     return records
