@@ -1,4 +1,4 @@
-"""Shared fixtures: S3 on moto and Snowflake on fakesnow, both local servers on 127.0.0.1.
+"""Shared fixtures: S3 and Firehose on moto, Snowflake on fakesnow, local servers on 127.0.0.1.
 
 The servers start once per test session; each test gets its own bucket and its own database.
 """
@@ -16,6 +16,7 @@ from recs_platform_tests.fakes import (
     LOCAL_ONLY_ENV,
     create_unique_bucket,
     fakesnow_server,
+    firehose_client_for,
     moto_s3_server,
     s3_client_for,
     snowflake_resource_for,
@@ -50,6 +51,11 @@ def s3_client(moto_endpoint: str, fake_aws_env: None) -> Any:
 @pytest.fixture
 def s3_bucket(s3_client: Any) -> str:
     return create_unique_bucket(s3_client)
+
+
+@pytest.fixture
+def firehose_client(moto_endpoint: str, fake_aws_env: None) -> Any:
+    return firehose_client_for(moto_endpoint)
 
 
 @pytest.fixture(scope="session")

@@ -26,20 +26,21 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
 
 import orjson
 
-from recs_platform.collection.app import PIXEL_GIF
+from recs_platform.collection.app import PIXEL_GIF, parse_query
 from recs_platform.collection.durable import rejection_line
 from recs_platform.collection.parsing import CollectorLimits, Rejection, RequestRejected
 from recs_platform.collection.routes import (
     PIXEL_PATHS,
+    SNOWPLOW_POST_PATH,
     CollectRequest,
     is_collect_route,
     parse_request,
 )
 from recs_platform.events.contract import encode_event
+from recs_platform.settings import Settings
 
 HEALTH_PATH = "/health"
 # Firehose PutRecordBatch quotas.
@@ -69,11 +70,10 @@ class LambdaSettings:
             raise RuntimeError(
                 "RECS_FIREHOSE_STREAM is not set: name the Firehose delivery stream for events"
             )
-        origins = environ.get("RECS_CORS_ORIGINS", "").split(",")
         return cls(
             events_stream=events_stream,
             rejected_stream=environ.get("RECS_FIREHOSE_REJECTED_STREAM", "").strip() or None,
-            cors_origins=frozenset(origin.strip() for origin in origins if origin.strip()),
+            cors_origins=frozenset(Settings.from_env(dict(environ)).cors_origins),
         )
 
 
@@ -199,11 +199,11 @@ def _route_path(event: Mapping[str, Any]) -> str:
 
 
 def _query(event: Mapping[str, Any]) -> dict[str, str]:
-    """Parsed from `rawQueryString` as the local collector does (a repeated name: the last value);
-    `queryStringParameters` would join repeated values with commas."""
+    """`rawQueryString` parsed as the local collector parses its query (`queryStringParameters`
+    would join the values of a repeated name with commas)."""
     try:
-        return dict(parse_qsl(event.get("rawQueryString") or "", errors="strict"))
-    except (UnicodeDecodeError, ValueError) as error:
+        return parse_query((event.get("rawQueryString") or "").encode("utf-8"))
+    except UnicodeError as error:  # a lone surrogate or a percent-escape that is not UTF-8
         raise RequestRejected(400, "query string is not UTF-8") from error
 
 
@@ -282,9 +282,10 @@ class LambdaCollector:
             request = CollectRequest(method, path, _query(event), _body(event), received_ts)
             result = parse_request(request, self.settings.limits)
         except RequestRejected as refused:
-            sent = event.get("rawQueryString") if method == "GET" else event.get("body")
-            sent = (sent or "")[:MAX_REJECTED_RAW_CHARS]
-            self._record_rejections([Rejection(refused.reason, sent)], path, received_ts)
+            sent = (event.get("rawQueryString") if method == "GET" else event.get("body")) or ""
+            # As bytes, which the record decodes leniently: the text may hold lone surrogates.
+            raw = sent.encode("utf-8", "surrogatepass")[:MAX_REJECTED_RAW_CHARS]
+            self._record_rejections([Rejection(refused.reason, raw)], path, received_ts)
             if path in PIXEL_PATHS:
                 return _pixel_response(cors)
             return _json_response(refused.status, {"error": refused.reason}, cors)
@@ -310,7 +311,10 @@ class LambdaCollector:
             "rejected": len(rejections),
             "reasons": [rejection.reason for rejection in rejections[:MAX_REASONS_IN_ANSWER]],
         }
-        return _json_response(400 if rejections and not lines else 200, answer, cors)
+        # As the local collector: Snowplow trackers drop a batch answered 4xx, so tp2 gets a 200.
+        all_rejected = bool(rejections) and not lines
+        status = 400 if all_rejected and path != SNOWPLOW_POST_PATH else 200
+        return _json_response(status, answer, cors)
 
     def _record_rejections(
         self, rejections: Sequence[Rejection], path: str, received_ts: int
