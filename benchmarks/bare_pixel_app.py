@@ -1,6 +1,6 @@
 """The ceiling for bench_collector.py: an ASGI app that only answers the 1x1 GIF."""
 
-from recs_platform.collection.app import PIXEL_GIF
+from recs_platform.collection.routes import PIXEL_GIF
 
 _HEADERS = [(b"content-type", b"image/gif"), (b"cache-control", b"no-store, max-age=0")]
 

@@ -9,29 +9,28 @@ Bad input gets a 4xx with a JSON reason, and the pixel still answers with its GI
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from urllib.parse import unquote_plus
 
 import orjson
 
 from recs_platform.collection.durable import DurableLandingWriter, rejection_line
 from recs_platform.collection.parsing import CollectorLimits, RequestRejected
 from recs_platform.collection.routes import (
+    PIXEL_GIF,
     PIXEL_PATHS,
-    SNOWPLOW_POST_PATH,
     CollectRequest,
+    batch_status,
     is_collect_route,
+    parse_query,
     parse_request,
 )
 
 log = logging.getLogger(__name__)
 
-PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 _REASONS_SHOWN = 5
 _REJECTED_BODY_BYTES = 10_000
 
@@ -43,21 +42,6 @@ class CollectorConfig:
     cors_origins: tuple[str, ...] = ()
     rotate_bytes: int = 64 * 1024 * 1024
     rotate_seconds: float = 60.0
-
-
-def parse_query(raw: bytes) -> dict[str, str]:
-    """A query string as a dict (first value of a repeated name wins); raises
-    UnicodeDecodeError unless it is UTF-8. On the pixel's hot path, so no general parser."""
-    query: dict[str, str] = {}
-    for part in raw.decode("utf-8").split("&"):
-        if not part:
-            continue
-        name, _, value = part.partition("=")
-        if "%" in part or "+" in part:
-            name = unquote_plus(name, errors="strict")
-            value = unquote_plus(value, errors="strict")
-        query.setdefault(name, value)
-    return query
 
 
 def _json(status: int, document: dict) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
@@ -188,10 +172,7 @@ class CollectorApp:
         await self.writer.append(result.events, rejections, server_ts)
         if path in PIXEL_PATHS:
             return self._pixel()
-        # Snowplow trackers treat a 4xx as final and drop the batch; like Snowplow's own
-        # collector, tp2 answers 200 and the rejections are recorded.
-        all_rejected = bool(result.rejections) and not result.events
-        status = 400 if all_rejected and path != SNOWPLOW_POST_PATH else 200
+        status = batch_status(path, accepted=len(result.events), rejected=len(result.rejections))
         return _json(
             status,
             {

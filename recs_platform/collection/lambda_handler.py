@@ -29,14 +29,15 @@ from typing import Any
 
 import orjson
 
-from recs_platform.collection.app import PIXEL_GIF, parse_query
 from recs_platform.collection.durable import rejection_line
 from recs_platform.collection.parsing import CollectorLimits, Rejection, RequestRejected
 from recs_platform.collection.routes import (
+    PIXEL_GIF,
     PIXEL_PATHS,
-    SNOWPLOW_POST_PATH,
     CollectRequest,
+    batch_status,
     is_collect_route,
+    parse_query,
     parse_request,
 )
 from recs_platform.events.contract import encode_event
@@ -311,9 +312,7 @@ class LambdaCollector:
             "rejected": len(rejections),
             "reasons": [rejection.reason for rejection in rejections[:MAX_REASONS_IN_ANSWER]],
         }
-        # As the local collector: Snowplow trackers drop a batch answered 4xx, so tp2 gets a 200.
-        all_rejected = bool(rejections) and not lines
-        status = 400 if all_rejected and path != SNOWPLOW_POST_PATH else 200
+        status = batch_status(path, accepted=len(lines), rejected=len(rejections))
         return _json_response(status, answer, cors)
 
     def _record_rejections(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import unquote_plus
 
 from recs_platform.collection.parsing import (
     CollectorLimits,
@@ -14,6 +16,7 @@ from recs_platform.collection.parsing import (
     events_from_json_body,
 )
 
+PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 PIXEL_PATHS = ("/i", "/pixel.gif")
 COLLECT_PATH = "/collect"
 SNOWPLOW_POST_PATH = "/com.snowplowanalytics.snowplow/tp2"
@@ -26,6 +29,30 @@ class CollectRequest:
     query: Mapping[str, str]
     body: bytes
     server_ts: int
+
+
+def parse_query(raw: bytes) -> dict[str, str]:
+    """A query string as a dict (first value of a repeated name wins); raises
+    UnicodeDecodeError unless it is UTF-8. On the pixel's hot path, so no general parser."""
+    query: dict[str, str] = {}
+    for part in raw.decode("utf-8").split("&"):
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        if "%" in part or "+" in part:
+            name = unquote_plus(name, errors="strict")
+            value = unquote_plus(value, errors="strict")
+        query.setdefault(name, value)
+    return query
+
+
+def batch_status(path: str, *, accepted: int, rejected: int) -> int:
+    """200, or 400 when every event of a batch was rejected. Snowplow trackers treat a 4xx as
+    final and drop the batch, so tp2 answers 200 like Snowplow's own collector (the rejections
+    are recorded either way)."""
+    if rejected and not accepted and path != SNOWPLOW_POST_PATH:
+        return 400
+    return 200
 
 
 def is_collect_route(method: str, path: str) -> bool:

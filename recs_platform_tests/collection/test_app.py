@@ -8,8 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from recs_platform.collection.app import PIXEL_GIF, CollectorConfig, create_app
+from recs_platform.collection.app import CollectorConfig, create_app
 from recs_platform.collection.parsing import CollectorLimits
+from recs_platform.collection.routes import PIXEL_GIF
 from recs_platform_tests.collection.servers import landed_events, rejected_records
 
 LIMITS = CollectorLimits(max_body_bytes=20_000, max_events_per_request=20, max_string_chars=200)
@@ -221,7 +222,7 @@ def test_snowplow_batches_get_200_even_when_nothing_maps(collector, tmp_path):
 def test_the_query_parser_decodes_like_the_standard_library():
     from urllib.parse import parse_qsl, urlencode
 
-    from recs_platform.collection.app import parse_query
+    from recs_platform.collection.routes import parse_query
 
     query = {"a b": "x/y+z&=", "url": "/p/é?x=1", "sku": "sku-1", "empty": ""}
     encoded = urlencode(query).encode()

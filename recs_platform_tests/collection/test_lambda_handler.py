@@ -24,13 +24,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recs_platform.collection import lambda_handler
-from recs_platform.collection.app import PIXEL_GIF
 from recs_platform.collection.lambda_handler import (
     MAX_BYTES_PER_CALL,
     FirehoseWriter,
     LambdaCollector,
     LambdaSettings,
 )
+from recs_platform.collection.routes import PIXEL_GIF
 from recs_platform.events.landing import arrival_date, iter_lines_recovering
 from recs_platform.events.s3_landing import list_s3_dates, list_s3_partition, open_s3_file
 from recs_platform.warehouse.snowflake_raw import load_raw_events_partition
