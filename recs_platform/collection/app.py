@@ -93,9 +93,11 @@ class CollectorApp:
                 return
 
     def _cors_headers(self, scope) -> list[tuple[bytes, bytes]]:
-        origin = next((v for k, v in scope["headers"] if k == b"origin"), None)
         allowed = self.config.cors_origins
-        if origin is None or not allowed:
+        if not allowed:
+            return []
+        origin = next((v for k, v in scope["headers"] if k == b"origin"), None)
+        if origin is None:
             return []
         if "*" in allowed or origin.decode("latin-1") in allowed:
             return [

@@ -39,8 +39,9 @@ def parse_query(raw: bytes) -> dict[str, str]:
         if not part:
             continue
         name, _, value = part.partition("=")
-        if "%" in part or "+" in part:
+        if "%" in name or "+" in name:
             name = unquote_plus(name, errors="strict")
+        if "%" in value or "+" in value:
             value = unquote_plus(value, errors="strict")
         query.setdefault(name, value)
     return query

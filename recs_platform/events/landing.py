@@ -9,6 +9,7 @@ finalized file.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import gzip
 import os
 import re
@@ -26,9 +27,14 @@ _FINAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.jsonl(\.gz)?$")
 _PRODUCER = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
+@functools.lru_cache(maxsize=64)
+def _date_of_day_number(day_number: int) -> dt.date:
+    return dt.date(1970, 1, 1) + dt.timedelta(days=day_number)
+
+
 def arrival_date(server_ts_ms: int) -> dt.date:
     """The UTC date an event landed on, which decides its partition."""
-    return dt.date(1970, 1, 1) + dt.timedelta(days=server_ts_ms // _DAY_MS)
+    return _date_of_day_number(server_ts_ms // _DAY_MS)
 
 
 def partition_prefix(day: dt.date) -> str:
