@@ -5,20 +5,22 @@ import dagster as dg
 
 from recs_platform.automation import changed_partitions
 from recs_platform.definitions import build_definitions
-from recs_platform.resources import LocalLandingZone
+from recs_platform.events.s3_landing import upload_landing_folder
+from recs_platform.resources import LocalLandingZone, S3LandingZone
 from recs_platform.settings import Settings
 from recs_platform_tests.factories import DAY, make_event, write_good_file
+from recs_platform_tests.fakes import s3_resource_for
 
 OLD_DAY = DAY - dt.timedelta(days=1)
 
 
-def tick(definitions, landing_root, cursor=None):
-    context = dg.build_sensor_context(
+def tick(definitions, landing_root, cursor=None, landing=None):
+    with dg.build_sensor_context(
         cursor=cursor,
-        resources={"landing": LocalLandingZone(root=str(landing_root))},
+        resources={"landing": landing or LocalLandingZone(root=str(landing_root))},
         repository_def=definitions.get_repository_def(),
-    )
-    result = definitions.resolve_sensor_def("landing_zone_sensor").evaluate_tick(context)
+    ) as context:
+        result = definitions.resolve_sensor_def("landing_zone_sensor").evaluate_tick(context)
     return result.run_requests, result.cursor
 
 
@@ -69,3 +71,19 @@ def test_the_sensor_is_on_by_default_and_targets_the_ingest_job(tmp_path, monkey
     (sensor,) = defs().sensors
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     assert sensor.job_name == "ingest_raw_events"
+
+
+def test_the_sensor_watches_s3_the_same_way(tmp_path, moto_endpoint, s3_client, s3_bucket):
+    definitions = build_definitions(
+        Settings(env="local", data_dir=tmp_path, partitions_start=dt.date(2026, 11, 1))
+    )
+    landing = S3LandingZone(s3=s3_resource_for(moto_endpoint), bucket=s3_bucket, prefix="shop/")
+    write_good_file(tmp_path / "local", [make_event(n) for n in range(3)])
+    upload_landing_folder(s3_client, tmp_path / "local", s3_bucket, "shop/")
+    first, cursor = tick(definitions, None, landing=landing)
+    assert [r.partition_key for r in first] == [DAY.isoformat()]
+    assert tick(definitions, None, cursor, landing=landing)[0] == []
+    write_good_file(tmp_path / "late", [make_event(7)], producer="late")
+    upload_landing_folder(s3_client, tmp_path / "late", s3_bucket, "shop/")
+    (again,) = tick(definitions, None, cursor, landing=landing)[0]
+    assert again.partition_key == DAY.isoformat() and again.run_key != first[0].run_key
