@@ -113,16 +113,21 @@ def check_body_size(body: bytes, limits: CollectorLimits) -> None:
         raise RequestRejected(413, f"body larger than {limits.max_body_bytes} bytes")
 
 
+def load_json_body(body: bytes, limits: CollectorLimits) -> Any:
+    """The JSON document of a request body; `RequestRejected` if too large or not JSON."""
+    check_body_size(body, limits)
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        reason = "body is not valid UTF-8 JSON" if body else "empty body"
+        raise RequestRejected(400, reason) from error
+
+
 def events_from_json_body(
     body: bytes, *, server_ts: int, limits: CollectorLimits, source: str = "collector"
 ) -> ParseResult:
     """`POST /collect`: a JSON array of raw events (or one object), as JSON or text/plain."""
-    check_body_size(body, limits)
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        reason = "body is not valid UTF-8 JSON" if body else "empty body"
-        raise RequestRejected(400, reason) from error
+    document = load_json_body(body, limits)
     raws = document if isinstance(document, list) else [document]
     if len(raws) > limits.max_events_per_request:
         raise RequestRejected(

@@ -11,7 +11,6 @@ from recs_platform.collection.parsing import (
     CollectorLimits,
     ParseResult,
     RequestRejected,
-    check_body_size,
     event_from_query,
     events_from_json_body,
 )
@@ -77,7 +76,6 @@ def parse_request(request: CollectRequest, limits: CollectorLimits) -> ParseResu
     if request.method == "POST" and request.path == SNOWPLOW_POST_PATH:
         from recs_platform.collection import snowplow
 
-        check_body_size(request.body, limits)
         return snowplow.events_from_snowplow_tp2(
             request.body, server_ts=request.server_ts, limits=limits
         )

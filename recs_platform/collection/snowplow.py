@@ -28,8 +28,8 @@ from recs_platform.collection.parsing import (
     ParseResult,
     Rejection,
     RequestRejected,
-    check_body_size,
     finish_events,
+    load_json_body,
 )
 
 SOURCE = "snowplow"
@@ -280,12 +280,7 @@ def events_from_snowplow_tp2(
     body: bytes, *, server_ts: int, limits: CollectorLimits
 ) -> ParseResult:
     """`POST /com.snowplowanalytics.snowplow/tp2`: a `payload_data` batch of entries."""
-    check_body_size(body, limits)
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        reason = "body is not valid UTF-8 JSON" if body else "empty body"
-        raise RequestRejected(400, reason) from error
+    document = load_json_body(body, limits)
     entries = document.get("data") if isinstance(document, dict) else None
     schema = document.get("schema") if isinstance(document, dict) else None
     if not (

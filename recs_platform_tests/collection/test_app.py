@@ -12,6 +12,7 @@ from recs_platform.collection.app import CollectorConfig, create_app
 from recs_platform.collection.parsing import CollectorLimits
 from recs_platform.collection.routes import PIXEL_GIF
 from recs_platform_tests.collection.servers import landed_events, rejected_records
+from recs_platform_tests.collection.strategies import EVENT_LIKE, JSON_VALUES
 
 LIMITS = CollectorLimits(max_body_bytes=20_000, max_events_per_request=20, max_string_chars=200)
 
@@ -134,33 +135,10 @@ def test_health_and_unknown_routes(collector):
     assert missing.status_code == 404 and missing.json() == {"error": "no route GET /collect"}
 
 
-_JSON_VALUES = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**63), 2**63 - 1)
-    | st.floats(allow_nan=False)
-    | st.text(max_size=30),
-    lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3)
-    ),
-    max_leaves=8,
-)
-_EVENT_LIKE = st.fixed_dictionaries(
-    {},
-    optional={
-        "session_id": st.one_of(st.text(max_size=12), _JSON_VALUES),
-        "event_type": st.sampled_from(["pageview", "event_product", "x", ""]) | _JSON_VALUES,
-        "product_action": st.sampled_from(["detail", "add", None, "zap"]) | _JSON_VALUES,
-        "product_sku": st.text(max_size=12) | _JSON_VALUES,
-        "client_ts": st.integers(-(2**63), 2**63 - 1) | _JSON_VALUES,
-        "event_id": st.text(max_size=40) | _JSON_VALUES,
-        "url": st.text(max_size=300),
-    },
-)
 _BODIES = st.one_of(
     st.binary(max_size=300),
-    st.lists(_EVENT_LIKE, max_size=25).map(orjson.dumps),
-    _JSON_VALUES.map(orjson.dumps),
+    st.lists(EVENT_LIKE, max_size=25).map(orjson.dumps),
+    JSON_VALUES.map(orjson.dumps),
 )
 
 
@@ -194,7 +172,7 @@ def test_no_generated_request_gets_a_5xx(collector, method, path, body, query, c
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(bad=st.lists(_EVENT_LIKE, min_size=1, max_size=8), where=st.integers(0, 8))
+@given(bad=st.lists(EVENT_LIKE, min_size=1, max_size=8), where=st.integers(0, 8))
 def test_good_events_survive_any_bad_neighbours(tmp_path_factory, bad, where):
     root = tmp_path_factory.mktemp("landing")
     good = [event(1, event_id="good-1"), event(2, event_id="good-2")]

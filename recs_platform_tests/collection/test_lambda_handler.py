@@ -34,6 +34,7 @@ from recs_platform.collection.routes import PIXEL_GIF
 from recs_platform.events.landing import arrival_date, iter_lines_recovering
 from recs_platform.events.s3_landing import list_s3_dates, list_s3_partition, open_s3_file
 from recs_platform.warehouse.snowflake_raw import load_raw_events_partition
+from recs_platform_tests.collection.strategies import EVENT_LIKE, JSON_VALUES
 from recs_platform_tests.fakes import create_landing_delivery_stream, settle_moto_firehose_objects
 
 pytestmark = [
@@ -627,29 +628,6 @@ class AcceptingFirehose:
         return {"FailedPutCount": 0, "RequestResponses": [{"RecordId": "r"}] * len(Records)}
 
 
-_JSON_VALUES = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**63), 2**63 - 1)
-    | st.floats(allow_nan=False)
-    | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3)
-    ),
-    max_leaves=8,
-)
-_EVENT_LIKE = st.fixed_dictionaries(
-    {},
-    optional={
-        "session_id": st.text(max_size=12) | _JSON_VALUES,
-        "event_type": st.sampled_from(["pageview", "event_product", "x"]) | _JSON_VALUES,
-        "product_action": st.sampled_from(["detail", "add", None]) | _JSON_VALUES,
-        "product_sku": st.text(max_size=12) | _JSON_VALUES,
-        "client_ts": st.integers(-(2**63), 2**63 - 1) | _JSON_VALUES,
-    },
-)
-
-
 @settings(max_examples=500, deadline=None)
 @given(
     method=st.sampled_from(["GET", "POST", "PUT", "OPTIONS", "HEAD"]),
@@ -657,8 +635,8 @@ _EVENT_LIKE = st.fixed_dictionaries(
     body=st.one_of(
         st.none(),
         st.binary(max_size=200),
-        st.lists(_EVENT_LIKE, max_size=10).map(orjson.dumps),
-        _JSON_VALUES.map(orjson.dumps),
+        st.lists(EVENT_LIKE, max_size=10).map(orjson.dumps),
+        JSON_VALUES.map(orjson.dumps),
     ),
     base64_body=st.booleans(),
     query=st.text(st.characters(exclude_categories=()), max_size=40)
