@@ -1,0 +1,1 @@
+"""Datasets built from the warehouse for training and evaluation (plain Python, no Dagster)."""

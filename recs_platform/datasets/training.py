@@ -1,0 +1,132 @@
+"""The training dataset: product-view sessions of a window of days, split by time.
+
+Days `[end - days, end)` are split in order: the first days train, then `validation_days`, then
+`test_days` (the session-rec protocol: a model never sees the future it is evaluated on). Items
+are encoded against a vocabulary of every sku in the window, most viewed in training first, so an
+item first seen in the test days still has an id (and evaluation can count it as unseen).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import Series
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class TrainingWindow:
+    end_exclusive: dt.date
+    days: int = 14
+    validation_days: int = 1
+    test_days: int = 1
+
+    def __post_init__(self) -> None:
+        if self.days < self.validation_days + self.test_days + 1:
+            raise ValueError(
+                f"a window of {self.days} days leaves no training day after "
+                f"{self.validation_days} validation and {self.test_days} test days"
+            )
+
+    @property
+    def start(self) -> dt.date:
+        return self.end_exclusive - dt.timedelta(days=self.days)
+
+    def split_of(self, day: dt.date) -> str | None:
+        if not self.start <= day < self.end_exclusive:
+            return None
+        days_before_end = (self.end_exclusive - day).days
+        if days_before_end <= self.test_days:
+            return "test"
+        if days_before_end <= self.test_days + self.validation_days:
+            return "validation"
+        return "train"
+
+
+class TrainingSessionsSchema(pa.DataFrameModel):
+    """What the model training may rely on; checked before anything downstream runs."""
+
+    session_id: Series[str] = pa.Field(unique=True)
+    session_date: Series[pd.Timestamp]
+    split: Series[str] = pa.Field(isin=list(SPLITS))
+    length: Series[int] = pa.Field(ge=2)
+    items: Series[object]
+    item_ids: Series[object]
+
+    @pa.dataframe_check(error="items must be a list of non-empty skus as long as `length`")
+    def items_match_length(cls, frame: pd.DataFrame) -> Series[bool]:
+        return frame.apply(
+            lambda row: (
+                len(row["items"]) == row["length"]
+                and all(isinstance(sku, str) and sku for sku in row["items"])
+            ),
+            axis=1,
+        )
+
+    @pa.dataframe_check(error="every item id must be in the vocabulary (0 <= id < size)")
+    def item_ids_in_vocabulary(cls, frame: pd.DataFrame) -> Series[bool]:
+        size = frame.attrs.get("vocabulary_size", 0)
+        return frame["item_ids"].map(lambda ids: all(0 <= i < size for i in ids))
+
+    @pa.dataframe_check(error="splits must be disjoint and ordered: train < validation < test")
+    def splits_ordered_in_time(cls, frame: pd.DataFrame) -> bool:
+        spans = frame.groupby("split")["session_date"].agg(["min", "max"])
+        present = [split for split in SPLITS if split in spans.index]
+        return all(
+            spans.loc[earlier, "max"] < spans.loc[later, "min"]
+            for earlier, later in zip(present, present[1:], strict=False)
+        )
+
+    class Config:
+        strict = True
+
+
+def build_vocabulary(sessions: pd.DataFrame) -> list[str]:
+    """Every sku of the window: most viewed in training first, then the rest, ties by sku."""
+    train_counts = Counter(
+        sku for items in sessions.loc[sessions["split"] == "train", "items"] for sku in items
+    )
+    all_skus = {sku for items in sessions["items"] for sku in items}
+    return sorted(all_skus, key=lambda sku: (-train_counts.get(sku, 0), sku))
+
+
+def build_training_dataset(
+    training_sessions: pd.DataFrame, window: TrainingWindow
+) -> tuple[pd.DataFrame, list[str]]:
+    """`training_sessions` rows (session_id, session_date, items) → split, encoded sessions."""
+    missing = {"session_id", "session_date", "items"} - set(training_sessions.columns)
+    if missing:
+        raise ValueError(f"training sessions lack the columns {sorted(missing)}")
+    sessions = training_sessions.copy()
+    sessions["session_date"] = pd.to_datetime(sessions["session_date"])
+    sessions["split"] = [window.split_of(ts.date()) for ts in sessions["session_date"]]
+    sessions = sessions[sessions["split"].notna()].reset_index(drop=True)
+    sessions["items"] = sessions["items"].map(list)
+    sessions["length"] = sessions["items"].map(len).astype(int)
+    vocabulary = build_vocabulary(sessions)
+    index = {sku: position for position, sku in enumerate(vocabulary)}
+    sessions["item_ids"] = sessions["items"].map(lambda items: [index[sku] for sku in items])
+    dataset = sessions[["session_id", "session_date", "split", "length", "items", "item_ids"]]
+    dataset = dataset.sort_values(["session_date", "session_id"]).reset_index(drop=True)
+    dataset.attrs["vocabulary_size"] = len(vocabulary)
+    return dataset, vocabulary
+
+
+def write_training_dataset(dataset: pd.DataFrame, vocabulary: list[str], folder: Path) -> dict:
+    """One parquet file per split and the vocabulary; returns what was written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for split in SPLITS:
+        path = folder / f"{split}.parquet"
+        dataset[dataset["split"] == split].to_parquet(path, index=False)
+        written[split] = str(path)
+    (folder / "vocabulary.json").write_text(json.dumps(vocabulary))
+    written["vocabulary"] = str(folder / "vocabulary.json")
+    return written

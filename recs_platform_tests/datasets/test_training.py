@@ -1,0 +1,87 @@
+import datetime as dt
+import json
+
+import pandas as pd
+import pandera.errors
+import pytest
+
+from recs_platform.datasets.training import (
+    TrainingSessionsSchema,
+    TrainingWindow,
+    build_training_dataset,
+    write_training_dataset,
+)
+
+NOV = [dt.date(2026, 11, day) for day in range(1, 8)]
+
+
+def sessions(*rows) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["session_id", "session_date", "items"])
+
+
+SMALL = sessions(
+    ("s0", NOV[0], ["a", "b"]),  # before the window
+    ("s1", NOV[1], ["a", "b"]),
+    ("s2", NOV[2], ["b", "c", "a"]),
+    ("s3", NOV[3], ["c", "d"]),
+    ("s4", NOV[4], ["e", "a"]),
+    ("s5", NOV[5], ["a", "b"]),  # after the window
+)
+WINDOW = TrainingWindow(end_exclusive=NOV[5], days=4)
+
+
+def test_sessions_split_by_day_in_order_and_outside_days_are_left_out():
+    dataset, _ = build_training_dataset(SMALL, WINDOW)
+    assert dict(zip(dataset["session_id"], dataset["split"], strict=True)) == {
+        "s1": "train",
+        "s2": "train",
+        "s3": "validation",
+        "s4": "test",
+    }
+
+
+def test_the_vocabulary_puts_training_favourites_first_and_keeps_new_items():
+    dataset, vocabulary = build_training_dataset(SMALL, WINDOW)
+    assert vocabulary == ["a", "b", "c", "d", "e"]
+    assert dataset.set_index("session_id").loc["s4", "item_ids"] == [4, 0]
+    assert dataset["length"].tolist() == [2, 3, 2, 2]
+
+
+def test_a_valid_dataset_passes_the_schema_and_is_written_per_split(tmp_path):
+    dataset, vocabulary = build_training_dataset(SMALL, WINDOW)
+    TrainingSessionsSchema.validate(dataset)
+    written = write_training_dataset(dataset, vocabulary, tmp_path)
+    assert pd.read_parquet(written["test"])["session_id"].tolist() == ["s4"]
+    assert json.loads((tmp_path / "vocabulary.json").read_text()) == vocabulary
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "message"),
+    [
+        (lambda d: d.assign(length=d["length"] + 1), "as long as `length`"),
+        (
+            lambda d: d.assign(item_ids=d["item_ids"].map(lambda ids: [*ids, 99])),
+            "in the vocabulary",
+        ),
+        (lambda d: d.assign(split=["train", "test", "validation", "test"]), "disjoint and ordered"),
+        (lambda d: d.assign(session_id=["s1", "s1", "s3", "s4"]), "unique"),
+        (lambda d: d.assign(length=1), "greater_than_or_equal_to(2)"),
+    ],
+)
+def test_a_corrupted_dataset_fails_with_a_message_naming_the_rule(corrupt, message):
+    dataset, _ = build_training_dataset(SMALL, WINDOW)
+    broken = corrupt(dataset)
+    broken.attrs = dataset.attrs
+    with pytest.raises(pandera.errors.SchemaErrors) as error:
+        TrainingSessionsSchema.validate(broken, lazy=True)
+    assert message in str(error.value)
+
+
+def test_a_window_too_short_to_train_is_refused():
+    with pytest.raises(ValueError, match="leaves no training day"):
+        TrainingWindow(end_exclusive=NOV[5], days=2)
+
+
+def test_missing_columns_are_named():
+    with pytest.raises(ValueError, match=r"lack the columns \['items'\]"):
+        build_training_dataset(SMALL.drop(columns="items"), WINDOW)
