@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 export RECS_DATA_DIR ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(RECS_DATA_DIR)/dagster_home
 
-.PHONY: install demo test lint format bench dev clean
+.PHONY: install dbt-manifest demo test lint format bench dev clean
 
 install: $(INSTALLED)
 
@@ -16,6 +16,10 @@ $(INSTALLED): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
+
+# The dbt manifest the Dagster definitions read (never parsed at import).
+dbt-manifest: install
+	cd dbt_project && ../$(BIN)/dbt parse --profiles-dir . --quiet
 
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/recs-platform demo

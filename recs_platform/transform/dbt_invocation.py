@@ -27,8 +27,3 @@ def dbt_build_args(window: dict[str, str] | None = None, full_refresh: bool = Fa
     if full_refresh:
         args.append("--full-refresh")
     return args
-
-
-def dbt_target(env: str) -> str:
-    """dbt profile targets are named after RECS_ENV."""
-    return env

@@ -1,0 +1,84 @@
+"""The dbt project as Dagster assets: incremental models by day, the rest whole.
+
+Built in a small cached factory called while the definitions load, so importing this module never
+parses dbt; the manifest is prepared by `make dbt-manifest` (the Makefile runs it before the demo
+and the tests) or by `dagster dev`.
+"""
+
+import functools
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+
+from recs_platform.transform.dbt_invocation import (
+    DBT_PROJECT_DIR,
+    INCREMENTAL_SELECTOR,
+    dbt_build_args,
+    partition_window_vars,
+)
+
+RAW_EVENTS_SOURCE = ("raw", "events")
+
+
+@functools.cache
+def dbt_project(target: str) -> DbtProject:
+    project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target=target)
+    project.prepare_if_dev()
+    return project
+
+
+class WarehouseTranslator(DagsterDbtTranslator):
+    """dbt nodes in the `warehouse` group; the raw.events source is the `raw_events` asset."""
+
+    def __init__(self, warehouse_kind: str):
+        super().__init__()
+        self.warehouse_kind = warehouse_kind
+
+    def get_asset_spec(self, manifest: dict[str, Any], unique_id: str, project) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        node = manifest["sources"].get(unique_id)
+        if node is not None and (node["source_name"], node["name"]) == RAW_EVENTS_SOURCE:
+            return spec.replace_attributes(key=dg.AssetKey("raw_events"))
+        return spec.replace_attributes(group_name="warehouse", kinds={"dbt", self.warehouse_kind})
+
+
+def build_dbt_assets(
+    env: str, warehouse_kind: str, partitions_def: dg.PartitionsDefinition
+) -> list[dg.AssetsDefinition]:
+    project = dbt_project(env)
+    if not project.manifest_path.exists():
+        raise FileNotFoundError(
+            f"dbt manifest {project.manifest_path} is missing: run `make dbt-manifest` "
+            "(or `dagster dev`, which prepares it)"
+        )
+    translator = WarehouseTranslator(warehouse_kind)
+    pool = "duckdb_writer" if warehouse_kind == "duckdb" else None
+
+    @dbt_assets(
+        manifest=project.manifest_path,
+        project=project,
+        select=INCREMENTAL_SELECTOR,
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        dagster_dbt_translator=translator,
+        name="daily_dbt_models",
+        pool=pool,
+    )
+    def daily_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+        window = context.partition_time_window
+        dbt_vars = partition_window_vars(window.start.date(), window.end.date())
+        yield from dbt.cli(dbt_build_args(dbt_vars), context=context).stream()
+
+    @dbt_assets(
+        manifest=project.manifest_path,
+        project=project,
+        exclude=INCREMENTAL_SELECTOR,
+        dagster_dbt_translator=translator,
+        name="dbt_models",
+        pool=pool,
+    )
+    def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+        yield from dbt.cli(dbt_build_args(), context=context).stream()
+
+    return [daily_dbt_models, dbt_models]
