@@ -21,10 +21,10 @@ $(INSTALLED): pyproject.toml constraints.txt
 dbt-manifest: install
 	cd dbt_project && ../$(BIN)/dbt parse --profiles-dir . --quiet
 
-demo: install $(DAGSTER_HOME)/dagster.yaml
+demo: install dbt-manifest $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/recs-platform demo
 
-test: install lint
+test: install lint dbt-manifest
 	$(BIN)/pytest
 
 lint: install
@@ -38,7 +38,7 @@ format: install
 bench: install
 	$(BIN)/python benchmarks/run_all.py
 
-dev: install $(DAGSTER_HOME)/dagster.yaml
+dev: install dbt-manifest $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -m recs_platform.definitions -h 127.0.0.1
 
 $(DAGSTER_HOME)/dagster.yaml: deployments/dagster/local.yaml

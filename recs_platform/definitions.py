@@ -5,12 +5,14 @@ from __future__ import annotations
 import dagster as dg
 
 from recs_platform.assets.ingest import build_raw_events_asset
+from recs_platform.assets.transform import build_dbt_assets
 from recs_platform.automation import build_landing_sensor
 from recs_platform.partitions import daily_partitions
 from recs_platform.resources import resources_for
 from recs_platform.settings import Settings
 
 INGEST_JOB = "ingest_raw_events"
+WAREHOUSE_JOB = "build_warehouse"
 
 
 def build_definitions(settings: Settings, resources: dict | None = None) -> dg.Definitions:
@@ -21,9 +23,16 @@ def build_definitions(settings: Settings, resources: dict | None = None) -> dg.D
     ingest_job = dg.define_asset_job(
         INGEST_JOB, selection=dg.AssetSelection.assets(raw_events), partitions_def=daily
     )
+    dbt_assets = build_dbt_assets(settings.env, warehouse_kind, daily)
+    warehouse_job = dg.define_asset_job(
+        WAREHOUSE_JOB,
+        selection=dg.AssetSelection.assets(*dbt_assets[0].keys),
+        partitions_def=daily,
+        description="The daily dbt models of a range of days, in one run (dbt tests as checks).",
+    )
     return dg.Definitions(
-        assets=[raw_events],
-        jobs=[ingest_job],
+        assets=[raw_events, *dbt_assets],
+        jobs=[ingest_job, warehouse_job],
         sensors=[build_landing_sensor(INGEST_JOB, daily)],
         resources=resources if resources is not None else resources_for(settings),
     )

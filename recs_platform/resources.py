@@ -6,6 +6,7 @@ local folders and a DuckDB file by default, S3 and Snowflake with `RECS_ENV=prod
 """
 
 import datetime as dt
+import sys
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -13,11 +14,13 @@ from typing import IO, Any
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
+from dagster_dbt import DbtCliResource
 from dagster_duckdb import DuckDBResource
 from dagster_snowflake import SnowflakeResource
 
 from recs_platform.events.landing import LandingFile, list_local_dates, list_local_partition
 from recs_platform.settings import Settings
+from recs_platform.transform.dbt_invocation import DBT_PROJECT_DIR
 from recs_platform.warehouse.schema import PartitionLoad
 
 
@@ -132,9 +135,17 @@ class SnowflakeWarehouse(Warehouse):
 
 def resources_for(settings: Settings) -> dict[str, Any]:
     """The resource set of one environment. Nothing here connects to anything."""
+    dbt = DbtCliResource(
+        project_dir=str(DBT_PROJECT_DIR),
+        profiles_dir=str(DBT_PROJECT_DIR),
+        target=settings.env,
+        # The dbt installed beside this Python, whether or not the venv is on PATH.
+        dbt_executable=str(Path(sys.executable).parent / "dbt"),
+    )
     if settings.env == "local":
         duckdb = DuckDBResource(database=str(settings.warehouse_path))
         return {
+            "dbt": dbt,
             "landing": LocalLandingZone(root=str(settings.landing_dir)),
             "warehouse": DuckDBWarehouse(duckdb=duckdb),
         }
@@ -148,6 +159,7 @@ def resources_for(settings: Settings) -> dict[str, Any]:
         role=dg.EnvVar("SNOWFLAKE_ROLE"),
     )
     return {
+        "dbt": dbt,
         "landing": S3LandingZone(
             s3=s3, bucket=dg.EnvVar("RECS_LANDING_BUCKET"), prefix=settings.landing_prefix
         ),

@@ -65,6 +65,29 @@ def test_the_asset_graph(tmp_path):
     assert graph.resolve_job_def(INGEST_JOB).partitions_def == partitions
 
 
+def test_the_dbt_models_hang_off_raw_events_partitioned_by_day(tmp_path):
+    settings = Settings(env="local", data_dir=tmp_path, partitions_start=dt.date(2026, 11, 1))
+    graph = build_definitions(settings).resolve_asset_graph()
+    assert graph.get(dg.AssetKey("stg_events")).parent_keys == {dg.AssetKey("raw_events")}
+    for model in (
+        "stg_events",
+        "sessions",
+        "daily_session_stats",
+        "item_stats",
+        "training_sessions",
+    ):
+        node = graph.get(dg.AssetKey(model))
+        assert node.group_name == "warehouse"
+        assert set(node.kinds) == {"dbt", "duckdb"}
+        assert isinstance(node.partitions_def, dg.DailyPartitionsDefinition)
+        assert node.backfill_policy == dg.BackfillPolicy.single_run()
+    assert dg.AssetKey("training_sessions") in graph.get(dg.AssetKey("sessions")).child_keys or (
+        dg.AssetKey("int_session_events") in graph.get(dg.AssetKey("training_sessions")).parent_keys
+    )
+    checks = graph.get(dg.AssetKey("sessions")).check_keys
+    assert checks, "dbt tests appear as asset checks"
+
+
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [

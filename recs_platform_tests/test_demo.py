@@ -51,6 +51,11 @@ def test_the_demo_loads_every_simulated_day_and_can_run_again(tmp_path, monkeypa
             len(days),
         )
     assert re.search(r"^oracle\s+0\.\d+\s+0\.\d+$", first, re.M)
+    passed, total = map(
+        int, re.search(r"dbt tests as asset checks: (\d+) of (\d+) passed", first).groups()
+    )
+    assert passed == total > 50
+    assert re.search(r"analytics\.sessions\s+42,000 rows", first)
 
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.DagsterInstance.get() as instance:

@@ -6,6 +6,7 @@ and the tests) or by `dagster dev`.
 """
 
 import functools
+import json
 from typing import Any
 
 import dagster as dg
@@ -43,6 +44,16 @@ class WarehouseTranslator(DagsterDbtTranslator):
         return spec.replace_attributes(group_name="warehouse", kinds={"dbt", self.warehouse_kind})
 
 
+def _has_models_outside(project: DbtProject, selector: str) -> bool:
+    """Whether some model is not selected by `config.materialized:<kind>`."""
+    materialization = selector.split(":", 1)[1]
+    manifest = json.loads(project.manifest_path.read_text())
+    return any(
+        node["resource_type"] == "model" and node["config"]["materialized"] != materialization
+        for node in manifest["nodes"].values()
+    )
+
+
 def build_dbt_assets(
     env: str, warehouse_kind: str, partitions_def: dg.PartitionsDefinition
 ) -> list[dg.AssetsDefinition]:
@@ -69,6 +80,9 @@ def build_dbt_assets(
         window = context.partition_time_window
         dbt_vars = partition_window_vars(window.start.date(), window.end.date())
         yield from dbt.cli(dbt_build_args(dbt_vars), context=context).stream()
+
+    if not _has_models_outside(project, INCREMENTAL_SELECTOR):
+        return [daily_dbt_models]
 
     @dbt_assets(
         manifest=project.manifest_path,

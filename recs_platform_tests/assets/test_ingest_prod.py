@@ -9,7 +9,7 @@ import duckdb
 from recs_platform.definitions import INGEST_JOB, build_definitions
 from recs_platform.events.landing import list_local_partition
 from recs_platform.events.s3_landing import upload_landing_folder
-from recs_platform.resources import S3LandingZone, SnowflakeWarehouse
+from recs_platform.resources import S3LandingZone, SnowflakeWarehouse, resources_for
 from recs_platform.settings import Settings
 from recs_platform.warehouse.duckdb_raw import load_raw_events_partition
 from recs_platform_tests.factories import (
@@ -44,6 +44,7 @@ def test_the_production_path_loads_the_same_table_as_the_local_one(
 
     settings = Settings(env="prod", data_dir=tmp_path, partitions_start=dt.date(2026, 11, 1))
     resources = {
+        **resources_for(settings),
         "landing": S3LandingZone(
             s3=s3_resource_for(moto_endpoint), bucket=s3_bucket, prefix="shop/"
         ),
