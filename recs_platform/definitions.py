@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from recs_platform.assets.dataset import training_dataset
 from recs_platform.assets.ingest import build_raw_events_asset
 from recs_platform.assets.transform import build_dbt_assets
 from recs_platform.automation import build_landing_sensor
@@ -31,7 +32,7 @@ def build_definitions(settings: Settings, resources: dict | None = None) -> dg.D
         description="The daily dbt models of a range of days, in one run (dbt tests as checks).",
     )
     return dg.Definitions(
-        assets=[raw_events, *dbt_assets],
+        assets=[raw_events, *dbt_assets, training_dataset],
         jobs=[ingest_job, warehouse_job],
         sensors=[build_landing_sensor(INGEST_JOB, daily)],
         resources=resources if resources is not None else resources_for(settings),

@@ -92,7 +92,7 @@ class Warehouse(dg.ConfigurableResource, ABC):
 
     @abstractmethod
     def query(self, sql: str, parameters: list[Any] | None = None) -> list[tuple]:
-        """Rows of a read-only query."""
+        """Rows of a read-only query; `?` marks a parameter."""
 
 
 class DuckDBWarehouse(Warehouse):
@@ -127,14 +127,18 @@ class SnowflakeWarehouse(Warehouse):
             return load_raw_events_partition(conn, day, files, landing.open_file)
 
     def query(self, sql: str, parameters: list[Any] | None = None) -> list[tuple]:
+        # Queries are written with qmark placeholders (DuckDB's); the connector binds pyformat.
         with self.snowflake.get_connection() as conn:
             cursor = conn.cursor()
-            cursor.execute(sql, parameters or None)
+            cursor.execute(sql.replace("?", "%s"), parameters or None)
             return cursor.fetchall()
 
 
 def resources_for(settings: Settings) -> dict[str, Any]:
     """The resource set of one environment. Nothing here connects to anything."""
+    from recs_platform.assets.dataset import TrainingDatasetIOManager
+
+    datasets = TrainingDatasetIOManager(base_dir=str(settings.data_dir / "datasets"))
     dbt = DbtCliResource(
         project_dir=str(DBT_PROJECT_DIR),
         profiles_dir=str(DBT_PROJECT_DIR),
@@ -145,6 +149,7 @@ def resources_for(settings: Settings) -> dict[str, Any]:
     if settings.env == "local":
         duckdb = DuckDBResource(database=str(settings.warehouse_path))
         return {
+            "dataset_io_manager": datasets,
             "dbt": dbt,
             "landing": LocalLandingZone(root=str(settings.landing_dir)),
             "warehouse": DuckDBWarehouse(duckdb=duckdb),
@@ -159,6 +164,7 @@ def resources_for(settings: Settings) -> dict[str, Any]:
         role=dg.EnvVar("SNOWFLAKE_ROLE"),
     )
     return {
+        "dataset_io_manager": datasets,
         "dbt": dbt,
         "landing": S3LandingZone(
             s3=s3, bucket=dg.EnvVar("RECS_LANDING_BUCKET"), prefix=settings.landing_prefix

@@ -91,9 +91,12 @@ class TrainingSessionsSchema(pa.DataFrameModel):
 def build_vocabulary(sessions: pd.DataFrame) -> list[str]:
     """Every sku of the window: most viewed in training first, then the rest, ties by sku."""
     train_counts = Counter(
-        sku for items in sessions.loc[sessions["split"] == "train", "items"] for sku in items
+        sku
+        for items in sessions.loc[sessions["split"] == "train", "items"]
+        for sku in items
+        if isinstance(sku, str)
     )
-    all_skus = {sku for items in sessions["items"] for sku in items}
+    all_skus = {sku for items in sessions["items"] for sku in items if isinstance(sku, str)}
     return sorted(all_skus, key=lambda sku: (-train_counts.get(sku, 0), sku))
 
 
@@ -112,10 +115,14 @@ def build_training_dataset(
     sessions["length"] = sessions["items"].map(len).astype(int)
     vocabulary = build_vocabulary(sessions)
     index = {sku: position for position, sku in enumerate(vocabulary)}
-    sessions["item_ids"] = sessions["items"].map(lambda items: [index[sku] for sku in items])
+    # A broken sku (null, not a string) gets id -1, which the schema then rejects by name.
+    sessions["item_ids"] = sessions["items"].map(
+        lambda items: [index.get(sku, -1) for sku in items]
+    )
     dataset = sessions[["session_id", "session_date", "split", "length", "items", "item_ids"]]
     dataset = dataset.sort_values(["session_date", "session_id"]).reset_index(drop=True)
     dataset.attrs["vocabulary_size"] = len(vocabulary)
+    dataset.attrs["vocabulary"] = vocabulary
     return dataset, vocabulary
 
 
@@ -130,3 +137,14 @@ def write_training_dataset(dataset: pd.DataFrame, vocabulary: list[str], folder:
     (folder / "vocabulary.json").write_text(json.dumps(vocabulary))
     written["vocabulary"] = str(folder / "vocabulary.json")
     return written
+
+
+def read_training_dataset(folder: Path) -> tuple[pd.DataFrame, list[str]]:
+    vocabulary = json.loads((folder / "vocabulary.json").read_text())
+    dataset = pd.concat(
+        [pd.read_parquet(folder / f"{split}.parquet") for split in SPLITS], ignore_index=True
+    )
+    for column in ("items", "item_ids"):
+        dataset[column] = dataset[column].map(list)
+    dataset.attrs["vocabulary_size"] = len(vocabulary)
+    return dataset, vocabulary
