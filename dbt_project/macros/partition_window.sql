@@ -1,0 +1,79 @@
+{#-
+    The partition window of a run. Dagster passes it as
+    --vars '{"min_date": "2026-11-03", "max_date": "2026-11-04"}' (ISO dates, max_date exclusive).
+    Without both vars a run covers every partition.
+-#}
+
+{% macro requested_window() %}
+    {%- set min_date = var('min_date', none) -%}
+    {%- set max_date = var('max_date', none) -%}
+    {%- if min_date is none and max_date is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- if min_date is none or max_date is none -%}
+        {{ exceptions.raise_compiler_error(
+            "Pass both min_date (inclusive) and max_date (exclusive), e.g. --vars "
+            ~ "'{\"min_date\": \"2026-11-03\", \"max_date\": \"2026-11-04\"}'; got min_date="
+            ~ min_date ~ ", max_date=" ~ max_date
+        ) }}
+    {%- endif -%}
+    {%- set start = _parse_iso_date('min_date', min_date) -%}
+    {%- set end = _parse_iso_date('max_date', max_date) -%}
+    {%- if end <= start -%}
+        {{ exceptions.raise_compiler_error(
+            "Empty partition window: max_date (" ~ end ~ ") must be after min_date (" ~ start
+            ~ "); max_date is exclusive, so one day is min_date=D, max_date=D+1"
+        ) }}
+    {%- endif -%}
+    {{ return({'start': start, 'end': end}) }}
+{% endmacro %}
+
+
+{% macro incremental_window() %}
+    {#- The window this model rebuilds: the requested one on an incremental run, none (everything)
+        when the table is built from scratch (first run or --full-refresh). -#}
+    {%- set window = requested_window() -%}
+    {%- if window is not none and is_incremental() -%}
+        {{ return(window) }}
+    {%- endif -%}
+    {{ return(none) }}
+{% endmacro %}
+
+
+{% macro lookback_days() %}
+    {#- How many partitions after its first one a session may still receive events. -#}
+    {%- set value = var('lookback_days') | string -%}
+    {%- if not modules.re.fullmatch('[0-9]+', value) -%}
+        {{ exceptions.raise_compiler_error(
+            "lookback_days must be a whole number of days (0 or more), got " ~ value
+        ) }}
+    {%- endif -%}
+    {{ return(value | int) }}
+{% endmacro %}
+
+
+{% macro shift_days(day, days) %}
+    {{ return(day + modules.datetime.timedelta(days=days)) }}
+{% endmacro %}
+
+
+{% macro date_literal(day) -%}
+    cast('{{ day.isoformat() }}' as date)
+{%- endmacro %}
+
+
+{% macro in_days(column, start, end) -%}
+    {#- column in [start, end): a half-open range of days, as partition windows are. -#}
+    {{ column }} >= {{ date_literal(start) }} and {{ column }} < {{ date_literal(end) }}
+{%- endmacro %}
+
+
+{% macro _parse_iso_date(name, value) %}
+    {%- set text = value | string -%}
+    {%- if not modules.re.fullmatch('[0-9]{4}-[0-9]{2}-[0-9]{2}', text) -%}
+        {{ exceptions.raise_compiler_error(
+            name ~ " must be an ISO date like 2026-11-03, got " ~ text
+        ) }}
+    {%- endif -%}
+    {{ return(modules.datetime.date.fromisoformat(text)) }}
+{% endmacro %}

@@ -1,0 +1,122 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='session_date',
+    )
+}}
+
+{#-
+    A run for the window [start, end) rebuilds every session whose first event landed in
+    [start - lookback, end): those of the window, and the earlier ones that late events or
+    midnight may have added to. Their events landed in [start - lookback, end + lookback).
+-#}
+{%- set window = incremental_window() %}
+{%- set lookback = lookback_days() %}
+{%- if window %}
+    {%- set rebuild_start = shift_days(window.start, -lookback) %}
+    {%- set scan_end = shift_days(window.end, lookback) %}
+{%- endif %}
+
+with candidate_events as (
+
+    select
+        event_id,
+        session_id,
+        user_id,
+        event_type,
+        product_action,
+        product_sku,
+        client_ts_ms,
+        server_ts_ms,
+        client_at,
+        server_at,
+        event_date,
+        is_late
+    from {{ ref('stg_events') }}
+    {%- if window %}
+    where {{ in_days('event_date', rebuild_start, scan_end) }}
+    {%- endif %}
+
+),
+
+session_first_partitions as (
+
+    select
+        session_id,
+        min(event_date) as session_date
+    from candidate_events
+    group by session_id
+
+),
+
+{%- if window %}
+
+sessions_started_before_rebuild as (
+
+    {# Seen in the scan, but their first event landed before it: built by an earlier run. #}
+    select distinct session_id
+    from {{ this }}
+    where session_date < {{ date_literal(rebuild_start) }}
+        and session_id in (select session_id from candidate_events)
+
+),
+{%- endif %}
+
+sessions_to_build as (
+
+    select
+        session_first_partitions.session_id,
+        session_first_partitions.session_date
+    from session_first_partitions
+    {%- if window %}
+    left join sessions_started_before_rebuild
+        on sessions_started_before_rebuild.session_id = session_first_partitions.session_id
+    where sessions_started_before_rebuild.session_id is null
+        and {{ in_days('session_first_partitions.session_date', rebuild_start, window.end) }}
+    {%- endif %}
+
+),
+
+attached_events as (
+
+    select
+        candidate_events.session_id,
+        sessions_to_build.session_date,
+        candidate_events.event_id,
+        candidate_events.user_id,
+        candidate_events.event_type,
+        candidate_events.product_action,
+        candidate_events.product_sku,
+        candidate_events.client_ts_ms,
+        candidate_events.server_ts_ms,
+        candidate_events.client_at,
+        candidate_events.server_at,
+        candidate_events.event_date,
+        candidate_events.is_late
+    from candidate_events
+    inner join sessions_to_build
+        on sessions_to_build.session_id = candidate_events.session_id
+    where candidate_events.event_date <= {{ add_days('sessions_to_build.session_date', lookback) }}
+
+)
+
+select
+    session_id,
+    session_date,
+    row_number() over (
+        partition by session_id
+        order by client_ts_ms, server_ts_ms, event_id
+    ) as event_index,
+    event_id,
+    user_id,
+    event_type,
+    product_action,
+    product_sku,
+    client_ts_ms,
+    server_ts_ms,
+    client_at,
+    server_at,
+    event_date,
+    is_late
+from attached_events

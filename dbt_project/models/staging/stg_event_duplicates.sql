@@ -1,0 +1,65 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='event_date',
+    )
+}}
+
+{%- set window = incremental_window() %}
+
+with landed_rows as (
+
+    select
+        event_id,
+        session_id,
+        server_ts,
+        event_date,
+        source_file,
+        line_number
+    from {{ source('raw', 'events') }}
+    {%- if window %}
+    where {{ in_days('event_date', window.start, window.end) }}
+    {%- endif %}
+
+),
+
+kept_copies as (
+
+    select
+        source_file,
+        line_number
+    from {{ ref('stg_events') }}
+    {%- if window %}
+    where {{ in_days('event_date', window.start, window.end) }}
+    {%- endif %}
+
+),
+
+first_landings as (
+
+    select
+        event_id,
+        min(event_date) as first_event_date
+    from {{ source('raw', 'events') }}
+    where event_id in (select event_id from landed_rows)
+    group by event_id
+
+)
+
+select
+    cast(landed_rows.event_id as varchar) as event_id,
+    cast(landed_rows.session_id as varchar) as session_id,
+    cast(landed_rows.server_ts as bigint) as server_ts_ms,
+    {{ epoch_ms_to_timestamp('landed_rows.server_ts') }} as server_at,
+    cast(landed_rows.event_date as date) as event_date,
+    cast(first_landings.first_event_date as date) as first_event_date,
+    cast(landed_rows.source_file as varchar) as source_file,
+    cast(landed_rows.line_number as bigint) as line_number
+from landed_rows
+inner join first_landings
+    on first_landings.event_id = landed_rows.event_id
+left join kept_copies
+    on kept_copies.source_file = landed_rows.source_file
+    and kept_copies.line_number = landed_rows.line_number
+where kept_copies.source_file is null

@@ -1,0 +1,124 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='event_date',
+    )
+}}
+
+{%- set window = incremental_window() %}
+
+with landed_rows as (
+
+    select
+        event_id,
+        session_id,
+        user_id,
+        event_type,
+        product_action,
+        product_sku,
+        url,
+        client_ts,
+        server_ts,
+        source,
+        event_date,
+        source_file,
+        line_number
+    from {{ source('raw', 'events') }}
+    {%- if window %}
+    where {{ in_days('event_date', window.start, window.end) }}
+    {%- endif %}
+
+),
+
+{%- if window %}
+
+events_landed_before_window as (
+
+    select distinct event_id
+    from {{ source('raw', 'events') }}
+    where event_date < {{ date_literal(window.start) }}
+
+),
+{%- endif %}
+
+ranked_copies as (
+
+    select
+        event_id,
+        session_id,
+        user_id,
+        event_type,
+        product_action,
+        product_sku,
+        url,
+        client_ts,
+        server_ts,
+        source,
+        event_date,
+        source_file,
+        line_number,
+        row_number() over (
+            partition by event_id
+            order by event_date, server_ts, source_file, line_number
+        ) as copy_number
+    from landed_rows
+
+),
+
+first_copies as (
+
+    select ranked_copies.*
+    from ranked_copies
+    {%- if window %}
+    left join events_landed_before_window
+        on events_landed_before_window.event_id = ranked_copies.event_id
+    {%- endif %}
+    where ranked_copies.copy_number = 1
+    {%- if window %}
+        and events_landed_before_window.event_id is null
+    {%- endif %}
+
+),
+
+typed_events as (
+
+    select
+        cast(event_id as varchar) as event_id,
+        cast(session_id as varchar) as session_id,
+        cast(user_id as varchar) as user_id,
+        cast(event_type as varchar) as event_type,
+        cast(product_action as varchar) as product_action,
+        cast(product_sku as varchar) as product_sku,
+        cast(url as varchar) as page_url,
+        cast(source as varchar) as event_source,
+        cast(client_ts as bigint) as client_ts_ms,
+        cast(server_ts as bigint) as server_ts_ms,
+        {{ epoch_ms_to_timestamp('client_ts') }} as client_at,
+        {{ epoch_ms_to_timestamp('server_ts') }} as server_at,
+        cast(event_date as date) as event_date,
+        cast(source_file as varchar) as source_file,
+        cast(line_number as bigint) as line_number
+    from first_copies
+
+)
+
+select
+    event_id,
+    session_id,
+    user_id,
+    event_type,
+    product_action,
+    product_sku,
+    page_url,
+    event_source,
+    client_ts_ms,
+    server_ts_ms,
+    client_at,
+    server_at,
+    cast(client_at as date) as client_date,
+    event_date,
+    event_date > cast(client_at as date) as is_late,
+    source_file,
+    line_number
+from typed_events

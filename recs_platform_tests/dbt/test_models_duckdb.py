@@ -1,0 +1,231 @@
+"""The dbt project on DuckDB (target `local`): exact rows for hand-built days, incremental runs
+that equal a backfill and a full refresh, and dbt tests that stop a broken day.
+
+Every test runs the real dbt CLI; dbt's start-up and parse take most of each run (~10 s), so
+each build is followed by as many assertions as it can answer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+
+import duckdb
+import pytest
+
+from recs_platform_tests.dbt.fixture_days import (
+    D1,
+    D2,
+    D3,
+    D4,
+    EXPECTED_DUPLICATES,
+    EXPECTED_EVENT_PARTITIONS,
+    FIXTURE_VARS,
+    MARTS,
+    RAW_EVENTS,
+    at,
+    epoch_ms,
+)
+from recs_platform_tests.dbt.harness import (
+    MODEL_KEYS,
+    Warehouse,
+    assert_rows_equal,
+    duckdb_checksums,
+    duckdb_rows,
+    load_duckdb_days,
+    next_day,
+    run_concurrently,
+)
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.mark.parametrize("mart", sorted(MARTS))
+def test_marts_hold_exactly_the_expected_rows(built_warehouse, mart):
+    expected, _ = MARTS[mart]
+    assert_rows_equal(duckdb_rows(built_warehouse, mart), expected)
+
+
+def test_staging_keeps_each_event_once_in_the_partition_it_first_landed_in(built_warehouse):
+    kept = {
+        row["event_id"]: (row["event_date"], row["is_late"])
+        for row in duckdb_rows(built_warehouse, "stg_events")
+    }
+    duplicates = [
+        (row["event_id"], row["event_date"], row["first_event_date"])
+        for row in duckdb_rows(built_warehouse, "stg_event_duplicates")
+    ]
+
+    assert kept == EXPECTED_EVENT_PARTITIONS
+    assert sorted(duplicates) == EXPECTED_DUPLICATES
+    assert len(kept) + len(duplicates) == len(RAW_EVENTS)
+
+
+def test_session_events_follow_the_shoppers_clock_across_midnight(built_warehouse):
+    """e24 happened at 23:59 on D1 but landed after e22 and e23 (on D2): it is third."""
+    midnight = [
+        (row["event_index"], row["event_id"], row["session_date"], row["event_date"])
+        for row in duckdb_rows(built_warehouse, "int_session_events")
+        if row["session_id"] == "s-midnight"
+    ]
+
+    assert midnight == [
+        (1, "e20", D1, D1),
+        (2, "e21", D1, D1),
+        (3, "e24", D1, D2),
+        (4, "e22", D1, D2),
+        (5, "e23", D1, D2),
+    ]
+
+
+def test_a_backfill_equals_day_by_day_runs_and_reruns_change_nothing(tmp_path, built_warehouse):
+    """D1 is loaded and built first (the run that creates the tables). Then, from copies of
+    that warehouse: day by day, each day loaded and then built, as the landing sensor and the
+    daily runs do; and a backfill, the three days loaded and built in one run, then D2 built
+    again, then everything rebuilt with --full-refresh and no window. Every state must equal,
+    table for table, the warehouse built from scratch in one run over all four days."""
+    day_by_day = Warehouse(tmp_path / "day_by_day")
+    backfill = Warehouse(tmp_path / "backfill")
+    for warehouse in (day_by_day, backfill):
+        warehouse.root.mkdir()
+        warehouse.land(RAW_EVENTS)
+    load_duckdb_days(day_by_day, [D1])
+    day_by_day.build((D1, D2), extra_vars=FIXTURE_VARS).check()
+    shutil.copyfile(day_by_day.duckdb_path, backfill.duckdb_path)
+
+    def run_day_by_day():
+        for day in (D2, D3, D4):
+            load_duckdb_days(day_by_day, [day])
+            day_by_day.build((day, next_day(day)), extra_vars=FIXTURE_VARS).check()
+        return {"day by day": duckdb_checksums(day_by_day)}
+
+    def run_backfill():
+        states = {}
+        load_duckdb_days(backfill, (D2, D3, D4))
+        backfill.build((D2, next_day(D4)), extra_vars=FIXTURE_VARS).check()
+        states["backfill of D2..D4"] = duckdb_checksums(backfill)
+        backfill.build((D2, D3), extra_vars=FIXTURE_VARS).check()
+        states["D2 re-run after the backfill"] = duckdb_checksums(backfill)
+        backfill.build(extra_vars=FIXTURE_VARS, flags=["--full-refresh"]).check()
+        states["--full-refresh without a window"] = duckdb_checksums(backfill)
+        return states
+
+    day_by_day_states, backfill_states = run_concurrently(run_day_by_day, run_backfill)
+    reference = duckdb_checksums(built_warehouse)
+
+    assert set(reference) == set(MODEL_KEYS)
+    assert all(count > 0 for count, _ in reference.values())
+    for state, checksums in (day_by_day_states | backfill_states).items():
+        differing = sorted(table for table in reference if checksums[table] != reference[table])
+        assert not differing, f"{state}: {differing} differ from the one-run build"
+
+
+def _insert_raw_rows(warehouse: Warehouse, events: list[dict], day: dt.date) -> None:
+    """Rows written straight into raw.events, as a loader that skipped validation would."""
+    with duckdb.connect(str(warehouse.duckdb_path)) as conn:
+        for line_number, event in enumerate(events, start=1):
+            conn.execute(
+                """
+                insert into raw.events values (
+                    $event_id, $session_id, $user_id, $event_type, $product_action, $product_sku,
+                    $url, $client_ts, $server_ts, $source, $day, $payload, 'hand-written.jsonl',
+                    $line_number
+                )
+                """,
+                {**event, "day": day, "payload": json.dumps(event), "line_number": line_number},
+            )
+
+
+def _event(event_id, session_id, clock, event_type="event_product", action=None, sku=None):
+    client_ms = epoch_ms(at(D1, clock))
+    return {
+        "event_id": event_id,
+        "session_id": session_id,
+        "user_id": None,
+        "event_type": event_type,
+        "product_action": action,
+        "product_sku": sku,
+        "url": "/",
+        "client_ts": client_ms,
+        "server_ts": client_ms + 100,
+        "source": "test",
+    }
+
+
+def _failing_tests(output: str) -> list[str]:
+    """Names of the tests dbt reports as failed ("Failure in test <name> (<file>)")."""
+    prefix = "Failure in test "
+    return sorted(
+        line.split(prefix, 1)[1].split(" ", 1)[0] for line in output.splitlines() if prefix in line
+    )
+
+
+def test_dbt_build_fails_on_a_day_that_breaks_the_contract_naming_the_tests(tmp_path):
+    warehouse = Warehouse(tmp_path)
+    load_duckdb_days(warehouse, [])
+    _insert_raw_rows(
+        warehouse,
+        [
+            _event("x1", "s-x", "10:00:00", action="detail", sku="sku-a"),
+            _event("x2", "s-x", "10:01:00", action="wishlist", sku="sku-a"),
+            _event("x3", "s-x", "10:02:00", event_type="click"),
+        ],
+        D1,
+    )
+
+    result = warehouse.build((D1, D2))
+
+    assert result.returncode != 0
+    failing = _failing_tests(result.output)
+    assert failing == [
+        "accepted_values_stg_events_event_type__pageview__event_product",
+        "accepted_values_stg_events_product_action__detail__add__remove__purchase",
+    ]
+    # Nothing downstream of the failed tests was built.
+    assert "SKIP relation analytics.sessions" in result.output
+
+
+def test_dbt_build_fails_on_an_implausible_day_naming_the_tests(tmp_path):
+    """More sessions add to cart than view a product (the funnel goes above 1), and the mean
+    session length is below the bound this run sets."""
+    warehouse = Warehouse(tmp_path)
+    load_duckdb_days(warehouse, [])
+    _insert_raw_rows(
+        warehouse,
+        [
+            _event("y1", "s-viewer", "10:00:00", action="detail", sku="sku-a"),
+            _event("y2", "s-viewer", "10:01:00", action="add", sku="sku-a"),
+            _event("y3", "s-adder-1", "11:00:00", action="add", sku="sku-b"),
+            _event("y4", "s-adder-2", "12:00:00", action="add", sku="sku-c"),
+        ],
+        D1,
+    )
+
+    result = warehouse.build((D1, D2), extra_vars={"mean_session_events_min": 2})
+
+    assert result.returncode != 0
+    failing = _failing_tests(result.output)
+    assert len(failing) == 2, failing
+    assert failing[0].startswith("within_range_daily_session_stats_mean_session_events")
+    assert failing[1].startswith("within_range_daily_session_stats_view_to_add_rate")
+
+
+def test_source_freshness_reports_raw_events_stale(built_warehouse):
+    """The fixture's newest partition is D4 (2026-03-04): long past the error threshold."""
+    result = built_warehouse.dbt("source", "freshness")
+
+    assert result.returncode == 1
+    assert "ERROR STALE freshness of raw.events" in result.output
+    sources = json.loads((built_warehouse.root / "dbt_target" / "sources.json").read_text())
+    (freshness,) = sources["results"]
+    assert freshness["max_loaded_at"].startswith(D4.isoformat())
+
+
+def test_an_empty_partition_window_fails_before_anything_runs(tmp_path):
+    one_day_wrongly = {"min_date": D2.isoformat(), "max_date": D2.isoformat()}
+
+    result = Warehouse(tmp_path).dbt("parse", dbt_vars=one_day_wrongly)
+
+    assert result.returncode != 0
+    assert "Empty partition window: max_date (2026-03-02) must be after min_date" in result.output
