@@ -65,9 +65,9 @@ session_stats as (
         count(case when detail_count > 0 then 1 end) as sessions_with_view,
         count(case when add_count > 0 then 1 end) as sessions_with_add,
         count(case when purchase_count > 0 then 1 end) as sessions_with_purchase,
-        avg(cast(event_count as double)) as mean_session_events,
+        {{ ratio('sum(event_count)', 'count(*)') }} as mean_session_events,
         {{ median_of('event_count') }} as median_session_events,
-        avg(duration_seconds) as mean_session_seconds,
+        cast(avg(duration_seconds) as double) as mean_session_seconds,
         {{ median_of('duration_seconds') }} as median_session_seconds
     from sessions_in_scope
     group by session_date

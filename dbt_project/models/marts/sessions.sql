@@ -73,7 +73,7 @@ session_summaries as (
         session_date,
         min(client_at) as started_at,
         max(client_at) as ended_at,
-        cast(max(client_ts_ms) - min(client_ts_ms) as double) / 1000 as duration_seconds,
+        cast((max(client_ts_ms) - min(client_ts_ms)) / 1000.0 as decimal(12, 3)) as duration_seconds,
         count(*) as event_count,
         count(case when event_type = 'pageview' then 1 end) as pageview_count,
         count(case when event_type = 'event_product' then 1 end) as product_event_count,
