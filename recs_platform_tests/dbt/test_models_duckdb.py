@@ -80,11 +80,12 @@ def test_session_events_follow_the_shoppers_clock_across_midnight(built_warehous
 
 
 def test_a_backfill_equals_day_by_day_runs_and_reruns_change_nothing(tmp_path, built_warehouse):
-    """D1 is loaded and built first (the run that creates the tables). Then, from copies of
+    """D1 is loaded and built first (the run that creates the tables). Then, on two copies of
     that warehouse: day by day, each day loaded and then built, as the landing sensor and the
-    daily runs do; and a backfill, the three days loaded and built in one run, then D2 built
-    again, then everything rebuilt with --full-refresh and no window. Every state must equal,
-    table for table, the warehouse built from scratch in one run over all four days."""
+    daily runs do, and D2 built once more at the end; and a backfill, the three days loaded and
+    built in one run, then an incremental run without a window, then --full-refresh. Every state
+    must equal, table for table, the warehouse built from scratch in one run over all four days.
+    """
     day_by_day = Warehouse(tmp_path / "day_by_day")
     backfill = Warehouse(tmp_path / "backfill")
     for warehouse in (day_by_day, backfill):
@@ -95,20 +96,24 @@ def test_a_backfill_equals_day_by_day_runs_and_reruns_change_nothing(tmp_path, b
     shutil.copyfile(day_by_day.duckdb_path, backfill.duckdb_path)
 
     def run_day_by_day():
+        states = {}
         for day in (D2, D3, D4):
             load_duckdb_days(day_by_day, [day])
             day_by_day.build((day, next_day(day)), extra_vars=FIXTURE_VARS).check()
-        return {"day by day": duckdb_checksums(day_by_day)}
+        states["day by day"] = duckdb_checksums(day_by_day)
+        day_by_day.build((D2, D3), extra_vars=FIXTURE_VARS).check()
+        states["D2 re-run after D4"] = duckdb_checksums(day_by_day)
+        return states
 
     def run_backfill():
         states = {}
         load_duckdb_days(backfill, (D2, D3, D4))
         backfill.build((D2, next_day(D4)), extra_vars=FIXTURE_VARS).check()
-        states["backfill of D2..D4"] = duckdb_checksums(backfill)
-        backfill.build((D2, D3), extra_vars=FIXTURE_VARS).check()
-        states["D2 re-run after the backfill"] = duckdb_checksums(backfill)
+        states["backfill of D2..D4 in one run"] = duckdb_checksums(backfill)
+        backfill.build(extra_vars=FIXTURE_VARS).check()
+        states["incremental run without a window"] = duckdb_checksums(backfill)
         backfill.build(extra_vars=FIXTURE_VARS, flags=["--full-refresh"]).check()
-        states["--full-refresh without a window"] = duckdb_checksums(backfill)
+        states["--full-refresh"] = duckdb_checksums(backfill)
         return states
 
     day_by_day_states, backfill_states = run_concurrently(run_day_by_day, run_backfill)
@@ -161,8 +166,9 @@ def _failing_tests(output: str) -> list[str]:
     )
 
 
-def test_dbt_build_fails_on_a_day_that_breaks_the_contract_naming_the_tests(tmp_path):
-    warehouse = Warehouse(tmp_path)
+def _build_contract_breaking_day(warehouse: Warehouse):
+    """An unknown product_action and an unknown event_type, as a loader that skipped
+    validation would let through."""
     load_duckdb_days(warehouse, [])
     _insert_raw_rows(
         warehouse,
@@ -173,23 +179,12 @@ def test_dbt_build_fails_on_a_day_that_breaks_the_contract_naming_the_tests(tmp_
         ],
         D1,
     )
-
-    result = warehouse.build((D1, D2))
-
-    assert result.returncode != 0
-    failing = _failing_tests(result.output)
-    assert failing == [
-        "accepted_values_stg_events_event_type__pageview__event_product",
-        "accepted_values_stg_events_product_action__detail__add__remove__purchase",
-    ]
-    # Nothing downstream of the failed tests was built.
-    assert "SKIP relation analytics.sessions" in result.output
+    return warehouse.build((D1, D2))
 
 
-def test_dbt_build_fails_on_an_implausible_day_naming_the_tests(tmp_path):
-    """More sessions add to cart than view a product (the funnel goes above 1), and the mean
-    session length is below the bound this run sets."""
-    warehouse = Warehouse(tmp_path)
+def _build_implausible_day(warehouse: Warehouse):
+    """More sessions add to cart than view a product (the funnel step goes above 1), and the
+    mean session length is below the bound this run sets."""
     load_duckdb_days(warehouse, [])
     _insert_raw_rows(
         warehouse,
@@ -201,11 +196,28 @@ def test_dbt_build_fails_on_an_implausible_day_naming_the_tests(tmp_path):
         ],
         D1,
     )
+    return warehouse.build((D1, D2), extra_vars={"mean_session_events_min": 2})
 
-    result = warehouse.build((D1, D2), extra_vars={"mean_session_events_min": 2})
 
-    assert result.returncode != 0
-    failing = _failing_tests(result.output)
+def test_dbt_build_fails_on_a_broken_day_naming_the_failed_tests(tmp_path):
+    contract_breaking, implausible = Warehouse(tmp_path / "contract"), Warehouse(tmp_path / "odd")
+    for warehouse in (contract_breaking, implausible):
+        warehouse.root.mkdir()
+
+    contract_result, implausible_result = run_concurrently(
+        lambda: _build_contract_breaking_day(contract_breaking),
+        lambda: _build_implausible_day(implausible),
+    )
+
+    assert contract_result.returncode != 0
+    assert _failing_tests(contract_result.output) == [
+        "accepted_values_stg_events_event_type__pageview__event_product",
+        "accepted_values_stg_events_product_action__detail__add__remove__purchase",
+    ]
+    # Nothing downstream of the failed tests was built.
+    assert "SKIP relation analytics.sessions" in contract_result.output
+    assert implausible_result.returncode != 0
+    failing = _failing_tests(implausible_result.output)
     assert len(failing) == 2, failing
     assert failing[0].startswith("within_range_daily_session_stats_mean_session_events")
     assert failing[1].startswith("within_range_daily_session_stats_view_to_add_rate")

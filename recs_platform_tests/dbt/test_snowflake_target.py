@@ -41,6 +41,8 @@ def test_dbt_build_on_snowflake_makes_the_rows_duckdb_makes(
             "SNOWFLAKE_HOST": fakesnow_kwargs["host"],
             "SNOWFLAKE_PORT": str(fakesnow_kwargs["port"]),
             "SNOWFLAKE_PROTOCOL": fakesnow_kwargs["protocol"],
+            "SNOWFLAKE_ROLE": "",
+            "SNOWFLAKE_WAREHOUSE": "",
         },
     )
     warehouse.land(RAW_EVENTS)
