@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from recs_platform.assets.dataset import training_dataset
+from recs_platform.assets.dataset import build_training_dataset_asset
 from recs_platform.assets.ingest import build_raw_events_asset
 from recs_platform.assets.transform import build_dbt_assets
 from recs_platform.automation import build_landing_sensor
@@ -25,6 +25,9 @@ def build_definitions(settings: Settings, resources: dict | None = None) -> dg.D
         INGEST_JOB, selection=dg.AssetSelection.assets(raw_events), partitions_def=daily
     )
     dbt_assets = build_dbt_assets(settings.env, warehouse_kind, daily)
+    training_dataset = build_training_dataset_asset(
+        "duckdb_writer" if warehouse_kind == "duckdb" else None
+    )
     warehouse_job = dg.define_asset_job(
         WAREHOUSE_JOB,
         selection=dg.AssetSelection.assets(*dbt_assets[0].keys),

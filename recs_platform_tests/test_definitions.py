@@ -88,6 +88,13 @@ def test_the_dbt_models_hang_off_raw_events_partitioned_by_day(tmp_path):
     assert checks, "dbt tests appear as asset checks"
 
 
+def test_every_asset_touching_the_duckdb_file_shares_one_pool(tmp_path):
+    settings = Settings(env="local", data_dir=tmp_path, partitions_start=dt.date(2026, 11, 1))
+    definitions = build_definitions(settings)
+    for key in ("raw_events", "stg_events", "training_sessions", "training_dataset"):
+        assert definitions.resolve_assets_def(key).op.pool == "duckdb_writer", key
+
+
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [

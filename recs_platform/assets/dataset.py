@@ -48,45 +48,54 @@ class TrainingDatasetIOManager(dg.ConfigurableIOManager):
         return dataset
 
 
-@dg.asset(
-    deps=["training_sessions"],
-    group_name="dataset",
-    kinds={"python", "pandas", "parquet"},
-    io_manager_key="dataset_io_manager",
-    dagster_type=TrainingDatasetType,
-    description=(
-        "Product-view sessions of the last window_days days of training_sessions, split by time "
-        "(train, then validation, then test days), items encoded with a vocabulary of every sku "
-        "in the window. Checked with a pandera schema before anything downstream runs."
-    ),
-)
-def training_dataset(
-    context: dg.AssetExecutionContext, config: TrainingDatasetConfig, warehouse: Warehouse
-) -> pd.DataFrame:
-    if config.end_date:
-        end = dt.date.fromisoformat(config.end_date)
-    else:
-        ((newest,),) = warehouse.query("SELECT max(session_date) FROM analytics.training_sessions")
-        if newest is None:
-            raise dg.Failure("analytics.training_sessions is empty: build the warehouse first")
-        end = newest + dt.timedelta(days=1)
-    window = TrainingWindow(end, config.window_days, config.validation_days, config.test_days)
-    rows = warehouse.query(
-        "SELECT session_id, session_date, items FROM analytics.training_sessions "
-        "WHERE session_date >= ? AND session_date < ?",
-        [window.start, window.end_exclusive],
+def build_training_dataset_asset(pool: str | None) -> dg.AssetsDefinition:
+    """`pool`: the DuckDB file takes one process at a time, readers included."""
+
+    @dg.asset(
+        deps=["training_sessions"],
+        pool=pool,
+        group_name="dataset",
+        kinds={"python", "pandas", "parquet"},
+        io_manager_key="dataset_io_manager",
+        dagster_type=TrainingDatasetType,
+        description=(
+            "Product-view sessions of the last window_days days of training_sessions, split by "
+            "time (train, then validation, then test days), items encoded with a vocabulary of "
+            "every sku in the window. Checked with a pandera schema before anything downstream "
+            "runs."
+        ),
     )
-    sessions = pd.DataFrame(rows, columns=["session_id", "session_date", "items"])
-    dataset, vocabulary = build_training_dataset(sessions, window)
-    per_split = dataset.groupby("split")["length"].agg(["count", "sum"])
-    metadata = {
-        "window": f"{window.start} .. {window.end_exclusive} (end exclusive)",
-        "vocabulary_size": len(vocabulary),
-        "dagster/row_count": len(dataset),
-    }
-    for split in SPLITS:
-        sessions_in_split, events = per_split.loc[split] if split in per_split.index else (0, 0)
-        metadata[f"{split}_sessions"] = int(sessions_in_split)
-        metadata[f"{split}_events"] = int(events)
-    context.add_output_metadata(metadata)
-    return dataset
+    def training_dataset(
+        context: dg.AssetExecutionContext, config: TrainingDatasetConfig, warehouse: Warehouse
+    ) -> pd.DataFrame:
+        if config.end_date:
+            end = dt.date.fromisoformat(config.end_date)
+        else:
+            ((newest,),) = warehouse.query(
+                "SELECT max(session_date) FROM analytics.training_sessions"
+            )
+            if newest is None:
+                raise dg.Failure("analytics.training_sessions is empty: build the warehouse first")
+            end = newest + dt.timedelta(days=1)
+        window = TrainingWindow(end, config.window_days, config.validation_days, config.test_days)
+        rows = warehouse.query(
+            "SELECT session_id, session_date, items FROM analytics.training_sessions "
+            "WHERE session_date >= ? AND session_date < ?",
+            [window.start, window.end_exclusive],
+        )
+        sessions = pd.DataFrame(rows, columns=["session_id", "session_date", "items"])
+        dataset, vocabulary = build_training_dataset(sessions, window)
+        per_split = dataset.groupby("split")["length"].agg(["count", "sum"])
+        metadata = {
+            "window": f"{window.start} .. {window.end_exclusive} (end exclusive)",
+            "vocabulary_size": len(vocabulary),
+            "dagster/row_count": len(dataset),
+        }
+        for split in SPLITS:
+            sessions_in_split, events = per_split.loc[split] if split in per_split.index else (0, 0)
+            metadata[f"{split}_sessions"] = int(sessions_in_split)
+            metadata[f"{split}_events"] = int(events)
+        context.add_output_metadata(metadata)
+        return dataset
+
+    return training_dataset
