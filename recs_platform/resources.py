@@ -6,7 +6,6 @@ local folders and a DuckDB file by default, S3 and Snowflake with `RECS_ENV=prod
 """
 
 import datetime as dt
-import sys
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -20,7 +19,7 @@ from dagster_snowflake import SnowflakeResource
 
 from recs_platform.events.landing import LandingFile, list_local_dates, list_local_partition
 from recs_platform.settings import Settings
-from recs_platform.transform.dbt_invocation import DBT_PROJECT_DIR
+from recs_platform.transform.dbt_invocation import DBT_EXECUTABLE, DBT_PROJECT_DIR
 from recs_platform.warehouse.schema import PartitionLoad
 
 
@@ -143,8 +142,7 @@ def resources_for(settings: Settings) -> dict[str, Any]:
         project_dir=str(DBT_PROJECT_DIR),
         profiles_dir=str(DBT_PROJECT_DIR),
         target=settings.env,
-        # The dbt installed beside this Python, whether or not the venv is on PATH.
-        dbt_executable=str(Path(sys.executable).parent / "dbt"),
+        dbt_executable=str(DBT_EXECUTABLE),
     )
     if settings.env == "local":
         duckdb = DuckDBResource(database=str(settings.warehouse_path))

@@ -10,9 +10,16 @@ import json
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import (
+    DagsterDbtProjectPreparer,
+    DagsterDbtTranslator,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
 
 from recs_platform.transform.dbt_invocation import (
+    DBT_EXECUTABLE,
     DBT_PROJECT_DIR,
     INCREMENTAL_SELECTOR,
     dbt_build_args,
@@ -22,10 +29,19 @@ from recs_platform.transform.dbt_invocation import (
 RAW_EVENTS_SOURCE = ("raw", "events")
 
 
+class ManifestPreparer(DagsterDbtProjectPreparer):
+    """Under `dagster dev`, re-parse the project with the dbt beside this Python (the default
+    preparer looks for `dbt` on PATH, which an unactivated virtual environment lacks)."""
+
+    def prepare(self, project: DbtProject) -> None:
+        dbt = DbtCliResource(project_dir=project, dbt_executable=str(DBT_EXECUTABLE))
+        dbt.cli(["parse", "--quiet"], target_path=project.target_path).wait()
+
+
 @functools.cache
 def dbt_project(target: str) -> DbtProject:
     project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target=target)
-    project.prepare_if_dev()
+    ManifestPreparer().prepare_if_dev(project)
     return project
 
 

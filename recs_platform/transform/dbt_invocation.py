@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 from pathlib import Path
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
+# The dbt installed beside this Python, whether or not its virtual environment is on PATH.
+DBT_EXECUTABLE = Path(sys.executable).parent / "dbt"
 INCREMENTAL_SELECTOR = "config.materialized:incremental"
 
 
