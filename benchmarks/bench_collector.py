@@ -110,48 +110,41 @@ def main() -> dict:
             'wrk.headers["Content-Type"] = "application/json"\n'
             f"wrk.body = [==[{batch_body}]==]\n"
         )
-        bare_port = free_port()
-        bare = serve(
-            [
-                str(BIN / "python"),
-                "-m",
-                "uvicorn",
-                "bare_pixel_app:app",
-                "--port",
-                str(bare_port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            bare_port,
-            {},
-        )
-        try:
-            result["bare_pixel"] = wrk(
-                f"http://127.0.0.1:{bare_port}/i?{pixel_query}", args.seconds, args.connections
-            )
-            result["bare_post"] = wrk(
-                f"http://127.0.0.1:{bare_port}/collect", args.seconds, args.connections, script
-            )
-        finally:
-            bare.terminate()
-            bare.wait()
-        port = free_port()
-        collector = serve(
-            [str(BIN / "recs-platform"), "collector", "--port", str(port)],
-            port,
-            {"RECS_DATA_DIR": scratch},
-        )
-        try:
-            result["collector_pixel"] = wrk(
-                f"http://127.0.0.1:{port}/i?{pixel_query}", args.seconds, args.connections
-            )
-            result["collector_post"] = wrk(
-                f"http://127.0.0.1:{port}/collect", args.seconds, args.connections, script
-            )
-        finally:
-            collector.terminate()
-            collector.wait()
+        servers = {
+            "bare": lambda port: (
+                [
+                    str(BIN / "python"),
+                    "-m",
+                    "uvicorn",
+                    "bare_pixel_app:app",
+                    "--port",
+                    str(port),
+                    "--log-level",
+                    "warning",
+                    "--no-access-log",
+                ],
+                {},
+            ),
+            "collector": lambda port: (
+                [str(BIN / "recs-platform"), "collector", "--port", str(port)],
+                {"RECS_DATA_DIR": scratch},
+            ),
+        }
+        for name, command_for in servers.items():
+            port = free_port()
+            command, environ = command_for(port)
+            server = serve(command, port, environ)
+            base = f"http://127.0.0.1:{port}"
+            try:
+                result[f"{name}_pixel"] = wrk(
+                    f"{base}/i?{pixel_query}", args.seconds, args.connections
+                )
+                result[f"{name}_post"] = wrk(
+                    f"{base}/collect", args.seconds, args.connections, script
+                )
+            finally:
+                server.terminate()
+                server.wait()
         landed_bytes = sum(p.stat().st_size for p in Path(scratch).rglob("*.jsonl"))
     result["collector_post_events_per_s"] = round(
         result["collector_post"]["requests_per_s"] * BATCH
