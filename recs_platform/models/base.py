@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
+
+MANIFEST = "recommender.json"
 
 
 class SessionRecommender(ABC):
@@ -21,6 +26,28 @@ class SessionRecommender(ABC):
     @abstractmethod
     def score(self, prefixes: Sequence[Sequence[str]]) -> np.ndarray:
         """Scores [len(prefixes), len(item_ids)]; higher means more likely next."""
+
+    def save(self, folder: Path) -> Path:
+        """Write the fitted model to `folder` (created): a manifest plus the model's own files."""
+        check_fitted(self)
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self._save_state(folder)
+        manifest = {
+            "class": f"{type(self).__module__}:{type(self).__qualname__}",
+            "name": self.name,
+            "items": len(self.item_ids),
+        }
+        (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        return folder
+
+    def _save_state(self, folder: Path) -> None:
+        """Write everything `_load_state` needs (the item ids included)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be saved")
+
+    @classmethod
+    def _load_state(cls, folder: Path) -> SessionRecommender:
+        raise NotImplementedError(f"{cls.__name__} cannot be loaded")
 
     def item_index(self) -> dict[str, int]:
         """Position of each SKU in `item_ids`."""
@@ -59,3 +86,31 @@ class SessionRecommender(ABC):
 def check_fitted(recommender: SessionRecommender) -> None:
     if not getattr(recommender, "item_ids", None):
         raise RuntimeError(f"{recommender.name}: call fit() before score() or rank()")
+
+
+def load_recommender(folder: Path) -> SessionRecommender:
+    """The recommender saved in `folder` by `SessionRecommender.save`, of whatever class."""
+    folder = Path(folder)
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"{folder} holds no saved recommender (no {MANIFEST})")
+    manifest = json.loads(manifest_path.read_text())
+    module_name, _, class_name = manifest["class"].partition(":")
+    if not module_name.startswith("recs_platform."):
+        raise ValueError(f"{manifest_path}: refusing to load class {manifest['class']!r}")
+    recommender_class = getattr(importlib.import_module(module_name), class_name)
+    recommender = recommender_class._load_state(folder)
+    recommender.name = manifest["name"]
+    return recommender
+
+
+def save_arrays(folder: Path, item_ids: Sequence[str], **arrays: np.ndarray) -> None:
+    """The item ids as JSON and numeric arrays in one `.npz`: the state of the numpy models."""
+    (Path(folder) / "item_ids.json").write_text(json.dumps(list(item_ids)))
+    np.savez(Path(folder) / "arrays.npz", **arrays)
+
+
+def load_arrays(folder: Path) -> tuple[list[str], dict[str, np.ndarray]]:
+    item_ids = json.loads((Path(folder) / "item_ids.json").read_text())
+    with np.load(Path(folder) / "arrays.npz", allow_pickle=False) as stored:
+        return item_ids, {key: stored[key] for key in stored.files}

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
-from recs_platform.models.base import SessionRecommender, check_fitted
+from recs_platform.models.base import SessionRecommender, check_fitted, load_arrays, save_arrays
 from recs_platform.models.popularity import item_counts
 
 
@@ -56,3 +57,21 @@ class MarkovRecommender(SessionRecommender):
                 start, stop = self.successor_start[last], self.successor_start[last + 1]
                 scores[row, self.successors[start:stop]] += self.successor_counts[start:stop]
         return scores
+
+    def _save_state(self, folder: Path) -> None:
+        save_arrays(
+            folder,
+            self.item_ids,
+            popularity_share=self.popularity_share,
+            successor_start=self.successor_start,
+            successors=self.successors,
+            successor_counts=self.successor_counts,
+        )
+
+    @classmethod
+    def _load_state(cls, folder: Path) -> MarkovRecommender:
+        model = cls()
+        model.item_ids, arrays = load_arrays(folder)
+        for key, value in arrays.items():
+            setattr(model, key, value)
+        return model

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
-from recs_platform.models.base import SessionRecommender, check_fitted
+from recs_platform.models.base import SessionRecommender, check_fitted, load_arrays, save_arrays
 
 
 def item_counts(sessions: Sequence[Sequence[str]]) -> tuple[list[str], np.ndarray]:
@@ -32,3 +33,13 @@ class PopularityRecommender(SessionRecommender):
     def score(self, prefixes: Sequence[Sequence[str]]) -> np.ndarray:
         check_fitted(self)
         return np.tile(self.counts, (len(prefixes), 1))
+
+    def _save_state(self, folder: Path) -> None:
+        save_arrays(folder, self.item_ids, counts=self.counts)
+
+    @classmethod
+    def _load_state(cls, folder: Path) -> PopularityRecommender:
+        model = cls()
+        model.item_ids, arrays = load_arrays(folder)
+        model.counts = arrays["counts"]
+        return model

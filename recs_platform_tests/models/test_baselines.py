@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from recs_platform.models.base import SessionRecommender
+from recs_platform.models.base import SessionRecommender, load_recommender
 from recs_platform.models.markov import MarkovRecommender
 from recs_platform.models.popularity import PopularityRecommender
 
@@ -82,3 +82,18 @@ def test_base_rank_breaks_ties_by_item_index_across_the_cut():
     assert model.rank([[]], k=3) == [["i1", "i0", "i2"]]
     assert model.rank([["i0", "i1"]], k=3) == [["i2", "i3", "i5"]]
     assert model.rank([["unknown"]], k=2) == [["i1", "i0"]]
+
+
+@pytest.mark.parametrize("model_class", [PopularityRecommender, MarkovRecommender])
+def test_saved_and_loaded_models_rank_the_same(tmp_path, model_class):
+    model = model_class(name="saved").fit(SESSIONS)
+    prefixes = [[], ["a"], ["b", "c"], ["unknown"]]
+    loaded = load_recommender(model.save(tmp_path / "model"))
+    assert type(loaded) is model_class and loaded.name == "saved"
+    assert loaded.rank(prefixes, k=3) == model.rank(prefixes, k=3)
+    np.testing.assert_array_equal(loaded.score(prefixes), model.score(prefixes))
+
+
+def test_loading_a_folder_without_a_model_says_so(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no saved recommender"):
+        load_recommender(tmp_path)
