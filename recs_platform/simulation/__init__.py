@@ -70,6 +70,7 @@ UTC midnight, landing in the next day's folder.
 from recs_platform.simulation.catalogue import Catalogue, build_catalogue
 from recs_platform.simulation.config import ShopConfig
 from recs_platform.simulation.generator import (
+    SHOP_CONFIG_FILE,
     Intent,
     SimulatedDay,
     SimulatedSession,
@@ -81,6 +82,7 @@ from recs_platform.simulation.oracle import Oracle, OracleRanker
 from recs_platform.simulation.stats import SimulationReport, gini
 
 __all__ = [
+    "SHOP_CONFIG_FILE",
     "Catalogue",
     "Intent",
     "Oracle",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 # Monday..Sunday; scaled to mean 1, so `sessions_per_day` is the average over a week.
 DEFAULT_WEEKDAY_FACTORS = (0.95, 0.92, 0.95, 1.0, 1.05, 1.08, 1.05)
@@ -181,6 +183,30 @@ class ShopConfig:
                 or sum(values) <= 0
             ):
                 yield f"{name} must be a tuple of {size} non-negative numbers with a positive sum"
+
+    def to_json(self) -> str:
+        values = asdict(self)
+        values["start"] = self.start.isoformat()
+        return json.dumps(values, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> ShopConfig:
+        values = json.loads(text)
+        unknown = set(values) - {field.name for field in fields(cls)}
+        if unknown:
+            raise ValueError(f"not ShopConfig fields: {sorted(unknown)}")
+        values["start"] = dt.date.fromisoformat(values["start"])
+        for name in ("weekday_factors", "hour_profile"):
+            if name in values:
+                values[name] = tuple(values[name])
+        return cls(**values)
+
+    @classmethod
+    def read(cls, path: Path) -> ShopConfig:
+        try:
+            return cls.from_json(Path(path).read_text())
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{path} is not a shop configuration: {error}") from error
 
     @property
     def n_intents(self) -> int:

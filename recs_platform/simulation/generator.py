@@ -435,8 +435,15 @@ class _ArrivalBuffer:
             self.flush_through(max(self.pending))
 
 
+SHOP_CONFIG_FILE = "simulator/shop.json"
+
+
 def simulate_to_landing(config: ShopConfig, landing_root: Path) -> SimulationReport:
-    """Simulate the shop and write its raw events to `landing_root/events/date=.../`."""
+    """Simulate the shop and write its raw events to `landing_root/events/date=.../`.
+
+    The configuration goes to `landing_root/simulator/shop.json`, so the oracle of this shop can
+    be evaluated downstream on the same targets as the models.
+    """
     catalogue = build_catalogue(config)
     renderer = _EventRenderer(config, catalogue)
     report = SimulationReport(
@@ -454,6 +461,9 @@ def simulate_to_landing(config: ShopConfig, landing_root: Path) -> SimulationRep
             buffer.flush_through((simulated.date - EPOCH).days)
         buffer.flush_all()
     report.files_written = list(writer.summary.files_written)
+    shop_path = Path(landing_root) / SHOP_CONFIG_FILE
+    shop_path.parent.mkdir(parents=True, exist_ok=True)
+    shop_path.write_text(config.to_json())
     report.distinct_items_viewed = int((view_counts > 0).sum())
     report.gini_product_views = gini(view_counts)
     return report

@@ -45,3 +45,12 @@ def test_invalid_values_are_refused_with_the_reason(changes, message):
 def test_config_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         ShopConfig().seed = 3
+
+
+def test_json_round_trip_and_a_clear_error_for_a_file_that_is_not_a_config(tmp_path):
+    config = dataclasses.replace(ShopConfig(), seed=11, n_items=500, start=dt.date(2026, 3, 2))
+    assert ShopConfig.from_json(config.to_json()) == config
+    broken = tmp_path / "shop.json"
+    broken.write_text('{"start": "2026-03-02", "colour": "blue"}')
+    with pytest.raises(ValueError, match=r"shop.json is not a shop configuration.*colour"):
+        ShopConfig.read(broken)

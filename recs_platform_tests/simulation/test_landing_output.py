@@ -11,6 +11,7 @@ import pytest
 from recs_platform.events.contract import parse_line
 from recs_platform.events.landing import arrival_date, list_local_dates, list_local_partition
 from recs_platform.simulation import (
+    SHOP_CONFIG_FILE,
     ShopConfig,
     build_catalogue,
     gini,
@@ -174,3 +175,8 @@ def test_gini_on_hand_computed_cases():
     assert gini(np.array([3, 3, 3, 3])) == pytest.approx(0.0)
     assert gini(np.array([0, 0, 0, 8])) == pytest.approx(0.75)
     assert gini(np.array([1, 2, 3, 4])) == pytest.approx(0.25)
+
+
+def test_the_shop_configuration_is_written_beside_the_events(small_shop):
+    root, _, _ = small_shop
+    assert ShopConfig.read(root / SHOP_CONFIG_FILE) == SMALL_SHOP
