@@ -1,0 +1,106 @@
+"""The recommenders `session_model` can train, their defaults and their search spaces."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from recs_platform.models.base import SessionRecommender
+from recs_platform.models.markov import MarkovRecommender
+from recs_platform.models.popularity import PopularityRecommender
+
+Params = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    build: Callable[[Params], SessionRecommender]
+    defaults: Params = field(default_factory=dict)
+    # Suggests one configuration for an Optuna trial; None: nothing to tune.
+    search_space: Callable[[optuna.Trial], Params] | None = None
+    neural: bool = False
+
+    def make(self, params: Params | None = None) -> SessionRecommender:
+        return self.build({**self.defaults, **(params or {})})
+
+
+def _vsknn() -> Candidate:
+    from recs_platform.models.vsknn import VSKNNRecommender
+
+    def space(trial: optuna.Trial) -> Params:
+        return {
+            "k": trial.suggest_categorical("k", [50, 100, 200, 500]),
+            "sample_size": trial.suggest_categorical("sample_size", [500, 1000, 5000]),
+        }
+
+    return Candidate("vsknn", lambda params: VSKNNRecommender(name="vsknn", **params), {}, space)
+
+
+def _gru4rec() -> Candidate:
+    from recs_platform.models.gru4rec import GRU4RecRecommender
+
+    def space(trial: optuna.Trial) -> Params:
+        return {
+            "hidden_size": trial.suggest_categorical("hidden_size", [64, 128, 256]),
+            "learning_rate": trial.suggest_float("learning_rate", 1e-3, 2e-2, log=True),
+            "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+            "epochs": trial.suggest_int("epochs", 2, 8),
+        }
+
+    return Candidate(
+        "gru4rec",
+        lambda params: GRU4RecRecommender(name="gru4rec", **params),
+        {},
+        space,
+        neural=True,
+    )
+
+
+def _sasrec() -> Candidate:
+    from recs_platform.models.sasrec import SASRecRecommender
+
+    def space(trial: optuna.Trial) -> Params:
+        return {
+            "hidden_size": trial.suggest_categorical("hidden_size", [32, 64, 128]),
+            "learning_rate": trial.suggest_float("learning_rate", 5e-4, 1e-2, log=True),
+            "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+            "epochs": trial.suggest_int("epochs", 2, 8),
+        }
+
+    return Candidate(
+        "sasrec",
+        lambda params: SASRecRecommender(name="sasrec", **params),
+        {},
+        space,
+        neural=True,
+    )
+
+
+_FACTORIES: dict[str, Callable[[], Candidate]] = {
+    "popularity": lambda: Candidate("popularity", lambda p: PopularityRecommender(**p)),
+    "markov": lambda: Candidate("markov", lambda p: MarkovRecommender(**p)),
+    "vsknn": _vsknn,
+    "gru4rec": _gru4rec,
+    "sasrec": _sasrec,
+}
+CANDIDATE_NAMES = tuple(_FACTORIES)
+
+
+def candidate(name: str, overrides: Params | None = None) -> Candidate:
+    """The named candidate; `overrides` replace its default parameters."""
+    if name not in _FACTORIES:
+        raise ValueError(f"unknown candidate {name!r}; choose from {', '.join(CANDIDATE_NAMES)}")
+    found = _FACTORIES[name]()
+    if overrides:
+        found = Candidate(
+            found.name,
+            found.build,
+            {**found.defaults, **overrides},
+            found.search_space,
+            found.neural,
+        )
+    return found

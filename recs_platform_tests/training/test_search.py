@@ -1,0 +1,69 @@
+"""The search: defaults first, Optuna within the budget, one nested MLflow run per trial."""
+
+import mlflow
+import pytest
+
+from recs_platform.models.popularity import PopularityRecommender
+from recs_platform.training import tracking
+from recs_platform.training.candidates import Candidate, candidate
+from recs_platform.training.search import SearchBudget, search
+
+SESSIONS = [["a", "b"], ["b", "c"], ["c", "a"]]
+
+
+class _Scored(PopularityRecommender):
+    def __init__(self, name="scored", x=0.0):
+        super().__init__(name)
+        self.x = x
+
+
+# The validation score peaks at x = 0.7; the default x = 0 scores lowest.
+TOY = Candidate(
+    "toy",
+    lambda params: _Scored(**params),
+    {"x": 0.0},
+    lambda trial: {"x": trial.suggest_float("x", 0.0, 1.0)},
+)
+
+
+def _peak(recommender):
+    return 1.0 - abs(recommender.x - 0.7)
+
+
+def test_defaults_are_the_first_trial_and_the_search_improves_on_them():
+    result = search(TOY, SESSIONS, _peak, SearchBudget(trials=12, timeout_s=60), seed=1)
+    assert result.trials[0]["params"] == {} and result.trials[0]["value"] == pytest.approx(0.3)
+    assert len(result.trials) == 12
+    assert result.best_value == max(trial["value"] for trial in result.trials) > 0.9
+    assert abs(result.best_params["x"] - 0.7) < 0.1
+    again = search(TOY, SESSIONS, _peak, SearchBudget(trials=12, timeout_s=60), seed=1)
+    assert again.best_params == result.best_params
+
+
+def test_one_trial_or_nothing_to_tune_fits_the_defaults_once():
+    assert search(TOY, SESSIONS, _peak, SearchBudget(trials=1)).best_params == {}
+    result = search(candidate("popularity"), SESSIONS, lambda r: 0.5, SearchBudget(trials=5))
+    assert len(result.trials) == 1 and result.best_params == {}
+
+
+def test_a_budget_must_make_sense():
+    with pytest.raises(ValueError, match="search budget"):
+        SearchBudget(trials=-1)
+    with pytest.raises(ValueError, match="unknown candidate 'gpt'"):
+        candidate("gpt")
+
+
+def test_every_trial_is_a_nested_mlflow_run(tmp_path):
+    uri, artifacts = tracking.local_tracking(tmp_path)
+    experiment = tracking.use_experiment(uri, "search-test", artifacts)
+    try:
+        with mlflow.start_run() as parent:
+            search(TOY, SESSIONS, _peak, SearchBudget(trials=3, timeout_s=60))
+        runs = mlflow.search_runs(
+            [experiment], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+        )
+        assert len(runs) == 3
+        assert set(runs["tags.candidate"]) == {"toy"}
+        assert runs["metrics.validation_mrr_20"].notna().all()
+    finally:
+        mlflow.set_tracking_uri(None)
