@@ -1,11 +1,14 @@
 """Dagster resources: one interface per role, one implementation per environment.
 
-The assets ask for `landing` (where raw event files arrive) and `warehouse` (where they are
-loaded). `resources_for(settings)` picks the implementations when the definitions load:
-local folders and a DuckDB file by default, S3 and Snowflake with `RECS_ENV=prod`.
+The assets ask for `landing` (where raw event files arrive), `warehouse` (where they are
+loaded) and `reports` (where rendered reports go). `resources_for(settings)` picks the
+implementations when the definitions load: local folders and a DuckDB file by default, S3 and
+Snowflake with `RECS_ENV=prod`.
 """
 
 import datetime as dt
+import os
+import uuid
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -19,6 +22,7 @@ from dagster_snowflake import SnowflakeResource
 
 from recs_platform.events.landing import LandingFile, list_local_dates, list_local_partition
 from recs_platform.settings import Settings
+from recs_platform.training import tracking
 from recs_platform.transform.dbt_invocation import DBT_EXECUTABLE, DBT_PROJECT_DIR
 from recs_platform.warehouse.schema import PartitionLoad
 
@@ -133,6 +137,84 @@ class SnowflakeWarehouse(Warehouse):
             return cursor.fetchall()
 
 
+class MlflowTracking(dg.ConfigurableResource):
+    """Where runs and registered models go: a tracking URI (and artifact root for new stores)."""
+
+    tracking_uri: str
+    artifact_location: str | None = None
+    experiment: str = tracking.EXPERIMENT
+
+    def activate(self) -> str:
+        """Points mlflow at this store and experiment; returns the experiment id."""
+        return tracking.use_experiment(self.tracking_uri, self.experiment, self.artifact_location)
+
+
+def local_mlflow(settings: Settings) -> MlflowTracking:
+    """The sqlite store and artifact folder under the data directory (what `mlflow ui` reads)."""
+    tracking_uri, artifact_location = tracking.local_tracking(settings.data_dir)
+    return MlflowTracking(tracking_uri=tracking_uri, artifact_location=artifact_location)
+
+
+class ReportStore(dg.ConfigurableResource, ABC):
+    """Where rendered reports go, one file per report name, the newest replacing the last."""
+
+    @abstractmethod
+    def write_report(
+        self, name: str, content: str, content_type: str = "text/html; charset=utf-8"
+    ) -> str:
+        """Store `content` (UTF-8) as the report `name`; returns where it is (path or URI)."""
+
+
+def _report_name(name: str) -> str:
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise ValueError(f"report name {name!r} must be a plain file name")
+    return name
+
+
+class LocalReportStore(ReportStore):
+    """Reports in a local folder (`$RECS_DATA_DIR/reports/`), each replaced atomically."""
+
+    root: str
+
+    def write_report(
+        self, name: str, content: str, content_type: str = "text/html; charset=utf-8"
+    ) -> str:
+        folder = Path(self.root)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / _report_name(name)
+        temporary = folder / f".{name}.{uuid.uuid4().hex}.tmp"
+        try:
+            with open(temporary, "w", encoding="utf-8") as stream:
+                stream.write(content)
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+        return str(path.absolute())
+
+
+class S3ReportStore(ReportStore):
+    """Reports on S3 under `<prefix>reports/`, beside the landing zone's `<prefix>events/`."""
+
+    s3: dg.ResourceDependency[S3Resource]
+    bucket: str
+    prefix: str = ""
+
+    def key(self, name: str) -> str:
+        root = self.prefix.strip("/")
+        return f"{root}/reports/{_report_name(name)}" if root else f"reports/{_report_name(name)}"
+
+    def write_report(
+        self, name: str, content: str, content_type: str = "text/html; charset=utf-8"
+    ) -> str:
+        key = self.key(name)
+        self.s3.get_client().put_object(
+            Bucket=self.bucket, Key=key, Body=content.encode("utf-8"), ContentType=content_type
+        )
+        return f"s3://{self.bucket}/{key}"
+
+
 def resources_for(settings: Settings) -> dict[str, Any]:
     """The resource set of one environment. Nothing here connects to anything."""
     from recs_platform.assets.dataset import TrainingDatasetIOManager
@@ -149,7 +231,9 @@ def resources_for(settings: Settings) -> dict[str, Any]:
         return {
             "dataset_io_manager": datasets,
             "dbt": dbt,
+            "mlflow_tracking": local_mlflow(settings),
             "landing": LocalLandingZone(root=str(settings.landing_dir)),
+            "reports": LocalReportStore(root=str(settings.data_dir / "reports")),
             "warehouse": DuckDBWarehouse(duckdb=duckdb),
         }
     s3 = S3Resource(region_name=dg.EnvVar("AWS_REGION"))
@@ -164,7 +248,12 @@ def resources_for(settings: Settings) -> dict[str, Any]:
     return {
         "dataset_io_manager": datasets,
         "dbt": dbt,
+        # The tracking server's own artifact root applies (e.g. S3 on SageMaker managed MLflow).
+        "mlflow_tracking": MlflowTracking(tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI")),
         "landing": S3LandingZone(
+            s3=s3, bucket=dg.EnvVar("RECS_LANDING_BUCKET"), prefix=settings.landing_prefix
+        ),
+        "reports": S3ReportStore(
             s3=s3, bucket=dg.EnvVar("RECS_LANDING_BUCKET"), prefix=settings.landing_prefix
         ),
         "warehouse": SnowflakeWarehouse(snowflake=snowflake),

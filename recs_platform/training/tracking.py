@@ -31,12 +31,13 @@ DEFAULT_K = 20
 def local_tracking(data_dir: Path) -> tuple[str, str]:
     """(tracking URI, artifact location) of the local store under `data_dir/mlflow`."""
     folder = Path(data_dir).absolute() / "mlflow"
-    folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder / 'mlflow.db'}", (folder / "artifacts").as_uri()
 
 
 def use_experiment(tracking_uri: str, experiment: str, artifact_location: str | None) -> str:
     """Points mlflow at the store and the experiment (created if missing); returns its id."""
+    if tracking_uri.startswith("sqlite:///"):
+        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     found = mlflow.get_experiment_by_name(experiment)
