@@ -90,10 +90,12 @@ def run_demo(settings: Settings) -> int:
             ((count,),) = warehouse.query(f"SELECT count(*) FROM analytics.{model}")
             print(f"  analytics.{model:<22}{count:>10,} rows")
 
-    from recs_platform.evaluation.protocol import shop_headroom
+    from recs_platform.evaluation.protocol import metric_key, shop_headroom
 
     print("\n== 4. The shop's ceiling: its exact oracle against the simple baselines")
-    print(shop_headroom(config).format_table())
+    headroom = shop_headroom(config)
+    # Accuracy at the main k only; `recs-platform headroom` shows every metric.
+    print(headroom.format_table([metric_key("hr", headroom.k), metric_key("mrr", headroom.k)]))
     print(
         "\nDone. See raw_events, its partitions and runs in the Dagster UI: make dev\n"
         f'Query the warehouse: .venv/bin/python -c "import duckdb; '

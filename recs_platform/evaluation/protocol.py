@@ -2,18 +2,29 @@
 
 Every recommender is scored on exactly the same targets against the same candidates (the items
 seen in training); targets never seen in training cannot be recommended by anyone trained on
-that data and are skipped, and counted.
+that data and are skipped, and counted. Reported per recommender: HR and MRR at several k, item
+coverage@k and popularity bias@k (see `metrics`), all from one scoring pass; on simulated data
+the oracle is scored on the same targets as the ceiling.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from recs_platform.evaluation.metrics import hit_rate_at, mrr_at, target_ranks
+from recs_platform.evaluation.metrics import (
+    hit_rate_at,
+    item_coverage_at,
+    mrr_at,
+    popularity_bias_at,
+    popularity_percentiles,
+    target_ranks,
+    top_k,
+)
 from recs_platform.models.base import SessionRecommender
 from recs_platform.models.markov import MarkovRecommender
 from recs_platform.models.popularity import PopularityRecommender
@@ -31,6 +42,12 @@ class TimeSplit:
     test: list[tuple[Hashable, list[str]]]  # (day, SKUs)
     train_days: list[Hashable]
     test_days: list[Hashable]
+    train_session_days: list[Hashable] = field(default_factory=list)  # aligned with train
+
+    @property
+    def dated_train(self) -> list[tuple[Hashable, list[str]]]:
+        """The training sessions as (day, SKUs), as the checklist's new-item slice needs them."""
+        return list(zip(self.train_session_days, self.train, strict=True))
 
 
 def split_by_time(sessions: Sequence[tuple[Hashable, Sequence[str]]], test_days: int) -> TimeSplit:
@@ -42,9 +59,15 @@ def split_by_time(sessions: Sequence[tuple[Hashable, Sequence[str]]], test_days:
             f"got {test_days} of {len(days)} days"
         )
     first_test_day = days[-test_days]
-    train = [list(items) for day, items in sessions if day < first_test_day]
+    train = [(day, list(items)) for day, items in sessions if day < first_test_day]
     test = [(day, list(items)) for day, items in sessions if day >= first_test_day]
-    return TimeSplit(train, test, days[:-test_days], days[-test_days:])
+    return TimeSplit(
+        [items for _, items in train],
+        test,
+        days[:-test_days],
+        days[-test_days:],
+        [day for day, _ in train],
+    )
 
 
 @dataclass(frozen=True)
@@ -80,6 +103,53 @@ def next_item_targets(
     return NextItemTargets(prefixes, targets, days, sorted(candidates), len(test_sessions), skipped)
 
 
+def training_counts(
+    train_sessions: Sequence[Sequence[str]], candidate_items: Sequence[str]
+) -> np.ndarray:
+    """How often each candidate occurs in the training sessions (0 if never), by candidate."""
+    occurrences = Counter(sku for session in train_sessions for sku in session)
+    return np.array([occurrences[sku] for sku in candidate_items], dtype=np.float64)
+
+
+def _masked_scores(
+    recommender: SessionRecommender,
+    targets: NextItemTargets,
+    rows: Sequence[int],
+    batch_size: int,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(offset into rows, scores [batch, n_candidates], target columns) per batch of rows.
+
+    Scores are the recommender's, mapped onto the candidates; candidates it does not know and
+    those seen in the prefix score -inf. Each batch is scored once.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    candidate_index = {sku: position for position, sku in enumerate(targets.candidate_items)}
+    model_index = recommender.item_index()
+    model_columns = np.array([model_index.get(sku, -1) for sku in targets.candidate_items])
+    known = model_columns >= 0
+    for start in range(0, len(rows), batch_size):
+        batch = list(rows[start : start + batch_size])
+        prefixes = [targets.prefixes[row] for row in batch]
+        model_scores = np.asarray(recommender.score(prefixes), dtype=np.float64)
+        expected = (len(prefixes), len(recommender.item_ids))
+        if model_scores.shape != expected:
+            raise ValueError(
+                f"{recommender.name}: score() returned shape {model_scores.shape}, "
+                f"expected {expected}"
+            )
+        if np.isnan(model_scores).any():
+            raise ValueError(f"{recommender.name}: score() returned NaN")
+        scores = np.where(known, model_scores[:, np.maximum(model_columns, 0)], -np.inf)
+        for offset, prefix in enumerate(prefixes):
+            seen = [candidate_index[sku] for sku in prefix if sku in candidate_index]
+            scores[offset, seen] = -np.inf
+        target_columns = np.array(
+            [candidate_index[targets.targets[row]] for row in batch], dtype=np.int64
+        )
+        yield start, scores, target_columns
+
+
 def ranks_of_targets(
     recommender: SessionRecommender,
     targets: NextItemTargets,
@@ -91,29 +161,103 @@ def ranks_of_targets(
     Candidates the recommender does not know score -inf too.
     """
     rows = range(len(targets)) if rows is None else rows
-    candidate_index = {sku: position for position, sku in enumerate(targets.candidate_items)}
-    model_index = recommender.item_index()
-    model_columns = np.array([model_index.get(sku, -1) for sku in targets.candidate_items])
-    known = model_columns >= 0
     ranks = np.empty(len(rows), dtype=np.int64)
-    for start in range(0, len(rows), batch_size):
-        batch = list(rows[start : start + batch_size])
-        prefixes = [targets.prefixes[row] for row in batch]
-        model_scores = np.asarray(recommender.score(prefixes), dtype=np.float64)
-        scores = np.where(known, model_scores[:, np.maximum(model_columns, 0)], -np.inf)
-        for offset, prefix in enumerate(prefixes):
-            seen = [candidate_index[sku] for sku in prefix if sku in candidate_index]
-            scores[offset, seen] = -np.inf
-        target_columns = np.array([candidate_index[targets.targets[row]] for row in batch])
-        ranks[start : start + len(batch)] = target_ranks(scores, target_columns)
+    for start, scores, target_columns in _masked_scores(recommender, targets, rows, batch_size):
+        ranks[start : start + len(target_columns)] = target_ranks(scores, target_columns)
     return ranks
 
 
 @dataclass(frozen=True)
+class TargetResults:
+    """What one recommender did on each target of a `NextItemTargets`, in the targets' order.
+
+    `ranks[i]`: rank of target i among the candidates (1 = best; ties count against the model,
+    seen and unknown candidates excluded). `top[i]`: the k best candidates for prefix i as
+    indices into `targets.candidate_items`, best first, ties to the lower index, -1 where fewer
+    than k candidates were left. Both come from the same scores.
+    """
+
+    ranks: np.ndarray
+    top: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ranks)
+
+    @property
+    def k(self) -> int:
+        return self.top.shape[1]
+
+
+def rank_targets(
+    recommender: RecommenderOrFactory,
+    targets: NextItemTargets,
+    k: int = 20,
+    rows: Sequence[int] | None = None,
+    batch_size: int = 256,
+) -> TargetResults:
+    """Ranks of the targets and top-k lists, scoring each prefix once.
+
+    A value that is not a `SessionRecommender` is called with each test day and must return
+    the recommender for that day; each target is scored by its own day's recommender.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    rows = list(range(len(targets)) if rows is None else rows)
+    ranks = np.empty(len(rows), dtype=np.int64)
+    top = np.full((len(rows), k), -1, dtype=np.int64)
+    if isinstance(recommender, SessionRecommender):
+        groups = [(recommender, np.arange(len(rows)))]
+    else:
+        days = [targets.days[row] for row in rows]
+        groups = [
+            (recommender(day), np.flatnonzero([target_day == day for target_day in days]))
+            for day in sorted(set(days))
+        ]
+    for model, positions in groups:
+        group_rows = [rows[position] for position in positions]
+        for start, scores, target_columns in _masked_scores(model, targets, group_rows, batch_size):
+            batch = positions[start : start + len(target_columns)]
+            ranks[batch] = target_ranks(scores, target_columns)
+            top[batch] = top_k(scores, k)
+    return TargetResults(ranks, top)
+
+
+def metric_key(metric: str, k: int) -> str:
+    """The name of a metric at k in `EvaluationRow.metrics`, e.g. `hr_20`.
+
+    Only letters, digits and underscores, so the names can be logged as they are (MLflow
+    refuses `@`).
+    """
+    return f"{metric}_{k}"
+
+
+# Metric -> column header prefix in `format_table`.
+METRIC_HEADERS = {
+    "hr": "HR",
+    "mrr": "MRR",
+    "coverage": "Cov",
+    "popularity_bias": "PopBias",
+}
+
+
+@dataclass(frozen=True)
 class EvaluationRow:
+    """One recommender's metrics. `hit_rate` and `mrr` are at the report's main k; `metrics`
+    holds every metric by `metric_key` name: `hr_<k>` and `mrr_<k>` for each k,
+    `coverage_<k>` and `popularity_bias_<k>` at the main k (the latter only when
+    training counts were given).
+    """
+
     name: str
     hit_rate: float
     mrr: float
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The name and every metric by key (just `hit_rate` and `mrr` if `metrics` is empty)."""
+        if not self.metrics:
+            return {"name": self.name, "hit_rate": self.hit_rate, "mrr": self.mrr}
+        return {"name": self.name, **self.metrics}
 
 
 @dataclass(frozen=True)
@@ -125,6 +269,7 @@ class EvaluationReport:
     candidates: int
     skipped_unknown: int
     title: str = "next-item evaluation"
+    ks: tuple[int, ...] = ()  # the cutoffs of HR and MRR; empty means just k
 
     def row(self, name: str) -> EvaluationRow:
         for row in self.rows:
@@ -132,19 +277,122 @@ class EvaluationReport:
                 return row
         raise KeyError(f"no recommender named {name!r} in this report")
 
-    def format_table(self) -> str:
-        k = self.k
+    def metric_names(self) -> list[str]:
+        """The metric keys every row has, in table order."""
+        ks = sorted(set(self.ks) | {self.k})
+        names = [metric_key("hr", k) for k in ks] + [metric_key("mrr", k) for k in ks]
+        names += [metric_key("coverage", self.k), metric_key("popularity_bias", self.k)]
+        return [name for name in names if all(name in row.metrics for row in self.rows)]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Everything in plain JSON-serialisable types (for logging)."""
+        return {
+            "title": self.title,
+            "k": self.k,
+            "ks": sorted(set(self.ks) | {self.k}),
+            "targets": self.targets,
+            "sessions": self.sessions,
+            "candidates": self.candidates,
+            "skipped_unknown": self.skipped_unknown,
+            "rows": [row.as_dict() for row in self.rows],
+        }
+
+    def format_table(self, metrics: Sequence[str] | None = None) -> str:
+        """A text table: one line per recommender, one column per metric key in `metrics`
+        (default: `metric_names()`, or HR@k and MRR@k for rows without `metrics`)."""
+        main = {metric_key("hr", self.k): "hit_rate", metric_key("mrr", self.k): "mrr"}
+        if metrics is None:
+            metrics = self.metric_names() or list(main)
+
+        def value(row: EvaluationRow, name: str) -> float:
+            return row.metrics[name] if name in row.metrics else getattr(row, main[name])
+
+        headers = []
+        for name in metrics:
+            metric, _, k = name.rpartition("_")
+            headers.append(f"{METRIC_HEADERS.get(metric, metric)}@{k}")
+        widths = [max(8, len(header)) for header in headers]
         width = max(len("model"), *(len(row.name) for row in self.rows))
         lines = [
             f"{self.title}: {self.targets:,} targets from {self.sessions:,} test sessions, "
             f"{self.candidates:,} candidate items, {self.skipped_unknown:,} targets skipped "
             "(not in training)",
-            f"{'model':<{width}}  {'HR@' + str(k):>8}  {'MRR@' + str(k):>8}",
+            f"{'model':<{width}}"
+            + "".join(f"  {header:>{w}}" for header, w in zip(headers, widths, strict=True)),
         ]
-        lines += [
-            f"{row.name:<{width}}  {row.hit_rate:>8.4f}  {row.mrr:>8.4f}" for row in self.rows
-        ]
+        for row in self.rows:
+            cells = (f"  {value(row, n):>{w}.4f}" for n, w in zip(metrics, widths, strict=True))
+            lines.append(f"{row.name:<{width}}" + "".join(cells))
+        if any(name.startswith("coverage_") for name in metrics):
+            lines.append("Cov: share of the candidates in at least one top-k list")
+        if any(name.startswith("popularity_bias_") for name in metrics):
+            lines.append(
+                "PopBias: mean training-popularity percentile of the recommended items "
+                "(near 1 = the most viewed)"
+            )
         return "\n".join(lines)
+
+
+def _checked_ks(k: int, ks: Sequence[int]) -> list[int]:
+    all_ks = sorted(set(ks) | {k})
+    if all_ks[0] < 1:
+        raise ValueError(f"every k must be at least 1, got {all_ks[0]}")
+    return all_ks
+
+
+def _percentiles(
+    targets: NextItemTargets,
+    train_sessions: Sequence[Sequence[str]] | None,
+    train_counts: Mapping[str, float] | None,
+) -> np.ndarray | None:
+    if train_sessions is not None and train_counts is not None:
+        raise ValueError("pass train_sessions or train_counts, not both")
+    if train_sessions is not None:
+        counts = training_counts(train_sessions, targets.candidate_items)
+    elif train_counts is not None:
+        counts = np.array([train_counts.get(sku, 0) for sku in targets.candidate_items], float)
+    else:
+        return None
+    return popularity_percentiles(counts)
+
+
+def _row(
+    name: str,
+    results: TargetResults,
+    k: int,
+    ks: Sequence[int],
+    n_candidates: int,
+    percentiles: np.ndarray | None,
+) -> EvaluationRow:
+    metrics = {metric_key("hr", cut): hit_rate_at(results.ranks, cut) for cut in ks}
+    metrics |= {metric_key("mrr", cut): mrr_at(results.ranks, cut) for cut in ks}
+    metrics[metric_key("coverage", k)] = item_coverage_at(results.top, k, n_candidates)
+    if percentiles is not None:
+        metrics[metric_key("popularity_bias", k)] = popularity_bias_at(results.top, k, percentiles)
+    return EvaluationRow(name, metrics[metric_key("hr", k)], metrics[metric_key("mrr", k)], metrics)
+
+
+def evaluate_recommender(
+    recommender: RecommenderOrFactory,
+    targets: NextItemTargets,
+    k: int = 20,
+    *,
+    name: str | None = None,
+    ks: Sequence[int] = (10, 20),
+    train_sessions: Sequence[Sequence[str]] | None = None,
+    train_counts: Mapping[str, float] | None = None,
+    batch_size: int = 256,
+) -> tuple[EvaluationRow, TargetResults]:
+    """One recommender's row of `evaluate` and its per-target results (ranks, top-k lists)."""
+    if not len(targets):
+        raise ValueError("no targets to evaluate on")
+    all_ks = _checked_ks(k, ks)
+    percentiles = _percentiles(targets, train_sessions, train_counts)
+    if name is None:
+        name = getattr(recommender, "name", None) or getattr(recommender, "__name__", "model")
+    results = rank_targets(recommender, targets, all_ks[-1], batch_size=batch_size)
+    row = _row(name, results, k, all_ks, len(targets.candidate_items), percentiles)
+    return row, results
 
 
 def evaluate(
@@ -152,24 +400,29 @@ def evaluate(
     targets: NextItemTargets,
     k: int = 20,
     title: str = "next-item evaluation",
+    *,
+    ks: Sequence[int] = (10, 20),
+    train_sessions: Sequence[Sequence[str]] | None = None,
+    train_counts: Mapping[str, float] | None = None,
+    batch_size: int = 256,
 ) -> EvaluationReport:
-    """HR@k and MRR@k of each recommender on the same targets.
+    """HR and MRR at each of `ks` and k, coverage@k and popularity bias@k of each recommender,
+    all on the same targets; each prefix is scored once per recommender.
+
+    Popularity bias needs the training popularity of the candidates: the training sessions or
+    a count per SKU (SKUs missing from it count 0); without either it is left out.
 
     A value that is not a `SessionRecommender` is called with each test day and must return
-    the recommender for that day.
+    the recommender for that day (the simulator's oracle: `Oracle(config).ranker`).
     """
     if not len(targets):
         raise ValueError("no targets to evaluate on")
+    all_ks = _checked_ks(k, ks)
+    percentiles = _percentiles(targets, train_sessions, train_counts)
     rows = []
     for name, recommender in recommenders.items():
-        if isinstance(recommender, SessionRecommender):
-            ranks = ranks_of_targets(recommender, targets)
-        else:
-            ranks = np.empty(len(targets), dtype=np.int64)
-            for day in sorted(set(targets.days)):
-                on_day = [row for row, target_day in enumerate(targets.days) if target_day == day]
-                ranks[on_day] = ranks_of_targets(recommender(day), targets, on_day)
-        rows.append(EvaluationRow(name, hit_rate_at(ranks, k), mrr_at(ranks, k)))
+        results = rank_targets(recommender, targets, all_ks[-1], batch_size=batch_size)
+        rows.append(_row(name, results, k, all_ks, len(targets.candidate_items), percentiles))
     return EvaluationReport(
         k=k,
         rows=rows,
@@ -178,11 +431,15 @@ def evaluate(
         candidates=len(targets.candidate_items),
         skipped_unknown=targets.skipped_unknown,
         title=title,
+        ks=tuple(all_ks),
     )
 
 
 def shop_headroom(config: ShopConfig, test_days: int = 2, k: int = 20) -> EvaluationReport:
-    """Oracle, first-order Markov chain and popularity on the simulated shop's last days."""
+    """Oracle, first-order Markov chain and popularity on the simulated shop's last days.
+
+    The oracle (the exact next-product distribution) is scored on the same targets: the ceiling.
+    """
     sessions = [(session.day, session.skus) for session in simulate_sessions(config)]
     split = split_by_time(sessions, test_days)
     markov = MarkovRecommender().fit(split.train)
@@ -193,5 +450,6 @@ def shop_headroom(config: ShopConfig, test_days: int = 2, k: int = 20) -> Evalua
         {"oracle": oracle.ranker, "markov": markov, "popularity": popularity},
         targets,
         k=k,
+        train_sessions=split.train,
         title=f"shop headroom (seed {config.seed}, last {test_days} of {config.days} days)",
     )

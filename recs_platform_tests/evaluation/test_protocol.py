@@ -1,14 +1,19 @@
+import json
+
 import numpy as np
 import pytest
 
 from recs_platform.evaluation.protocol import (
     evaluate,
+    evaluate_recommender,
     next_item_targets,
+    rank_targets,
     ranks_of_targets,
     shop_headroom,
     split_by_time,
 )
 from recs_platform.models.base import SessionRecommender
+from recs_platform.models.markov import MarkovRecommender
 from recs_platform.simulation import ShopConfig
 
 
@@ -33,6 +38,7 @@ def test_split_by_time_keeps_the_last_days_for_testing():
     assert split.train == [["a"], ["c"], ["e"]]
     assert split.test == [(3, ["b", "c"]), (3, ["d"])]
     assert (split.train_days, split.test_days) == ([1, 2], [3])
+    assert split.dated_train == [(1, ["a"]), (2, ["c"]), (1, ["e"])]
     with pytest.raises(ValueError, match="test_days"):
         split_by_time(sessions, test_days=3)
 
@@ -82,4 +88,131 @@ def test_oracle_is_clearly_ahead_of_markov_which_is_far_ahead_of_popularity():
     assert oracle.mrr >= 1.08 * markov.mrr
     assert oracle.hit_rate > markov.hit_rate
     assert markov.mrr > 2 * popularity.mrr
-    assert "oracle" in report.format_table()
+    for row in report.rows:
+        assert row.metrics["hr_10"] <= row.metrics["hr_20"] == row.hit_rate
+        assert row.metrics["mrr_10"] <= row.metrics["mrr_20"] == row.mrr
+    # Popularity shows the same few head items to everyone; the models that read the prefix
+    # spread over the catalogue and reach further into it.
+    assert popularity.metrics["coverage_20"] < 0.2 < markov.metrics["coverage_20"]
+    assert oracle.metrics["coverage_20"] > 0.5
+    assert (
+        oracle.metrics["popularity_bias_20"]
+        < markov.metrics["popularity_bias_20"]
+        < popularity.metrics["popularity_bias_20"]
+    )
+    table = report.format_table()
+    assert "oracle" in table and "Cov@20" in table and "PopBias@20" in table
+
+
+# Targets b after [a], d after [a, b, e] (e unknown to training: its target is skipped).
+# FixedScores below does not know a and knows x, which is no candidate.
+# Masked candidate scores (a, b, c, d): [-inf, .2, .9, .2] and [-inf, -inf, .9, .2].
+TRAIN = [["a", "b", "c"], ["c", "d"], ["c"]]  # a 1, b 1, c 3, d 1
+
+
+def fixed_case():
+    targets = next_item_targets([(5, ["a", "b", "e", "d"])], ["a", "b", "c", "d"])
+    return targets, FixedScores({"d": 0.2, "c": 0.9, "b": 0.2, "x": 5.0})
+
+
+def test_top_k_lists_come_from_the_same_masked_scores_as_the_ranks():
+    targets, model = fixed_case()
+    results = rank_targets(model, targets, k=3)
+    # Ranks count ties against the model (b ties with d: rank 3), while the lists break them
+    # toward the lower index (b before d), as SessionRecommender.rank does.
+    assert results.ranks.tolist() == [3, 2]
+    assert results.top.tolist() == [[2, 1, 3], [2, 3, -1]]
+    assert rank_targets(model, targets, k=3, batch_size=1).top.tolist() == results.top.tolist()
+
+
+def test_evaluate_reports_every_metric_on_hand_computed_values():
+    targets, model = fixed_case()
+    report = evaluate({"fixed": model}, targets, k=2, ks=(1, 2), train_sessions=TRAIN)
+    row = report.row("fixed")
+    # Ranks 3 and 2. Top-2 lists [c, b] and [c, d]: 3 of 4 candidates covered. Percentiles
+    # (share of candidates viewed strictly less): a, b, d 0; c 3/4 -> (3/4 + 0 + 3/4 + 0) / 4.
+    assert row.metrics == pytest.approx(
+        {
+            "hr_1": 0.0,
+            "hr_2": 0.5,
+            "mrr_1": 0.0,
+            "mrr_2": 0.25,
+            "coverage_2": 0.75,
+            "popularity_bias_2": 0.375,
+        }
+    )
+    assert (row.hit_rate, row.mrr) == (0.5, 0.25)
+    assert report.ks == (1, 2)
+    assert report.metric_names() == [
+        "hr_1",
+        "hr_2",
+        "mrr_1",
+        "mrr_2",
+        "coverage_2",
+        "popularity_bias_2",
+    ]
+    as_dict = json.loads(json.dumps(report.as_dict()))
+    assert as_dict["rows"] == [{"name": "fixed", **row.metrics}]
+    assert as_dict["skipped_unknown"] == 1 and as_dict["targets"] == 2
+    header = report.format_table().splitlines()[1].split()
+    assert header == ["model", "HR@1", "HR@2", "MRR@1", "MRR@2", "Cov@2", "PopBias@2"]
+    compact = report.format_table(["hr_2", "mrr_2"]).splitlines()
+    assert compact[1].split() == ["model", "HR@2", "MRR@2"]
+    assert compact[2].split() == ["fixed", "0.5000", "0.2500"]
+
+    counted = evaluate({"fixed": model}, targets, k=2, ks=(1, 2), train_counts={"c": 3, "a": 1})
+    assert counted.row("fixed").metrics == row.metrics
+    with pytest.raises(ValueError, match="not both"):
+        evaluate({"fixed": model}, targets, train_sessions=TRAIN, train_counts={"c": 3})
+
+
+def test_without_training_popularity_the_bias_is_left_out():
+    targets, model = fixed_case()
+    row = evaluate({"fixed": model}, targets, k=2, ks=(2, 10)).row("fixed")
+    assert set(row.metrics) == {"hr_2", "hr_10", "mrr_2", "mrr_10", "coverage_2"}
+
+
+def test_evaluate_recommender_gives_the_row_and_the_per_target_ranks():
+    targets, model = fixed_case()
+    row, results = evaluate_recommender(model, targets, k=2, ks=(1, 2), train_sessions=TRAIN)
+    report = evaluate({"fixed": model}, targets, k=2, ks=(1, 2), train_sessions=TRAIN)
+    assert row == report.row("fixed")
+    assert results.ranks.tolist() == ranks_of_targets(model, targets).tolist() == [3, 2]
+    assert results.k == 2
+
+
+def test_top_k_lists_agree_with_the_recommenders_own_rank():
+    sessions = [["a", "b", "c"], ["b", "c"], ["c", "d"], ["d", "a"], ["e"]]
+    model = MarkovRecommender().fit(sessions)
+    test = [(9, ["b", "a", "c", "d"]), (9, ["e", "d", "zz", "c"])]
+    targets = next_item_targets(test, model.item_ids)
+    results = rank_targets(model, targets, k=4)
+    expected = model.rank(targets.prefixes, k=4)
+    lists = [[targets.candidate_items[i] for i in row if i >= 0] for row in results.top.tolist()]
+    assert lists == expected
+
+
+class NaNScores(FixedScores):
+    def score(self, prefixes):
+        scores = super().score(prefixes)
+        scores[:, 0] = np.nan
+        return scores
+
+
+def test_nan_scores_are_refused_rather_than_counted_as_hits():
+    targets, _ = fixed_case()
+    with pytest.raises(ValueError, match="NaN"):
+        evaluate({"nan": NaNScores({sku: 0.1 for sku in "abcd"})}, targets)
+
+
+def test_day_dependent_recommenders_get_their_own_top_k_lists():
+    targets = next_item_targets([(5, ["a", "b"]), (6, ["a", "d"])], ["a", "b", "c", "d"])
+
+    def recommender_for(day):
+        favourite = {5: "b", 6: "d"}[day]
+        return FixedScores({sku: float(sku == favourite) for sku in "abcd"})
+
+    results = rank_targets(recommender_for, targets, k=2)
+    assert results.top.tolist() == [[1, 2], [3, 1]]
+    row = evaluate({"by-day": recommender_for}, targets, k=2).row("by-day")
+    assert row.metrics["coverage_2"] == 0.75
