@@ -46,8 +46,8 @@ def _gru4rec() -> Candidate:
     def space(trial: optuna.Trial) -> Params:
         return {
             "hidden_size": trial.suggest_categorical("hidden_size", [64, 128, 256]),
-            "learning_rate": trial.suggest_float("learning_rate", 1e-3, 2e-2, log=True),
-            "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+            "learning_rate": trial.suggest_float("learning_rate", 5e-4, 1e-2, log=True),
+            "dropout_hidden": trial.suggest_float("dropout_hidden", 0.0, 0.5),
             "epochs": trial.suggest_int("epochs", 2, 8),
         }
 
@@ -65,10 +65,10 @@ def _sasrec() -> Candidate:
 
     def space(trial: optuna.Trial) -> Params:
         return {
-            "hidden_size": trial.suggest_categorical("hidden_size", [32, 64, 128]),
+            "dimensions": trial.suggest_categorical("dimensions", [32, 64, 128]),
             "learning_rate": trial.suggest_float("learning_rate", 5e-4, 1e-2, log=True),
             "dropout": trial.suggest_float("dropout", 0.0, 0.5),
-            "epochs": trial.suggest_int("epochs", 2, 8),
+            "epochs": trial.suggest_int("epochs", 2, 10),
         }
 
     return Candidate(

@@ -1,0 +1,118 @@
+"""`session_model` through Dagster: trains, logs to MLflow, registers, promotes only a winner."""
+
+import dagster as dg
+import duckdb
+import mlflow
+import pytest
+
+from recs_platform.assets.model import CHAMPION_CHECK, CHECKLIST_CHECK
+from recs_platform.definitions import build_definitions
+from recs_platform.settings import Settings
+from recs_platform.simulation import SHOP_CONFIG_FILE, ShopConfig, simulate_sessions
+from recs_platform.training import tracking
+
+SHOP = ShopConfig(days=6, sessions_per_day=400, n_items=300, n_categories=10, seed=3)
+FAST_GRU = {"epochs": 3, "hidden_size": 32, "embedding_size": 32, "batch_size": 64}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """A warehouse whose training_sessions are the simulated shop's, and the shop's config."""
+    data_dir = tmp_path_factory.mktemp("data")
+    rows = [
+        (session.session_id, session.date, list(session.skus))
+        for session in simulate_sessions(SHOP)
+        if len(session.skus) >= 2
+    ]
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as conn:
+        conn.execute("CREATE SCHEMA analytics")
+        conn.execute(
+            "CREATE TABLE analytics.training_sessions "
+            "(session_id VARCHAR, session_date DATE, items VARCHAR[])"
+        )
+        conn.executemany("INSERT INTO analytics.training_sessions VALUES (?, ?, ?)", rows)
+    shop_path = data_dir / "landing" / SHOP_CONFIG_FILE
+    shop_path.parent.mkdir(parents=True)
+    shop_path.write_text(SHOP.to_json())
+    return data_dir
+
+
+def materialize_model(data_dir, **model_config):
+    settings = Settings(env="local", data_dir=data_dir, partitions_start=SHOP.start)
+    definitions = build_definitions(settings)
+    job = dg.define_asset_job("model_only", selection=["training_dataset", "session_model"])
+    merged = dg.Definitions.merge(definitions, dg.Definitions(jobs=[job]))
+    config = {"search_trials": 1, **model_config}
+    try:
+        return merged.resolve_job_def("model_only").execute_in_process(
+            run_config={
+                "ops": {
+                    "training_dataset": {"config": {"window_days": SHOP.days}},
+                    "session_model": {"config": config},
+                }
+            },
+            raise_on_error=False,
+        )
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def checks_of(result):
+    return {
+        evaluation.check_name: evaluation for evaluation in result.get_asset_check_evaluations()
+    }
+
+
+def champion_of(data_dir):
+    uri, _ = tracking.local_tracking(data_dir)
+    mlflow.set_tracking_uri(uri)
+    try:
+        return tracking.champion_version(mlflow.MlflowClient(uri, uri))
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def test_the_first_model_is_trained_tracked_registered_and_promoted(data_dir):
+    result = materialize_model(
+        data_dir,
+        candidates=["popularity", "markov", "gru4rec"],
+        overrides={"gru4rec": FAST_GRU},
+    )
+    assert result.success
+    metadata = result.asset_materializations_for_node("session_model")[0].metadata
+    rows = {row["name"]: row for row in metadata["evaluation_rows"].value}
+    # Every candidate and the oracle are evaluated on the same test targets.
+    assert set(rows) == {"oracle", "popularity", "markov", "gru4rec"}
+    assert rows["oracle"]["mrr_20"] > rows["popularity"]["mrr_20"]
+    assert rows["markov"]["mrr_20"] > rows["popularity"]["mrr_20"]
+    chosen = metadata["chosen_candidate"].value
+    assert chosen in {"markov", "gru4rec"}
+    assert rows[chosen]["chosen"] and metadata["test_mrr_20"].value == rows[chosen]["mrr_20"]
+    assert metadata["model_version"].value == "1" and metadata["promoted"].value is True
+    assert champion_of(data_dir) == "1"
+    checks = checks_of(result)
+    assert checks[CHECKLIST_CHECK].passed and checks[CHAMPION_CHECK].passed
+
+    # The run in MLflow holds the params, the per-model metrics, the table and the checklist.
+    uri, _ = tracking.local_tracking(data_dir)
+    client = mlflow.MlflowClient(uri, uri)
+    run = client.get_run(metadata["mlflow_run_id"].value)
+    assert run.data.metrics["markov.mrr_20"] == pytest.approx(rows["markov"]["mrr_20"])
+    assert "oracle.hr_20" in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+    assert {"evaluation/test_metrics.md", "evaluation/mrr_hr.png"} <= artifacts
+    loaded = tracking.load_registered(metadata["model_uri"].value)
+    assert loaded.name == chosen
+
+
+def test_a_worse_model_is_registered_but_never_promoted(data_dir):
+    assert champion_of(data_dir) == "1"
+    result = materialize_model(data_dir, candidates=["popularity"])
+    assert not result.success
+    checks = checks_of(result)
+    assert checks[CHECKLIST_CHECK].passed
+    assert not checks[CHAMPION_CHECK].passed
+    assert "does not beat champion version 1" in checks[CHAMPION_CHECK].description
+    metadata = result.asset_materializations_for_node("session_model")[0].metadata
+    assert metadata["model_version"].value == "2" and metadata["promoted"].value is False
+    assert champion_of(data_dir) == "1"
