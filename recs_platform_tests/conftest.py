@@ -89,3 +89,10 @@ def snowflake_resource(
 ) -> Any:
     """A dagster-snowflake `SnowflakeResource` for this test's database on the fake."""
     return snowflake_resource_for(fakesnow_kwargs, snowflake_database)
+
+
+@pytest.fixture(autouse=True)
+def mlflow_outside_the_repo(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+    """MLflow's default store is ./mlflow.db: a test that forgets to choose one writes there."""
+    stray = tmp_path_factory.getbasetemp() / "stray-mlflow"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{stray}.db")
