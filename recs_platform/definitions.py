@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from recs_platform.assets.dashboard import build_shop_dashboard_asset
 from recs_platform.assets.dataset import build_training_dataset_asset
 from recs_platform.assets.ingest import build_raw_events_asset
 from recs_platform.assets.transform import build_dbt_assets
@@ -28,6 +29,9 @@ def build_definitions(settings: Settings, resources: dict | None = None) -> dg.D
     training_dataset = build_training_dataset_asset(
         "duckdb_writer" if warehouse_kind == "duckdb" else None
     )
+    shop_dashboard = build_shop_dashboard_asset(
+        "duckdb_writer" if warehouse_kind == "duckdb" else None
+    )
     warehouse_job = dg.define_asset_job(
         WAREHOUSE_JOB,
         selection=dg.AssetSelection.assets(*dbt_assets[0].keys),
@@ -35,7 +39,7 @@ def build_definitions(settings: Settings, resources: dict | None = None) -> dg.D
         description="The daily dbt models of a range of days, in one run (dbt tests as checks).",
     )
     return dg.Definitions(
-        assets=[raw_events, *dbt_assets, training_dataset],
+        assets=[raw_events, *dbt_assets, training_dataset, shop_dashboard],
         jobs=[ingest_job, warehouse_job],
         sensors=[build_landing_sensor(INGEST_JOB, daily)],
         resources=resources if resources is not None else resources_for(settings),

@@ -1,0 +1,775 @@
+"""The shop dashboard: what the warehouse's marts say about the shop, as numbers and as a page.
+
+`build_shop_dashboard(query)` reads `analytics.daily_session_stats`, `analytics.sessions` and
+`analytics.item_stats` through any `query(sql, params) -> rows` callable (`?` placeholders, SQL
+that DuckDB and Snowflake both run) and returns a `ShopDashboard` of plain numbers.
+`render_html(dashboard)` turns it into one self-contained page: inline CSS, inline SVG charts, no
+script, no link to anything outside the file, every text that comes from the data escaped.
+
+What each number counts:
+- Days, sessions, events, product views and the funnel come from `daily_session_stats`, which puts
+  a session in the partition of its first event; "events" are the events of those sessions
+  (duplicates removed). Rates are totals over totals, never means of daily rates.
+- The session-length histogram is of `sessions.event_count` (events per session) over the same
+  sessions, so its counts add up to the sessions.
+- Items come from `item_stats` (product events by the day they landed): the popularity curve,
+  its Gini and the top items are over every sku with a product event in the window (a sku only
+  ever added, never viewed, counts with zero views). The warehouse does not know the catalogue,
+  so skus never touched are not in the Gini, unlike the simulator's catalogue-wide figure.
+- Duplicate rate: raw rows whose event_id had already landed / raw rows; late rate: events that
+  landed after the UTC date of their client_ts / distinct events landed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from recs_platform.simulation.stats import gini
+
+Query = Callable[[str, list | None], list[tuple]]
+
+SCHEMA = "analytics"
+TOP_ITEMS = 20
+HISTOGRAM_CAP = 30
+"""Sessions of at least this many events share the histogram's last bar."""
+CURVE_POINTS = 200
+"""The popularity curve keeps at most this many segments (the whole curve below that)."""
+POPULARITY_MARKS = (0.01, 0.1, 0.2)
+"""Shares of the items (most viewed first) whose share of the views the dashboard states; read
+off the curve, so a fraction of an item counts that fraction of its views."""
+
+
+class EmptyWarehouseError(ValueError):
+    """The marts hold no session to report on."""
+
+
+@dataclass(frozen=True)
+class DailyRow:
+    """One day of `daily_session_stats`."""
+
+    day: dt.date
+    sessions: int
+    events: int
+    product_views: int
+    sessions_with_view: int
+    sessions_with_add: int
+    sessions_with_purchase: int
+    distinct_items: int
+    landed_rows: int
+    duplicate_rows: int
+    landed_events: int
+    late_events: int
+    events_outside_sessions: int
+
+    @property
+    def mean_session_length(self) -> float | None:
+        return _share(self.events, self.sessions)
+
+    @property
+    def add_to_cart_rate(self) -> float | None:
+        return _share(self.sessions_with_add, self.sessions)
+
+    @property
+    def purchase_rate(self) -> float | None:
+        return _share(self.sessions_with_purchase, self.sessions)
+
+    @property
+    def duplicate_rate(self) -> float | None:
+        return _share(self.duplicate_rows, self.landed_rows)
+
+    @property
+    def late_rate(self) -> float | None:
+        return _share(self.late_events, self.landed_events)
+
+
+@dataclass(frozen=True)
+class FunnelStep:
+    label: str
+    sessions: int
+    share_of_sessions: float
+    share_of_previous: float | None  # None for the first step or after a step of zero sessions
+
+
+@dataclass(frozen=True)
+class HistogramBin:
+    """Sessions of `low` to `high` events (`high` None: `low` or more)."""
+
+    low: int
+    high: int | None
+    sessions: int
+
+    @property
+    def label(self) -> str:
+        if self.high is None:
+            return f"{self.low}+"
+        return str(self.low) if self.low == self.high else f"{self.low}-{self.high}"
+
+
+@dataclass(frozen=True)
+class TopItem:
+    sku: str
+    views: int
+    adds: int
+    purchases: int
+    share_of_views: float
+
+
+@dataclass(frozen=True)
+class ShopDashboard:
+    """The numbers of the dashboard, over the days `first_day` to `last_day` (both included)."""
+
+    first_day: dt.date
+    last_day: dt.date
+    daily: tuple[DailyRow, ...]
+    sessions: int
+    events: int
+    product_views: int
+    mean_session_length: float  # events per session
+    median_session_length: float
+    session_length_histogram: tuple[HistogramBin, ...]
+    funnel: tuple[FunnelStep, ...]
+    items_seen: int  # skus with any product event
+    distinct_items_viewed: int
+    item_views: int  # product views in item_stats (by landing day, late ones included)
+    gini_item_views: float
+    popularity_curve: tuple[tuple[float, float], ...]  # (share of items, share of their views)
+    popularity_marks: tuple[tuple[float, float], ...]  # the same at POPULARITY_MARKS
+    top_items: tuple[TopItem, ...]
+    landed_rows: int
+    duplicate_rows: int
+    landed_events: int
+    late_events: int
+    events_outside_sessions: int
+
+    @property
+    def days(self) -> int:
+        return len(self.daily)
+
+    @property
+    def sessions_with_add(self) -> int:
+        return sum(row.sessions_with_add for row in self.daily)
+
+    @property
+    def sessions_with_purchase(self) -> int:
+        return sum(row.sessions_with_purchase for row in self.daily)
+
+    @property
+    def add_to_cart_rate(self) -> float:
+        return _share(self.sessions_with_add, self.sessions) or 0.0
+
+    @property
+    def purchase_rate(self) -> float:
+        return _share(self.sessions_with_purchase, self.sessions) or 0.0
+
+    @property
+    def duplicate_rate(self) -> float:
+        return _share(self.duplicate_rows, self.landed_rows) or 0.0
+
+    @property
+    def late_rate(self) -> float:
+        return _share(self.late_events, self.landed_events) or 0.0
+
+    def key_numbers(self) -> dict[str, int | float | str]:
+        """The headline numbers, named as they appear in the asset's metadata."""
+        return {
+            "first_day": self.first_day.isoformat(),
+            "last_day": self.last_day.isoformat(),
+            "days_covered": self.days,
+            "total_sessions": self.sessions,
+            "total_events": self.events,
+            "mean_session_length": self.mean_session_length,
+            "add_to_cart_rate": self.add_to_cart_rate,
+            "purchase_rate": self.purchase_rate,
+            "distinct_items_viewed": self.distinct_items_viewed,
+            "gini_item_views": self.gini_item_views,
+            "duplicate_rate": self.duplicate_rate,
+            "late_rate": self.late_rate,
+        }
+
+
+def _share(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def _int(value: Any) -> int:
+    """A count as Python's int (Snowflake returns sums as Decimal)."""
+    return 0 if value is None else int(value)
+
+
+def _date(value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value)[:10])
+
+
+# --------------------------------------------------------------------------------- the numbers
+
+_DAILY_COLUMNS = (
+    "partition_date, sessions, session_events, product_views, sessions_with_view, "
+    "sessions_with_add, sessions_with_purchase, distinct_items, landed_rows, duplicate_rows, "
+    "landed_events, late_events, events_outside_sessions"
+)
+
+
+def build_shop_dashboard(
+    query: Query, *, window_days: int | None = None, top_n: int = TOP_ITEMS
+) -> ShopDashboard:
+    """The dashboard of every day in the marts, or of the last `window_days` of them.
+
+    Raises `EmptyWarehouseError` when the days hold no session.
+    """
+    if window_days is not None and window_days < 1:
+        raise ValueError(f"window_days must be at least 1, got {window_days}")
+    if top_n < 1:
+        raise ValueError(f"top_n must be at least 1, got {top_n}")
+    ((first, last),) = query(
+        f"SELECT min(partition_date), max(partition_date) FROM {SCHEMA}.daily_session_stats", None
+    )
+    if last is None:
+        raise EmptyWarehouseError(
+            f"{SCHEMA}.daily_session_stats is empty: build the warehouse (the dbt models) first"
+        )
+    first, last = _date(first), _date(last)
+    if window_days is not None:
+        first = max(first, last - dt.timedelta(days=window_days - 1))
+    window = [first, last]
+
+    daily = tuple(
+        DailyRow(_date(row[0]), *(_int(value) for value in row[1:]))
+        for row in query(
+            f"SELECT {_DAILY_COLUMNS} FROM {SCHEMA}.daily_session_stats "
+            "WHERE partition_date >= ? AND partition_date <= ? ORDER BY partition_date",
+            window,
+        )
+    )
+    sessions = sum(row.sessions for row in daily)
+    if sessions == 0:
+        raise EmptyWarehouseError(
+            f"no sessions in {SCHEMA}.daily_session_stats from {first} to {last}: "
+            "nothing to report (load events and build the warehouse first)"
+        )
+    events = sum(row.events for row in daily)
+
+    lengths = sorted(
+        (_int(length), _int(count))
+        for length, count in query(
+            f"SELECT event_count, count(*) FROM {SCHEMA}.sessions "
+            "WHERE session_date >= ? AND session_date <= ? GROUP BY event_count",
+            window,
+        )
+    )
+    items = sorted(
+        (
+            (str(sku), _int(views), _int(adds), _int(purchases))
+            for sku, views, adds, purchases in query(
+                "SELECT product_sku, sum(view_count), sum(add_count), sum(purchase_count) "
+                f"FROM {SCHEMA}.item_stats WHERE event_date >= ? AND event_date <= ? "
+                "GROUP BY product_sku",
+                window,
+            )
+        ),
+        key=lambda item: (-item[1], item[0]),
+    )
+    views = np.array([item[1] for item in items], dtype=np.int64)
+    item_views = int(views.sum())
+    curve, marks = _popularity(views)
+
+    return ShopDashboard(
+        first_day=first,
+        last_day=last,
+        daily=daily,
+        sessions=sessions,
+        events=events,
+        product_views=sum(row.product_views for row in daily),
+        mean_session_length=events / sessions,
+        median_session_length=_median(lengths),
+        session_length_histogram=_histogram(lengths),
+        funnel=_funnel(daily),
+        items_seen=len(items),
+        distinct_items_viewed=int((views > 0).sum()),
+        item_views=item_views,
+        gini_item_views=gini(views),
+        popularity_curve=curve,
+        popularity_marks=marks,
+        top_items=tuple(
+            TopItem(sku, item_views_, adds, purchases, _share(item_views_, item_views) or 0.0)
+            for sku, item_views_, adds, purchases in items[:top_n]
+        ),
+        landed_rows=sum(row.landed_rows for row in daily),
+        duplicate_rows=sum(row.duplicate_rows for row in daily),
+        landed_events=sum(row.landed_events for row in daily),
+        late_events=sum(row.late_events for row in daily),
+        events_outside_sessions=sum(row.events_outside_sessions for row in daily),
+    )
+
+
+def _median(lengths: Sequence[tuple[int, int]]) -> float:
+    """Median of a distribution given as sorted (value, count) pairs."""
+    total = sum(count for _, count in lengths)
+    middle = ((total - 1) // 2, total // 2)
+    found: list[int] = []
+    seen = 0
+    for value, count in lengths:
+        found += [value for position in middle if seen <= position < seen + count]
+        seen += count
+    return sum(found) / 2
+
+
+def _histogram(lengths: Sequence[tuple[int, int]]) -> tuple[HistogramBin, ...]:
+    """One bar per length from 1, the lengths from HISTOGRAM_CAP on in one last bar."""
+    longest = max(length for length, _ in lengths)
+    counts = dict(lengths)
+    if longest < HISTOGRAM_CAP:
+        return tuple(HistogramBin(n, n, counts.get(n, 0)) for n in range(1, longest + 1))
+    head = [HistogramBin(n, n, counts.get(n, 0)) for n in range(1, HISTOGRAM_CAP)]
+    tail = sum(count for length, count in lengths if length >= HISTOGRAM_CAP)
+    return (*head, HistogramBin(HISTOGRAM_CAP, None, tail))
+
+
+def _funnel(daily: Sequence[DailyRow]) -> tuple[FunnelStep, ...]:
+    counts = [
+        ("all sessions", sum(row.sessions for row in daily)),
+        ("viewed a product", sum(row.sessions_with_view for row in daily)),
+        ("added to cart", sum(row.sessions_with_add for row in daily)),
+        ("purchased", sum(row.sessions_with_purchase for row in daily)),
+    ]
+    total = counts[0][1]
+    steps = []
+    for index, (label, count) in enumerate(counts):
+        previous = _share(count, counts[index - 1][1]) if index else None
+        steps.append(FunnelStep(label, count, count / total, previous))
+    return tuple(steps)
+
+
+def _covered_by_top(share: float, views: np.ndarray, covered: np.ndarray) -> float:
+    """Views of the top `share` of the items, a fraction of an item counting that fraction of its
+    views (the curve between two items is a straight line)."""
+    whole, part = divmod(share * views.size, 1)
+    whole = int(whole)
+    return float(covered[whole] + (part * views[whole] if whole < views.size else 0))
+
+
+def _popularity(
+    views: np.ndarray,
+) -> tuple[tuple[tuple[float, float], ...], tuple[tuple[float, float], ...]]:
+    """The curve (share of items, share of views they have), most viewed first, and its marks."""
+    total = int(views.sum())
+    if views.size == 0 or total == 0:
+        return (), ()
+    covered = np.concatenate([[0], np.cumsum(views)])
+    if views.size <= CURVE_POINTS:
+        kept = range(views.size + 1)
+    else:
+        kept = sorted({round(i * views.size / CURVE_POINTS) for i in range(CURVE_POINTS + 1)})
+    curve = tuple((k / views.size, float(covered[k]) / total) for k in kept)
+    marks = tuple(
+        (share, _covered_by_top(share, views, covered) / total) for share in POPULARITY_MARKS
+    )
+    return curve, marks
+
+
+# ------------------------------------------------------------------------------- the HTML page
+
+_CSS = """
+*{box-sizing:border-box}
+body{margin:0;background:#f5f6f8;color:#1f2430;
+  font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;
+  line-height:1.45}
+main{max-width:1060px;margin:0 auto;padding:20px 24px 48px}
+h1{font-size:1.6em;margin:8px 0 2px}
+h2{font-size:1.2em;margin:0 0 10px}
+.sub{color:#5a6273;margin:0 0 12px}
+nav{font-size:.9em;margin:8px 0 4px}
+nav a{color:#2f5d8a;margin-right:14px;text-decoration:none}
+section{background:#fff;border:1px solid #dfe3ea;border-radius:8px;padding:16px 20px;margin:16px 0}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(165px,1fr));gap:10px}
+.card{border:1px solid #e4e7ee;border-radius:6px;padding:10px 12px;background:#fbfcfd}
+.card .value{font-size:1.45em;font-weight:600;font-variant-numeric:tabular-nums}
+.card .label{color:#5a6273;font-size:.85em}
+figure{margin:0 0 12px}
+figcaption{color:#5a6273;font-size:.9em;margin-top:4px}
+svg{display:block;width:100%;height:auto}
+svg text{font-size:11px;fill:#5a6273}
+svg .grid{stroke:#e8ebf0}
+svg .axis{stroke:#9aa2b1}
+table{border-collapse:collapse;width:100%;font-size:.88em;font-variant-numeric:tabular-nums}
+th,td{padding:4px 6px;border-bottom:1px solid #eceef2;text-align:right;white-space:nowrap}
+th{color:#5a6273;font-weight:600;white-space:normal;vertical-align:bottom}
+th:first-child,td:first-child{text-align:left}
+.sku{text-align:left!important;white-space:normal;word-break:break-all}
+.left{text-align:left!important}
+.scroll{max-height:420px;overflow:auto}
+.bar{display:inline-block;height:9px;background:#4c78a8;border-radius:2px;vertical-align:middle}
+footer{color:#8a91a0;font-size:.8em;margin-top:24px}
+"""
+
+BLUE, ORANGE, GREEN, RED, GREY = "#4c78a8", "#f58518", "#54a24b", "#e45756", "#9aa2b1"
+
+
+def _esc(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _count(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _percent(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value * 100:.{digits}f} %"
+
+
+def _decimal(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def _nice_ceiling(value: float) -> int:
+    """The top of a count axis: the smallest of 1, 2, 4, 6, 8 times a power of ten not below
+    `value` (1 for nothing), so that its half is a whole number from 2 on."""
+    if value <= 1:
+        return 1
+    power = 10 ** math.floor(math.log10(value))
+    return next(step * power for step in (1, 2, 4, 6, 8, 10) if step * power >= value)
+
+
+def _svg(width: int, height: int, label: str, body: Sequence[str], max_width: int = 0) -> str:
+    style = f' style="max-width:{max_width}px"' if max_width else ""
+    return (
+        f'<svg viewBox="0 0 {width} {height}"{style} role="img" aria-label="{_esc(label)}">'
+        + "".join(body)
+        + "</svg>"
+    )
+
+
+def _bar_chart(
+    values: Sequence[float],
+    labels: Sequence[str],
+    *,
+    label: str,
+    color: str = BLUE,
+    formatter: Callable[[float], str] = _count,
+    width: int = 1000,
+    height: int = 220,
+) -> str:
+    """Vertical bars of counts, one per value, a y axis with gridlines at 0, half and the top,
+    every k-th label below."""
+    left, right, top, bottom = 64, 10, 10, 36
+    plot_width, plot_height = width - left - right, height - top - bottom
+    ceiling = _nice_ceiling(max(values, default=0))
+    slot = plot_width / max(len(values), 1)
+    bar_width = max(slot * 0.78, 1.0)
+    body = []
+    for fraction in (0, 0.5, 1) if ceiling > 1 else (0, 1):
+        y = top + plot_height * (1 - fraction)
+        css = "axis" if fraction == 0 else "grid"
+        body.append(
+            f'<line class="{css}" x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}"/>'
+        )
+        body.append(
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">'
+            f"{_count(ceiling * fraction)}</text>"
+        )
+    label_every = max(1, math.ceil(len(values) / max(plot_width // 56, 1)))
+    for index, (value, text) in enumerate(zip(values, labels, strict=True)):
+        bar_height = plot_height * value / ceiling
+        x = left + index * slot + (slot - bar_width) / 2
+        y = top + plot_height - bar_height
+        body.append(
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_width:.1f}" height="{bar_height:.1f}" '
+            f'fill="{color}"><title>{_esc(text)}: {_esc(formatter(value))}</title></rect>'
+        )
+        if index % label_every == 0:
+            center = left + (index + 0.5) * slot
+            body.append(
+                f'<text x="{center:.1f}" y="{top + plot_height + 16}" text-anchor="middle">'
+                f"{_esc(text)}</text>"
+            )
+    return _svg(width, height, label, body)
+
+
+def _funnel_chart(steps: Sequence[FunnelStep], width: int = 1000) -> str:
+    row, left, right = 34, 170, 260
+    height = row * len(steps) + 8
+    plot_width = width - left - right
+    body = []
+    for index, step in enumerate(steps):
+        y = 4 + index * row
+        bar = plot_width * step.share_of_sessions
+        note = f"{_count(step.sessions)} · {_percent(step.share_of_sessions)} of sessions"
+        if step.share_of_previous is not None:
+            note += f" · {_percent(step.share_of_previous)} of the step before"
+        body.append(
+            f'<text x="{left - 8}" y="{y + row / 2 + 4:.1f}" text-anchor="end">'
+            f"{_esc(step.label)}</text>"
+            f'<rect x="{left}" y="{y + 4}" width="{max(bar, 1):.1f}" height="{row - 10}" '
+            f'fill="{BLUE if index == 0 else GREEN}"><title>{_esc(note)}</title></rect>'
+            f'<text x="{left + bar + 8:.1f}" y="{y + row / 2 + 4:.1f}">{_esc(note)}</text>'
+        )
+    return _svg(width, height, "Session funnel", body)
+
+
+def _popularity_chart(dashboard: ShopDashboard, width: int = 560, height: int = 380) -> str:
+    left, right, top, bottom = 56, 16, 12, 44
+    plot_width, plot_height = width - left - right, height - top - bottom
+
+    def point(x: float, y: float) -> tuple[float, float]:
+        return left + x * plot_width, top + (1 - y) * plot_height
+
+    body = []
+    for fraction in (0, 0.25, 0.5, 0.75, 1):
+        x, y = point(fraction, fraction)
+        body.append(
+            f'<line class="grid" x1="{left}" x2="{left + plot_width}" y1="{y:.1f}" y2="{y:.1f}"/>'
+            f'<line class="grid" x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_height}"/>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{fraction:.0%}</text>'
+            f'<text x="{x:.1f}" y="{top + plot_height + 16}" text-anchor="middle">'
+            f"{fraction:.0%}</text>"
+        )
+    x0, y0 = point(0, 0)
+    x1, y1 = point(1, 1)
+    body.append(
+        f'<line x1="{x0:.1f}" y1="{y0:.1f}" x2="{x1:.1f}" y2="{y1:.1f}" stroke="{GREY}" '
+        'stroke-dasharray="5 4"><title>every item equally popular (Gini 0)</title></line>'
+    )
+    points = " ".join("{:.1f},{:.1f}".format(*point(x, y)) for x, y in dashboard.popularity_curve)
+    body.append(f'<polyline points="{points}" fill="none" stroke="{ORANGE}" stroke-width="2"/>')
+    for share, covered in dashboard.popularity_marks:
+        x, y = point(share, covered)
+        body.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{ORANGE}">'
+            f"<title>top {_percent(share, 0)} of items: {_percent(covered)} of views</title>"
+            "</circle>"
+        )
+    body.append(
+        f'<text x="{left + plot_width / 2:.1f}" y="{height - 6}" text-anchor="middle">'
+        "share of items, most viewed first</text>"
+        f'<text transform="translate(14 {top + plot_height / 2:.1f}) rotate(-90)" '
+        'text-anchor="middle">share of product views</text>'
+    )
+    return _svg(width, height, "Popularity curve", body, max_width=width)
+
+
+def _cards(cards: Sequence[tuple[str, str]]) -> str:
+    return (
+        '<div class="cards">'
+        + "".join(
+            f'<div class="card"><div class="value">{_esc(value)}</div>'
+            f'<div class="label">{_esc(label)}</div></div>'
+            for value, label in cards
+        )
+        + "</div>"
+    )
+
+
+def _table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], classes: Sequence[str] = ()
+) -> str:
+    """A table of already escaped cells; `classes` gives a CSS class per column."""
+
+    def cell(tag: str, index: int, content: str) -> str:
+        css = classes[index] if index < len(classes) else ""
+        return f'<{tag} class="{css}">{content}</{tag}>' if css else f"<{tag}>{content}</{tag}>"
+
+    head = "".join(cell("th", i, _esc(header)) for i, header in enumerate(headers))
+    body = "".join(
+        "<tr>" + "".join(cell("td", i, content) for i, content in enumerate(row)) + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _bar_span(fraction: float) -> str:
+    return f'<span class="bar" style="width:{120 * fraction:.0f}px"></span>'
+
+
+def _figure(chart: str, caption: str) -> str:
+    return f"<figure>{chart}<figcaption>{_esc(caption)}</figcaption></figure>"
+
+
+SECTIONS = (
+    ("overview", "Key numbers"),
+    ("daily", "Daily sessions and events"),
+    ("funnel", "Funnel"),
+    ("lengths", "Session lengths"),
+    ("popularity", "Item popularity"),
+    ("top-items", "Top items"),
+    ("quality", "Data quality"),
+)
+
+
+def render_html(dashboard: ShopDashboard, generated_at: dt.datetime | None = None) -> str:
+    """One self-contained HTML page of the dashboard (inline CSS and SVG, no script, no links
+    outside the page)."""
+    generated_at = (generated_at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    d = dashboard
+    window = f"{d.first_day.isoformat()} to {d.last_day.isoformat()} ({d.days} days)"
+    sections: dict[str, str] = {}
+
+    sections["overview"] = _cards(
+        [
+            (_count(d.days), "days covered"),
+            (_count(d.sessions), "sessions"),
+            (_count(d.events), "events in those sessions"),
+            (_count(d.product_views), "product views"),
+            (_decimal(d.mean_session_length), "mean session length (events)"),
+            (_decimal(d.median_session_length, 1), "median session length (events)"),
+            (_percent(d.add_to_cart_rate), "sessions with an add to cart"),
+            (_percent(d.purchase_rate), "sessions with a purchase"),
+            (_count(d.distinct_items_viewed), "distinct items viewed"),
+            (_decimal(d.gini_item_views, 3), "Gini of item views"),
+            (_percent(d.duplicate_rate, 2), "duplicate rate"),
+            (_percent(d.late_rate, 2), "late rate"),
+        ]
+    )
+
+    day_labels = [row.day.strftime("%m-%d") for row in d.daily]
+    sections["daily"] = (
+        _figure(
+            _bar_chart([row.sessions for row in d.daily], day_labels, label="Sessions per day"),
+            "Sessions per day, each counted on the day its first event landed (UTC).",
+        )
+        + _figure(
+            _bar_chart(
+                [row.events for row in d.daily],
+                day_labels,
+                label="Events per day",
+                color=ORANGE,
+            ),
+            "Events per day: the events of that day's sessions, duplicates removed.",
+        )
+        + '<div class="scroll">'
+        + _table(
+            [
+                "day",
+                "sessions",
+                "events",
+                "product views",
+                "mean length",
+                "add to cart",
+                "purchase",
+                "items",
+                "events landed",
+                "duplicates",
+                "late",
+            ],
+            [
+                [
+                    _esc(row.day.isoformat()),
+                    _count(row.sessions),
+                    _count(row.events),
+                    _count(row.product_views),
+                    _decimal(row.mean_session_length),
+                    _percent(row.add_to_cart_rate),
+                    _percent(row.purchase_rate),
+                    _count(row.distinct_items),
+                    _count(row.landed_events),
+                    _percent(row.duplicate_rate, 2),
+                    _percent(row.late_rate, 2),
+                ]
+                for row in d.daily
+            ],
+        )
+        + "</div>"
+    )
+
+    sections["funnel"] = _figure(
+        _funnel_chart(d.funnel),
+        "Sessions that reached each step at least once, as a share of all sessions and of the "
+        "step before (a purchase without an add to cart still counts as a purchase).",
+    )
+
+    histogram = d.session_length_histogram
+    open_ended = histogram[-1].high is None
+    sections["lengths"] = _figure(
+        _bar_chart(
+            [bin_.sessions for bin_ in histogram],
+            [bin_.label for bin_ in histogram],
+            label="Session-length histogram",
+            color=GREEN,
+        ),
+        "Sessions by their number of events (page views and product events)"
+        + (f", {histogram[-1].label} events in the last bar" if open_ended else "")
+        + f". Mean {_decimal(d.mean_session_length)}, "
+        f"median {_decimal(d.median_session_length, 1)} events.",
+    )
+
+    if d.popularity_curve:
+        marks = ", ".join(
+            f"the top {_percent(share, 0)} of items have {_percent(covered)} of the views"
+            for share, covered in d.popularity_marks
+        )
+        sections["popularity"] = _figure(
+            _popularity_chart(d),
+            f"Share of product views covered by the most viewed items: {marks}. The dashed "
+            f"diagonal is a shop where every item is equally popular. Gini of item views "
+            f"{_decimal(d.gini_item_views, 3)} over {_count(d.items_seen)} items with a product "
+            f"event ({_count(d.distinct_items_viewed)} of them viewed, "
+            f"{_count(d.item_views)} views).",
+        )
+    else:
+        sections["popularity"] = '<p class="sub">No product views in these days.</p>'
+
+    top_share = max((item.share_of_views for item in d.top_items), default=0.0) or 1.0
+    sections["top-items"] = (
+        f'<p class="sub">The {_count(len(d.top_items))} most viewed items of '
+        f"{_count(d.items_seen)} (views, adds to cart and purchases by the day they landed).</p>"
+        + _table(
+            ["#", "sku", "views", "share of views", "", "adds", "purchases"],
+            [
+                [
+                    str(rank),
+                    _esc(item.sku),
+                    _count(item.views),
+                    _percent(item.share_of_views),
+                    _bar_span(item.share_of_views / top_share),
+                    _count(item.adds),
+                    _count(item.purchases),
+                ]
+                for rank, item in enumerate(d.top_items, start=1)
+            ],
+            classes=["", "sku", "", "", "left"],
+        )
+    )
+
+    sections["quality"] = _cards(
+        [
+            (_percent(d.duplicate_rate, 2), "duplicate rate"),
+            (_percent(d.late_rate, 2), "late rate"),
+            (_count(d.duplicate_rows), "duplicate rows"),
+            (_count(d.late_events), "late events"),
+            (_count(d.landed_events), "events landed"),
+            (_count(d.events_outside_sessions), "events outside any session"),
+        ]
+    ) + (
+        '<p class="sub">Duplicate rate: raw rows whose event_id had already landed, of all raw '
+        "rows. Late rate: events that landed after the UTC date of their client timestamp, of "
+        "all distinct events landed. Events outside any session landed too long after their "
+        "session's first day (beyond the lookback) to be attached to it. Per day in the "
+        "daily table.</p>"
+    )
+
+    nav = "".join(f'<a href="#{key}">{_esc(title)}</a>' for key, title in SECTIONS)
+    body = "".join(
+        f'<section id="{key}"><h2>{_esc(title)}</h2>{sections[key]}</section>'
+        for key, title in SECTIONS
+    )
+    stamp = generated_at.strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>Shop dashboard · {_esc(window)}</title><style>{_CSS}</style></head>"
+        f"<body><main><h1>Shop dashboard</h1>"
+        f'<p class="sub">{_esc(window)} · from the warehouse marts daily_session_stats, '
+        f"sessions and item_stats</p><nav>{nav}</nav>{body}"
+        f"<footer>Generated {_esc(stamp)} by recs-platform's shop_dashboard asset.</footer>"
+        "</main></body></html>\n"
+    )
