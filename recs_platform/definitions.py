@@ -7,14 +7,18 @@ import dagster as dg
 from recs_platform.assets.dashboard import build_shop_dashboard_asset
 from recs_platform.assets.dataset import build_training_dataset_asset
 from recs_platform.assets.ingest import build_raw_events_asset
+from recs_platform.assets.model import build_session_model_asset
 from recs_platform.assets.transform import build_dbt_assets
 from recs_platform.automation import build_landing_sensor
 from recs_platform.partitions import daily_partitions
 from recs_platform.resources import resources_for
 from recs_platform.settings import Settings
+from recs_platform.simulation.generator import SHOP_CONFIG_FILE
 
 INGEST_JOB = "ingest_raw_events"
 WAREHOUSE_JOB = "build_warehouse"
+TRAINING_JOB = "train_session_model"
+DASHBOARD_JOB = "refresh_shop_dashboard"
 
 
 def build_definitions(settings: Settings, resources: dict | None = None) -> dg.Definitions:
@@ -32,15 +36,27 @@ def build_definitions(settings: Settings, resources: dict | None = None) -> dg.D
     shop_dashboard = build_shop_dashboard_asset(
         "duckdb_writer" if warehouse_kind == "duckdb" else None
     )
+    # The simulator leaves its configuration beside the local landing files: the oracle's ceiling.
+    shop_config = settings.landing_dir / SHOP_CONFIG_FILE if settings.env == "local" else None
+    session_model = build_session_model_asset(shop_config)
     warehouse_job = dg.define_asset_job(
         WAREHOUSE_JOB,
         selection=dg.AssetSelection.assets(*dbt_assets[0].keys),
         partitions_def=daily,
         description="The daily dbt models of a range of days, in one run (dbt tests as checks).",
     )
+    training_job = dg.define_asset_job(
+        TRAINING_JOB,
+        selection=dg.AssetSelection.assets(training_dataset, session_model),
+        description="The training window's dataset, then the candidates trained, tracked, "
+        "registered and (if they win) promoted.",
+    )
+    dashboard_job = dg.define_asset_job(
+        DASHBOARD_JOB, selection=dg.AssetSelection.assets(shop_dashboard)
+    )
     return dg.Definitions(
-        assets=[raw_events, *dbt_assets, training_dataset, shop_dashboard],
-        jobs=[ingest_job, warehouse_job],
+        assets=[raw_events, *dbt_assets, training_dataset, shop_dashboard, session_model],
+        jobs=[ingest_job, warehouse_job, training_job, dashboard_job],
         sensors=[build_landing_sensor(INGEST_JOB, daily)],
         resources=resources if resources is not None else resources_for(settings),
     )
