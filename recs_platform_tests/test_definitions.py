@@ -49,6 +49,29 @@ def test_the_environment_picks_the_resources(monkeypatch, tmp_path):
     assert type(prod.resources["warehouse"]).__name__ == "SnowflakeWarehouse"
     assert type(prod.resources["landing"]).__name__ == "S3LandingZone"
     assert prod.resources["landing"].prefix == "shop/"
+    assert local.resources["mlflow_tracking"].tracking_uri == (
+        f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    )
+    assert not (tmp_path / "mlflow").exists(), "loading the definitions creates nothing"
+
+
+def test_session_model_follows_training_dataset_behind_two_blocking_checks(tmp_path):
+    settings = Settings(env="local", data_dir=tmp_path, partitions_start=dt.date(2026, 11, 1))
+    definitions = build_definitions(settings)
+    graph = definitions.resolve_asset_graph()
+    node = graph.get(dg.AssetKey("session_model"))
+    assert node.parent_keys == {dg.AssetKey("training_dataset")}
+    assert node.group_name == "model"
+    specs = definitions.resolve_assets_def("session_model").check_specs
+    assert {spec.name: spec.blocking for spec in specs} == {
+        "checklist_invariants": True,
+        "beats_champion": True,
+    }
+    job = definitions.resolve_job_def("train_session_model")
+    assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} >= {
+        "training_dataset",
+        "session_model",
+    }
 
 
 def test_the_asset_graph(tmp_path):
