@@ -217,9 +217,8 @@ class S3ReportStore(ReportStore):
 
 def resources_for(settings: Settings) -> dict[str, Any]:
     """The resource set of one environment. Nothing here connects to anything."""
-    from recs_platform.assets.dataset import TrainingDatasetIOManager
+    from recs_platform.assets.dataset import S3TrainingDatasetIOManager, TrainingDatasetIOManager
 
-    datasets = TrainingDatasetIOManager(base_dir=str(settings.data_dir / "datasets"))
     dbt = DbtCliResource(
         project_dir=str(DBT_PROJECT_DIR),
         profiles_dir=str(DBT_PROJECT_DIR),
@@ -229,7 +228,9 @@ def resources_for(settings: Settings) -> dict[str, Any]:
     if settings.env == "local":
         duckdb = DuckDBResource(database=str(settings.warehouse_path))
         return {
-            "dataset_io_manager": datasets,
+            "dataset_io_manager": TrainingDatasetIOManager(
+                base_dir=str(settings.data_dir / "datasets")
+            ),
             "dbt": dbt,
             "mlflow_tracking": local_mlflow(settings),
             "landing": LocalLandingZone(root=str(settings.landing_dir)),
@@ -246,7 +247,9 @@ def resources_for(settings: Settings) -> dict[str, Any]:
         role=dg.EnvVar("SNOWFLAKE_ROLE"),
     )
     return {
-        "dataset_io_manager": datasets,
+        "dataset_io_manager": S3TrainingDatasetIOManager(
+            s3=s3, bucket=dg.EnvVar("RECS_LANDING_BUCKET"), prefix=settings.landing_prefix
+        ),
         "dbt": dbt,
         # The tracking server's own artifact root applies (e.g. S3 on SageMaker managed MLflow).
         "mlflow_tracking": MlflowTracking(tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI")),

@@ -49,6 +49,8 @@ def test_the_environment_picks_the_resources(monkeypatch, tmp_path):
     assert type(prod.resources["warehouse"]).__name__ == "SnowflakeWarehouse"
     assert type(prod.resources["landing"]).__name__ == "S3LandingZone"
     assert prod.resources["landing"].prefix == "shop/"
+    assert type(prod.resources["dataset_io_manager"]).__name__ == "S3TrainingDatasetIOManager"
+    assert type(local.resources["dataset_io_manager"]).__name__ == "TrainingDatasetIOManager"
     assert local.resources["mlflow_tracking"].tracking_uri == (
         f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
     )

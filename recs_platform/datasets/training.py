@@ -4,15 +4,21 @@ Days `[end - days, end)` are split in order: the first days train, then `validat
 `test_days` (the session-rec protocol: a model never sees the future it is evaluated on). Items
 are encoded against a vocabulary of every sku in the window, most viewed in training first, so an
 item first seen in the test days still has an id (and evaluation can count it as unseen).
+
+A stored dataset is one parquet file per split plus `vocabulary.json`, serialized to bytes once
+and put in a `DatasetStore`: a local folder (`FolderStore`) or an S3 prefix (`S3Store`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
+from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pandera.pandas as pa
@@ -126,25 +132,151 @@ def build_training_dataset(
     return dataset, vocabulary
 
 
-def write_training_dataset(dataset: pd.DataFrame, vocabulary: list[str], folder: Path) -> dict:
-    """One parquet file per split and the vocabulary; returns what was written."""
-    folder.mkdir(parents=True, exist_ok=True)
+class TrainingDatasetNotFound(FileNotFoundError):
+    """No (complete) training dataset where one was asked for."""
+
+
+class DatasetStore(ABC):
+    """Where one dataset's files go: a flat set of named byte blobs (a folder, an S3 prefix)."""
+
+    @abstractmethod
+    def location(self, name: str = "") -> str:
+        """Where `name` is (the dataset's own location with no name): a path or a URI."""
+
+    @abstractmethod
+    def put(self, name: str, data: bytes, content_type: str) -> str:
+        """Store `data` as `name`, replacing what was there; returns `location(name)`."""
+
+    @abstractmethod
+    def get(self, name: str) -> bytes:
+        """The bytes of `name`; `TrainingDatasetNotFound` when there is no such file."""
+
+
+class FolderStore(DatasetStore):
+    """Files in a local folder, created on the first write."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def location(self, name: str = "") -> str:
+        return str(self.folder / name) if name else str(self.folder)
+
+    def put(self, name: str, data: bytes, content_type: str) -> str:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / name).write_bytes(data)
+        return self.location(name)
+
+    def get(self, name: str) -> bytes:
+        try:
+            return (self.folder / name).read_bytes()
+        except FileNotFoundError:
+            raise TrainingDatasetNotFound(self.location(name)) from None
+
+
+class S3Store(DatasetStore):
+    """Objects under `s3://<bucket>/<key_prefix>`, through a boto3 S3 client."""
+
+    def __init__(self, s3_client: Any, bucket: str, key_prefix: str) -> None:
+        stripped = key_prefix.strip("/")
+        self.s3_client = s3_client
+        self.bucket = bucket
+        self.key_prefix = f"{stripped}/" if stripped else ""
+
+    def key(self, name: str) -> str:
+        return self.key_prefix + name
+
+    def location(self, name: str = "") -> str:
+        return f"s3://{self.bucket}/{self.key(name)}"
+
+    def put(self, name: str, data: bytes, content_type: str) -> str:
+        self.s3_client.put_object(
+            Bucket=self.bucket, Key=self.key(name), Body=data, ContentType=content_type
+        )
+        return self.location(name)
+
+    def get(self, name: str) -> bytes:
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self.s3_client.get_object(Bucket=self.bucket, Key=self.key(name))
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise TrainingDatasetNotFound(self.location(name)) from None
+            raise
+        return response["Body"].read()
+
+
+VOCABULARY_FILE = "vocabulary.json"
+PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
+JSON_CONTENT_TYPE = "application/json"
+
+
+def split_file(split: str) -> str:
+    return f"{split}.parquet"
+
+
+def frame_to_parquet_bytes(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def frame_from_parquet_bytes(data: bytes) -> pd.DataFrame:
+    return pd.read_parquet(io.BytesIO(data))
+
+
+def vocabulary_to_bytes(vocabulary: list[str]) -> bytes:
+    return json.dumps(vocabulary).encode("utf-8")
+
+
+def vocabulary_from_bytes(data: bytes) -> list[str]:
+    return json.loads(data.decode("utf-8"))
+
+
+def save_training_dataset(
+    dataset: pd.DataFrame, vocabulary: list[str], store: DatasetStore
+) -> dict[str, str]:
+    """One parquet file per split, then the vocabulary; returns where each went.
+
+    The vocabulary goes last and is read first, so a write cut short before it reads as no dataset
+    rather than as one of split files only.
+    """
     written = {}
     for split in SPLITS:
-        path = folder / f"{split}.parquet"
-        dataset[dataset["split"] == split].to_parquet(path, index=False)
-        written[split] = str(path)
-    (folder / "vocabulary.json").write_text(json.dumps(vocabulary))
-    written["vocabulary"] = str(folder / "vocabulary.json")
+        data = frame_to_parquet_bytes(dataset[dataset["split"] == split])
+        written[split] = store.put(split_file(split), data, PARQUET_CONTENT_TYPE)
+    written["vocabulary"] = store.put(
+        VOCABULARY_FILE, vocabulary_to_bytes(vocabulary), JSON_CONTENT_TYPE
+    )
     return written
 
 
-def read_training_dataset(folder: Path) -> tuple[pd.DataFrame, list[str]]:
-    vocabulary = json.loads((folder / "vocabulary.json").read_text())
-    dataset = pd.concat(
-        [pd.read_parquet(folder / f"{split}.parquet") for split in SPLITS], ignore_index=True
-    )
+def load_training_dataset(store: DatasetStore) -> tuple[pd.DataFrame, list[str]]:
+    """What `save_training_dataset` stored; `TrainingDatasetNotFound` names where it looked."""
+    try:
+        vocabulary = vocabulary_from_bytes(store.get(VOCABULARY_FILE))
+    except TrainingDatasetNotFound:
+        raise TrainingDatasetNotFound(
+            f"no training dataset at {store.location()}: materialize training_dataset first"
+        ) from None
+    try:
+        splits = [frame_from_parquet_bytes(store.get(split_file(split))) for split in SPLITS]
+    except TrainingDatasetNotFound as missing:
+        raise TrainingDatasetNotFound(
+            f"the training dataset at {store.location()} is incomplete ({missing} is missing): "
+            "materialize training_dataset again"
+        ) from None
+    dataset = pd.concat(splits, ignore_index=True)
     for column in ("items", "item_ids"):
         dataset[column] = dataset[column].map(list)
     dataset.attrs["vocabulary_size"] = len(vocabulary)
     return dataset, vocabulary
+
+
+def write_training_dataset(dataset: pd.DataFrame, vocabulary: list[str], folder: Path) -> dict:
+    """One parquet file per split and the vocabulary in `folder`; returns what was written."""
+    return save_training_dataset(dataset, vocabulary, FolderStore(folder))
+
+
+def read_training_dataset(folder: Path) -> tuple[pd.DataFrame, list[str]]:
+    return load_training_dataset(FolderStore(folder))

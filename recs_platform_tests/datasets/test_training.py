@@ -6,9 +6,14 @@ import pandera.errors
 import pytest
 
 from recs_platform.datasets.training import (
+    DatasetStore,
+    TrainingDatasetNotFound,
     TrainingSessionsSchema,
     TrainingWindow,
     build_training_dataset,
+    load_training_dataset,
+    read_training_dataset,
+    save_training_dataset,
     write_training_dataset,
 )
 
@@ -53,6 +58,58 @@ def test_a_valid_dataset_passes_the_schema_and_is_written_per_split(tmp_path):
     written = write_training_dataset(dataset, vocabulary, tmp_path)
     assert pd.read_parquet(written["test"])["session_id"].tolist() == ["s4"]
     assert json.loads((tmp_path / "vocabulary.json").read_text()) == vocabulary
+
+
+def test_a_written_dataset_reads_back_the_same(tmp_path):
+    dataset, vocabulary = build_training_dataset(SMALL, WINDOW)
+    write_training_dataset(dataset, vocabulary, tmp_path / "ds")
+    read, read_vocabulary = read_training_dataset(tmp_path / "ds")
+    pd.testing.assert_frame_equal(read, dataset)
+    assert read_vocabulary == vocabulary and read.attrs["vocabulary_size"] == len(vocabulary)
+
+
+class MemoryStore(DatasetStore):
+    def __init__(self):
+        self.files = {}
+
+    def location(self, name=""):
+        return f"memory://{name}"
+
+    def put(self, name, data, content_type):
+        self.files[name] = (data, content_type)
+        return self.location(name)
+
+    def get(self, name):
+        if name not in self.files:
+            raise TrainingDatasetNotFound(self.location(name))
+        return self.files[name][0]
+
+
+def test_any_store_gets_the_same_bytes_as_the_folder(tmp_path):
+    dataset, vocabulary = build_training_dataset(SMALL, WINDOW)
+    store = MemoryStore()
+    written = save_training_dataset(dataset, vocabulary, store)
+    assert written == {
+        name: f"memory://{name}.parquet" for name in ("train", "validation", "test")
+    } | {"vocabulary": "memory://vocabulary.json"}
+    write_training_dataset(dataset, vocabulary, tmp_path)
+    for name, (data, _) in store.files.items():
+        assert data == (tmp_path / name).read_bytes(), name
+    assert store.files["vocabulary.json"][1] == "application/json"
+    pd.testing.assert_frame_equal(load_training_dataset(store)[0], dataset)
+
+
+def test_a_missing_or_partial_dataset_names_where_it_looked(tmp_path):
+    with pytest.raises(TrainingDatasetNotFound) as missing:
+        read_training_dataset(tmp_path / "nothing")
+    assert str(missing.value) == (
+        f"no training dataset at {tmp_path / 'nothing'}: materialize training_dataset first"
+    )
+    dataset, vocabulary = build_training_dataset(SMALL, WINDOW)
+    write_training_dataset(dataset, vocabulary, tmp_path)
+    (tmp_path / "validation.parquet").unlink()
+    with pytest.raises(TrainingDatasetNotFound, match="incomplete.*validation.parquet is missing"):
+        read_training_dataset(tmp_path)
 
 
 @pytest.mark.parametrize(
