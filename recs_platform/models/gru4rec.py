@@ -1,0 +1,183 @@
+"""GRU4Rec (Hidasi et al. 2016, 2018): a GRU over the session, trained on session-parallel
+mini-batches to predict the next item.
+
+Session-parallel mini-batches: `batch_size` lanes each hold one session; every step feeds each
+lane's current item and predicts its next one; a lane whose session ends takes the next session
+and its hidden state is reset to zero. The hidden state carries over between steps without
+gradient (truncated backpropagation of one step), as in the original.
+
+Loss: `"cross-entropy"` over the full catalogue (default; fine up to ~20k items on a CPU), or
+`"sampled"`: softmax over the batch's targets plus `n_negatives` items drawn with probability
+~ popularity^`sample_alpha`, with the log-Q correction, for large catalogues.
+
+Defaults (chosen on the default simulated shop's last training day as validation, see
+benchmarks/README.md): embedding 64, hidden 128, one layer, dropout 0.1 on the embedding and
+0.1 on the GRU output, Adam with learning rate 0.002, batch 128, 5 epochs, seed 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from recs_platform.models.torch_common import (
+    NegativeSampler,
+    ProgressLogger,
+    TorchSessionRecommender,
+    sampled_softmax_loss,
+    sampling_log_q,
+)
+
+LOSSES = ("cross-entropy", "sampled")
+
+
+class GRU4RecNetwork(nn.Module):
+    def __init__(
+        self,
+        n_items: int,
+        embedding_size: int,
+        hidden_size: int,
+        layers: int,
+        dropout_embedding: float,
+        dropout_hidden: float,
+    ):
+        super().__init__()
+        self.embedding = nn.Embedding(n_items + 1, embedding_size, padding_idx=0)
+        self.gru = nn.GRU(
+            embedding_size,
+            hidden_size,
+            num_layers=layers,
+            batch_first=True,
+            dropout=dropout_hidden if layers > 1 else 0.0,
+        )
+        self.dropout_embedding = nn.Dropout(dropout_embedding)
+        self.dropout_hidden = nn.Dropout(dropout_hidden)
+        self.output = nn.Parameter(torch.empty(n_items, hidden_size))
+        self.output_bias = nn.Parameter(torch.zeros(n_items))
+        nn.init.normal_(self.output, std=hidden_size**-0.5)
+
+    def forward(
+        self, items: torch.Tensor, hidden: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """items [batch, steps] -> GRU outputs [batch, steps, hidden] (dropout applied), state."""
+        outputs, hidden = self.gru(self.dropout_embedding(self.embedding(items)), hidden)
+        return self.dropout_hidden(outputs), hidden
+
+    def logits(self, outputs: torch.Tensor) -> torch.Tensor:
+        return outputs @ self.output.T + self.output_bias
+
+
+class GRU4RecRecommender(TorchSessionRecommender):
+    """GRU4Rec with session-parallel mini-batches; see the module docstring for the defaults."""
+
+    def __init__(
+        self,
+        name: str = "gru4rec",
+        *,
+        epochs: int = 5,
+        batch_size: int = 128,
+        embedding_size: int = 64,
+        hidden_size: int = 128,
+        layers: int = 1,
+        dropout_embedding: float = 0.1,
+        dropout_hidden: float = 0.1,
+        learning_rate: float = 0.002,
+        optimizer: str = "adam",
+        loss: str = "cross-entropy",
+        n_negatives: int = 2048,
+        sample_alpha: float = 0.75,
+        seed: int = 0,
+        device: str | None = None,
+        log_interval_s: float = 10.0,
+        num_threads: int | None = None,
+    ):
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}: one of {LOSSES}")
+        hyperparameters = {
+            key: value
+            for key, value in locals().items()
+            if key not in ("self", "device", "log_interval_s", "num_threads", "__class__")
+        }
+        super().__init__(name, hyperparameters, device, log_interval_s, num_threads)
+
+    def _build_network(self, n_items: int) -> GRU4RecNetwork:
+        return GRU4RecNetwork(
+            n_items,
+            self.embedding_size,
+            self.hidden_size,
+            self.layers,
+            self.dropout_embedding,
+            self.dropout_hidden,
+        )
+
+    def _train_epoch(
+        self,
+        sessions: list[np.ndarray],
+        optimizer: torch.optim.Optimizer,
+        rng: np.random.Generator,
+        progress: ProgressLogger,
+    ) -> None:
+        network = self.network
+        device = self.device
+        order = rng.permutation(len(sessions))
+        lengths = np.array([len(sessions[index]) for index in order], dtype=np.int64)
+        clicks = torch.from_numpy(np.concatenate([sessions[index] for index in order]))
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        sampled = self.loss == "sampled"
+        if sampled:
+            sampler = NegativeSampler(self.popularity, self.sample_alpha, rng)
+            log_q = sampling_log_q(
+                self.popularity, self.batch_size, self.n_negatives, self.sample_alpha
+            ).to(device)
+
+        lanes = min(self.batch_size, len(sessions))
+        next_session = lanes
+        lane_session = np.arange(lanes)
+        position = offsets[lane_session].copy()  # index in `clicks` of each lane's current item
+        end = offsets[lane_session + 1].copy()
+        hidden = torch.zeros(self.layers, lanes, self.hidden_size, device=device)
+        while len(lane_session):
+            steps = int((end - position).min()) - 1
+            for step in range(steps):
+                inputs = clicks[position + step].to(device)
+                targets = clicks[position + step + 1].to(device) - 1
+                outputs, hidden = network(inputs[:, None], hidden.detach())
+                outputs = outputs[:, 0]
+                if sampled:
+                    loss = sampled_softmax_loss(
+                        outputs,
+                        targets,
+                        network.output,
+                        network.output_bias,
+                        sampler.draw(self.n_negatives).to(device),
+                        log_q,
+                    )
+                else:
+                    loss = nn.functional.cross_entropy(network.logits(outputs), targets)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                progress.update(len(targets), loss.item(), len(targets))
+            position += steps
+            # Lanes at their session's last item take the next session, or close.
+            finished = np.flatnonzero(end - position <= 1)
+            progress.update(len(finished), 0.0, 0)
+            refill = finished[: max(0, len(sessions) - next_session)]
+            new_sessions = np.arange(next_session, next_session + len(refill))
+            next_session += len(refill)
+            lane_session[refill] = new_sessions
+            position[refill] = offsets[new_sessions]
+            end[refill] = offsets[new_sessions + 1]
+            hidden = hidden.detach()
+            hidden[:, torch.from_numpy(refill).to(device)] = 0.0
+            closed = finished[len(refill) :]
+            if len(closed):
+                keep = np.setdiff1d(np.arange(len(lane_session)), closed)
+                lane_session, position, end = lane_session[keep], position[keep], end[keep]
+                hidden = hidden[:, torch.from_numpy(keep).to(device)]
+
+    def _prefix_scores(self, padded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        outputs, _ = self.network(padded)
+        last = outputs[torch.arange(len(lengths)), lengths.to(padded.device) - 1]
+        return self.network.logits(last)

@@ -1,0 +1,372 @@
+"""What the PyTorch recommenders share: device, seeds, item encoding, the training loop with its
+progress log, batched scoring with the popularity fallback, sampled softmax, and persistence.
+
+Items are encoded as their position in `item_ids` plus one; 0 is padding. Output layers cover the
+catalogue only (column j is item j), so scores need no shifting.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import random
+import time
+from abc import abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from recs_platform.models.base import SessionRecommender, check_fitted, load_arrays, save_arrays
+from recs_platform.models.popularity import item_counts
+
+logger = logging.getLogger(__name__)
+
+NETWORK_FILE = "network.pt"
+HYPERPARAMETERS_FILE = "hyperparameters.json"
+TRAINING_LOG_FILE = "training_log.json"
+
+# Called after each epoch with the model in eval mode; returns a figure where higher is better
+# (say, MRR@20 on a validation split).
+Validation = Callable[[SessionRecommender], float]
+
+
+def choose_device(device: str | torch.device | None = None) -> torch.device:
+    """`device` if given, else CUDA when available, else the CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global generators (CUDA's too)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to `threads` inside the block (None: left as it is).
+
+    On a small shared CPU one thread is often much faster than two: a busy core stalls every
+    parallel op of a small network at its barrier.
+    """
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def encode_sessions(sessions: Sequence[Sequence[str]], index: dict[str, int]) -> list[np.ndarray]:
+    """Each session as int64 codes (item position + 1); unknown SKUs are dropped."""
+    return [
+        np.fromiter((index[sku] + 1 for sku in session if sku in index), dtype=np.int64)
+        for session in sessions
+    ]
+
+
+def pad_right(sequences: Sequence[np.ndarray], fill: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """[batch, longest] int64 tensor padded on the right, and the lengths."""
+    lengths = np.fromiter((len(sequence) for sequence in sequences), dtype=np.int64)
+    padded = np.full((len(sequences), int(lengths.max())), fill, dtype=np.int64)
+    for row, sequence in enumerate(sequences):
+        padded[row, : len(sequence)] = sequence
+    return torch.from_numpy(padded), torch.from_numpy(lengths)
+
+
+class ProgressLogger:
+    """Counts events and loss during an epoch; logs events/s and mean loss every `interval_s`."""
+
+    def __init__(self, name: str, interval_s: float = 10.0, log: logging.Logger = logger):
+        self.name = name
+        self.interval_s = interval_s
+        self.log = log
+        self.epoch = 0
+
+    def start_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.started = self.last_report = time.perf_counter()
+        self.events = 0
+        self.loss_sum = 0.0
+        self.loss_weight = 0
+
+    def update(self, events: int, loss: float, weight: int) -> None:
+        """`events` product views consumed; `loss` the mean over `weight` targets."""
+        self.events += events
+        self.loss_sum += loss * weight
+        self.loss_weight += weight
+        now = time.perf_counter()
+        if now - self.last_report >= self.interval_s:
+            self.last_report = now
+            self.log.info(
+                "%s epoch %d: %d events, %.0f events/s, loss %.4f",
+                self.name,
+                self.epoch,
+                self.events,
+                self.events / (now - self.started),
+                self.loss_sum / max(self.loss_weight, 1),
+            )
+
+    def end_epoch(self, events: int) -> dict[str, float]:
+        """The epoch's record; events/s counts `events` (the training product views)."""
+        seconds = time.perf_counter() - self.started
+        return {
+            "epoch": self.epoch,
+            "loss": self.loss_sum / max(self.loss_weight, 1),
+            "seconds": seconds,
+            "events": events,
+            "events_per_second": events / seconds if seconds > 0 else float("inf"),
+        }
+
+
+class NegativeSampler:
+    """Items drawn with probability ~ popularity^alpha, in large pre-drawn chunks."""
+
+    def __init__(self, counts: np.ndarray, alpha: float, rng: np.random.Generator, chunk=1 << 20):
+        weights = np.power(np.maximum(counts, 0.0), alpha)
+        self.probabilities = weights / weights.sum()
+        self.rng = rng
+        self.chunk = chunk
+        self.buffer = np.zeros(0, dtype=np.int64)
+        self.position = 0
+
+    def draw(self, count: int) -> torch.Tensor:
+        if self.position + count > len(self.buffer):
+            size = max(self.chunk, count)
+            self.buffer = self.rng.choice(len(self.probabilities), size=size, p=self.probabilities)
+            self.position = 0
+        drawn = self.buffer[self.position : self.position + count]
+        self.position += count
+        return torch.from_numpy(drawn)
+
+
+def sampled_softmax_loss(
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    weights: torch.Tensor,
+    bias: torch.Tensor | None,
+    negatives: torch.Tensor,
+    log_q: torch.Tensor | None,
+) -> torch.Tensor:
+    """Cross-entropy of each target against the batch's other targets plus shared negatives.
+
+    hidden [n, d], targets [n] (item columns), weights [n_items, d]. Candidates are the n targets
+    followed by `negatives`; a candidate that is the row's own target anywhere but on the
+    diagonal is masked, so no row learns against its own item. `log_q` (log of each item's
+    expected count among the candidates) is subtracted when given: the log-Q correction that
+    keeps the scores comparable with a full softmax.
+    """
+    candidates = torch.cat([targets, negatives])
+    logits = hidden @ weights[candidates].T
+    if bias is not None:
+        logits = logits + bias[candidates]
+    if log_q is not None:
+        logits = logits - log_q[candidates]
+    rows = torch.arange(len(targets), device=hidden.device)
+    collisions = candidates[None, :] == targets[:, None]
+    collisions[rows, rows] = False
+    logits = logits.masked_fill(collisions, float("-inf"))
+    return nn.functional.cross_entropy(logits, rows)
+
+
+def sampling_log_q(
+    counts: np.ndarray, batch_targets: int, n_negatives: int, alpha: float
+) -> torch.Tensor:
+    """log of the expected count of each item among a batch's candidates (see above)."""
+    popularity = counts / counts.sum()
+    sampled = np.power(counts, alpha)
+    sampled = sampled / sampled.sum()
+    expected = batch_targets * popularity + n_negatives * sampled
+    return torch.from_numpy(np.log(np.maximum(expected, 1e-12))).float()
+
+
+class TorchSessionRecommender(SessionRecommender):
+    """Base of the PyTorch recommenders: fit loop, batched scoring, save and load.
+
+    Subclasses set `self.hyperparameters` (JSON-able constructor arguments) and implement
+    `_build_network`, `_train_epoch` and `_last_hidden_scores`. A prefix with no known item
+    (empty, or only SKUs unseen in training) is scored by the training popularity counts;
+    unknown SKUs inside a prefix are dropped.
+    """
+
+    network: nn.Module | None
+
+    def __init__(
+        self,
+        name: str,
+        hyperparameters: dict[str, Any],
+        device: str | torch.device | None,
+        log_interval_s: float,
+        num_threads: int | None = None,
+    ):
+        self.name = name
+        self.num_threads = num_threads
+        self.hyperparameters = hyperparameters
+        self.seed = int(hyperparameters["seed"])
+        self.device = choose_device(device)
+        self.log_interval_s = log_interval_s
+        self.item_ids: list[str] = []
+        self.popularity = np.zeros(0)
+        self.network = None
+        self.training_log: list[dict[str, float]] = []
+        self.score_batch_size = 512
+
+    def __getattr__(self, key: str) -> Any:
+        # Hyperparameters read as attributes (self.epochs, self.batch_size, ...).
+        hyperparameters = self.__dict__.get("hyperparameters")
+        if hyperparameters is not None and key in hyperparameters:
+            return hyperparameters[key]
+        raise AttributeError(key)
+
+    # --- what subclasses provide -------------------------------------------------------------
+
+    @abstractmethod
+    def _build_network(self, n_items: int) -> nn.Module: ...
+
+    @abstractmethod
+    def _train_epoch(
+        self,
+        sessions: list[np.ndarray],
+        optimizer: torch.optim.Optimizer,
+        rng: np.random.Generator,
+        progress: ProgressLogger,
+    ) -> None:
+        """One pass over the encoded sessions (each of length >= 2), reporting to `progress`."""
+
+    @abstractmethod
+    def _prefix_scores(self, padded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """[batch, n_items] scores of the next item after each right-padded prefix."""
+
+    def _truncate(self, prefix: np.ndarray) -> np.ndarray:
+        return prefix
+
+    # --- training ----------------------------------------------------------------------------
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        parameters = self.network.parameters()
+        name = self.hyperparameters.get("optimizer", "adam")
+        if name == "adam":
+            return torch.optim.Adam(parameters, lr=self.learning_rate)
+        if name == "adagrad":
+            return torch.optim.Adagrad(parameters, lr=self.learning_rate)
+        raise ValueError(f"unknown optimizer {name!r}: adam or adagrad")
+
+    def fit(
+        self,
+        sessions: Sequence[Sequence[str]],
+        validation: Validation | None = None,
+        patience: int | None = None,
+    ) -> TorchSessionRecommender:
+        """Train for `epochs` epochs; with `validation`, keep the epoch that scored best.
+
+        `validation(model)` runs after every epoch; with `patience`, training stops once that
+        many epochs in a row failed to beat the best. Each epoch's loss, seconds, events/s (the
+        training product views over the epoch's seconds) and validation figure go to
+        `training_log`.
+        """
+        with torch_threads(self.num_threads):
+            return self._fit(sessions, validation, patience)
+
+    def _fit(
+        self,
+        sessions: Sequence[Sequence[str]],
+        validation: Validation | None,
+        patience: int | None,
+    ) -> TorchSessionRecommender:
+        seed_everything(self.seed)
+        rng = np.random.default_rng(self.seed)
+        self.item_ids, self.popularity = item_counts(sessions)
+        encoded = [s for s in encode_sessions(sessions, self.item_index()) if len(s) >= 2]
+        if not encoded:
+            raise ValueError(f"{self.name}: no session with two items or more to learn from")
+        training_events = sum(len(session) for session in sessions)
+        self.network = self._build_network(len(self.item_ids)).to(self.device)
+        optimizer = self._optimizer()
+        progress = ProgressLogger(self.name, self.log_interval_s)
+        self.training_log = []
+        best_value, best_state, stale = -np.inf, None, 0
+        for epoch in range(1, self.epochs + 1):
+            self.network.train()
+            progress.start_epoch(epoch)
+            self._train_epoch(encoded, optimizer, rng, progress)
+            record = progress.end_epoch(training_events)
+            if validation is not None:
+                self.network.eval()
+                value = float(validation(self))
+                record["validation"] = value
+                if value > best_value:
+                    best_value, stale = value, 0
+                    best_state = copy.deepcopy(self.network.state_dict())
+                else:
+                    stale += 1
+            self.training_log.append(record)
+            logger.info(
+                "%s epoch %d done: loss %.4f, %.1f s, %.0f events/s%s",
+                self.name,
+                epoch,
+                record["loss"],
+                record["seconds"],
+                record["events_per_second"],
+                f", validation {record['validation']:.4f}" if validation is not None else "",
+            )
+            if patience is not None and stale >= patience:
+                break
+        if best_state is not None:
+            self.network.load_state_dict(best_state)
+        self.network.eval()
+        return self
+
+    # --- scoring -----------------------------------------------------------------------------
+
+    def score(self, prefixes: Sequence[Sequence[str]]) -> np.ndarray:
+        check_fitted(self)
+        with torch_threads(self.num_threads):
+            return self._score(prefixes)
+
+    def _score(self, prefixes: Sequence[Sequence[str]]) -> np.ndarray:
+        encoded = encode_sessions(prefixes, self.item_index())
+        scores = np.tile(self.popularity, (len(prefixes), 1))
+        known = [row for row, prefix in enumerate(encoded) if len(prefix)]
+        self.network.eval()
+        with torch.no_grad():
+            for start in range(0, len(known), self.score_batch_size):
+                rows = known[start : start + self.score_batch_size]
+                padded, lengths = pad_right([self._truncate(encoded[row]) for row in rows])
+                batch_scores = self._prefix_scores(padded.to(self.device), lengths)
+                scores[rows] = batch_scores.float().cpu().numpy()
+        return scores
+
+    # --- persistence -------------------------------------------------------------------------
+
+    def _save_state(self, folder: Path) -> None:
+        save_arrays(folder, self.item_ids, popularity=self.popularity)
+        torch.save(self.network.state_dict(), folder / NETWORK_FILE)
+        (folder / HYPERPARAMETERS_FILE).write_text(json.dumps(self.hyperparameters, indent=2))
+        (folder / TRAINING_LOG_FILE).write_text(json.dumps(self.training_log, indent=2))
+
+    @classmethod
+    def _load_state(cls, folder: Path, device: str | None = None) -> TorchSessionRecommender:
+        """The saved model, on `device` (default: CUDA when available, else the CPU)."""
+        hyperparameters = json.loads((folder / HYPERPARAMETERS_FILE).read_text())
+        model = cls(**hyperparameters, device=device)
+        model.item_ids, arrays = load_arrays(folder)
+        model.popularity = arrays["popularity"]
+        model.network = model._build_network(len(model.item_ids)).to(model.device)
+        state = torch.load(folder / NETWORK_FILE, map_location=model.device, weights_only=True)
+        model.network.load_state_dict(state)
+        model.network.eval()
+        log_path = folder / TRAINING_LOG_FILE
+        if log_path.is_file():
+            model.training_log = json.loads(log_path.read_text())
+        return model
