@@ -1,0 +1,395 @@
+"""One day's `dbt build` against one hand-written DuckDB statement doing the same dedupe and
+sessionization (issue 4 §7): goal, dbt at most 2x the hand-written query.
+
+Simulates one day of about N landed events (default 2,000,000) with the shop simulator, loads it
+into `raw.events` with the production loader, then builds it once with dbt (the tables do not
+exist yet: the first-run path, reported but not compared). Then, in the same run, `--repeats`
+times in turn, each in a fresh process whose wall clock and peak RSS are measured (by a small
+Python parent that runs only that process, so the peak is the command's own):
+
+- `dbt build` of that partition: the command the Dagster asset `daily_dbt_models` runs
+  (`dbt_build_args(partition_window_vars(day, day + 1))`, `--select
+  config.materialized:incremental`, target `local`, JSON logs, a fresh target folder holding a
+  copy of the parsed project's `partial_parse.msgpack`, as dagster-dbt does). The tables
+  exist, so each run is the incremental one that replaces the day;
+- `dbt run` of the same selection (the models without the data tests);
+- dbt with nothing selected (startup, full re-parse since the vars changed, no SQL), and the same
+  again with a partial-parse hit, to tell dbt's fixed cost from the SQL;
+- the reference, `bench_dbt_sessionization.sql` (one statement: dedupe + sessions of the day) in
+  a Python process of its own on the same DuckDB file, writing `handwritten.sessions`.
+
+Medians over the repeats; the ratio is dbt build / reference, process wall clock on both sides.
+The per-model and per-test times come from dbt's run_results.json. The reference's table is
+checked against dbt's `analytics.sessions` rows of the day (same count, and no row in either
+but not the other), so the two sides did the same work.
+
+Usage: .venv/bin/python benchmarks/bench_dbt_sessionization.py [--events N] [--repeats R]
+[--scratch DIR] (a folder to keep the data in; a folder holding a warehouse from an earlier run
+is reused as it is: no simulation, no load, no first build).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+from report import save_and_print
+
+from recs_platform.events.landing import list_local_partition
+from recs_platform.simulation import ShopConfig, simulate_to_landing
+from recs_platform.transform.dbt_invocation import (
+    DBT_EXECUTABLE,
+    DBT_PROJECT_DIR,
+    INCREMENTAL_SELECTOR,
+    dbt_build_args,
+    partition_window_vars,
+)
+from recs_platform.warehouse.duckdb_raw import ensure_raw_tables, load_raw_events_partition
+
+HERE = Path(__file__).parent
+REFERENCE_SQL = HERE / "bench_dbt_sessionization.sql"
+DAY = dt.date(2026, 11, 1)
+# Rows landed on the first day per session of the default shop, measured (duplicates included,
+# late events excluded); only used to size the run.
+ROWS_PER_SESSION = 8.68
+TARGET = "local"
+
+_REFERENCE_PROCESS = """
+import datetime as dt, sys, time
+import duckdb
+conn = duckdb.connect(sys.argv[1])
+conn.execute("SET enable_progress_bar = false")
+conn.execute("CREATE SCHEMA IF NOT EXISTS handwritten")
+day = dt.date.fromisoformat(sys.argv[3])
+started = time.perf_counter()
+conn.execute(open(sys.argv[2]).read(), {"min_date": day, "max_date": day + dt.timedelta(days=1)})
+print(time.perf_counter() - started)
+conn.close()
+"""
+
+
+@dataclass
+class Measured:
+    seconds: float
+    peak_rss_mb: float
+    log: Path
+
+
+# Runs the measured command and nothing else, so that the peak RSS of its children is the
+# command's own (a child forked from the benchmark's large process would report that one's).
+_MEASURING_PARENT = """
+import json, resource, subprocess, sys, time
+with open(sys.argv[2], "wb") as log:
+    started = time.perf_counter()
+    returncode = subprocess.run(sys.argv[3:], stdout=log, stderr=subprocess.STDOUT).returncode
+    seconds = time.perf_counter() - started
+peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+with open(sys.argv[1], "w") as out:
+    json.dump({"returncode": returncode, "seconds": seconds, "peak_rss_kib": peak_kib}, out)
+"""
+
+
+def run_process(command: list[str], env: dict[str, str], cwd: Path, log: Path) -> Measured:
+    """Run a command to its end in a small parent of its own: wall clock and peak RSS."""
+    measurement = log.with_name(log.name + ".measured.json")
+    subprocess.run(
+        [sys.executable, "-c", _MEASURING_PARENT, str(measurement), str(log), *command],
+        env=env,
+        cwd=cwd,
+        check=True,
+    )
+    result = json.loads(measurement.read_text())
+    if result["returncode"] != 0:
+        tail = log.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"{' '.join(command)} failed ({result['returncode']}):\n{tail}")
+    return Measured(result["seconds"], result["peak_rss_kib"] / 1024, log)  # KiB on Linux
+
+
+class Dbt:
+    """The dbt CLI as dagster-dbt's DbtCliResource runs it for the local target."""
+
+    def __init__(self, scratch: Path):
+        self.scratch = scratch
+        self.runs = 0
+        self.parsed = scratch / "dbt_parsed"
+
+    def env(self, target_path: Path) -> dict[str, str]:
+        return {
+            **os.environ,
+            "RECS_DATA_DIR": str(self.scratch),
+            "DBT_PROJECT_DIR": str(DBT_PROJECT_DIR),
+            "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
+            "DBT_TARGET_PATH": str(target_path),
+            "DBT_LOG_PATH": str(target_path),
+            "DBT_LOG_FORMAT": "json",
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def parse(self) -> None:
+        """`make dbt-manifest`: the parsed project whose partial_parse.msgpack each run gets."""
+        self.parsed.mkdir(exist_ok=True)
+        run_process(
+            [str(DBT_EXECUTABLE), "parse", "--target", TARGET],
+            self.env(self.parsed),
+            self.scratch,
+            self.parsed / "stdout.log",
+        )
+
+    def __call__(self, args: list[str], target_path: Path | None = None) -> tuple[Measured, dict]:
+        """One dbt command; a fresh target folder (with the parsed project's partial-parse file)
+        unless `target_path` names an existing one."""
+        if target_path is None:
+            self.runs += 1
+            target_path = self.scratch / "dbt_runs" / f"{self.runs:03d}"
+            target_path.mkdir(parents=True)
+            shutil.copy(self.parsed / "partial_parse.msgpack", target_path)
+        command = [str(DBT_EXECUTABLE), *args, "--target", TARGET]
+        measured = run_process(command, self.env(target_path), self.scratch, target_path / "out")
+        results = json.loads((target_path / "run_results.json").read_text())
+        return measured, results
+
+
+def node_seconds(results: dict) -> dict[str, float]:
+    """dbt's own execution time of the models and of the tests of a run."""
+    totals = {"model": 0.0, "test": 0.0}
+    for result in results["results"]:
+        kind = result["unique_id"].split(".", 1)[0]
+        totals[kind] = totals.get(kind, 0.0) + result["execution_time"]
+    return totals
+
+
+def model_statement_seconds(dbt_log: Path) -> dict[str, float]:
+    """Time of the models' SQL statements by kind, from dbt's JSON log: the model's query
+    (`create [temporary] table ... as`), and replacing the day in the table (dbt-duckdb's
+    delete+insert: `delete from ... ; insert into ...`)."""
+    totals = {"query": 0.0, "write_day": 0.0, "other": 0.0}
+    sql, connection = None, ""
+    for line in dbt_log.read_text().splitlines():
+        event = json.loads(line)
+        if event["info"]["name"] == "SQLQuery":
+            sql, connection = event["data"]["sql"], event["data"]["conn_name"]
+        elif event["info"]["name"] == "SQLQueryStatus" and sql is not None:
+            if connection.startswith("model."):
+                text = " ".join(re.sub(r"/\*.*?\*/", "", sql, count=1, flags=re.S).split()).lower()
+                if re.match(r"create (temporary )?table", text):
+                    kind = "query"
+                elif "insert into" in text:
+                    kind = "write_day"
+                else:
+                    kind = "other"
+                totals[kind] += event["data"]["elapsed"]
+            sql = None
+    return totals
+
+
+def prepare(scratch: Path, events: int, dbt: Dbt) -> dict:
+    """Simulate and load the day, parse the project, build the day once (the tables' first run)."""
+    landing = scratch / "landing"
+    config = ShopConfig(days=1, start=DAY)
+    weekday_factor = config.sessions_on(0) / config.sessions_per_day
+    sessions_per_day = max(1, round(events / ROWS_PER_SESSION / weekday_factor))
+    config = ShopConfig(days=1, start=DAY, sessions_per_day=sessions_per_day)
+    started = time.perf_counter()
+    simulate_to_landing(config, landing)
+    simulate_seconds = time.perf_counter() - started
+    files = list_local_partition(landing, DAY)
+    with duckdb.connect(str(scratch / "warehouse.duckdb")) as conn:
+        conn.execute("SET enable_progress_bar = false")
+        ensure_raw_tables(conn)
+        started = time.perf_counter()
+        load = load_raw_events_partition(conn, landing, DAY, files)
+        load_seconds = time.perf_counter() - started
+    assert load.rows > 0 and load.rejected_rows == 0, load
+    dbt.parse()
+    first, _ = dbt(build_args())
+    return {
+        "simulated_sessions_per_day": sessions_per_day,
+        "simulate_s": round(simulate_seconds, 1),
+        "landing_files": len(files),
+        "landing_mb": round(sum(f.size for f in files) / 1e6, 1),
+        "raw_load_s": round(load_seconds, 1),
+        "first_dbt_build_s": round(first.seconds, 1),
+        "first_dbt_build_peak_rss_mb": round(first.peak_rss_mb),
+    }
+
+
+def build_args(command: str = "build", select: bool = True) -> list[str]:
+    args = dbt_build_args(partition_window_vars(DAY, DAY + dt.timedelta(days=1)))
+    args[0] = command
+    if select:
+        return [*args, "--select", INCREMENTAL_SELECTOR]
+    # Nothing selected: dbt starts, parses and stops.
+    return [*args, "--select", INCREMENTAL_SELECTOR, "--exclude", INCREMENTAL_SELECTOR]
+
+
+def run_reference(scratch: Path, log: Path) -> tuple[Measured, float]:
+    measured = run_process(
+        [
+            sys.executable,
+            "-c",
+            _REFERENCE_PROCESS,
+            str(scratch / "warehouse.duckdb"),
+            str(REFERENCE_SQL),
+            DAY.isoformat(),
+        ],
+        dict(os.environ),
+        scratch,
+        log,
+    )
+    return measured, float(log.read_text().split()[-1])
+
+
+def check_same_sessions(scratch: Path) -> dict:
+    """The reference's table holds exactly dbt's sessions of the day."""
+    with duckdb.connect(str(scratch / "warehouse.duckdb"), read_only=True) as conn:
+        conn.execute("SET enable_progress_bar = false")
+        ours = "(select * from analytics.sessions where session_date = ?)"
+        counts = conn.execute(
+            f"""
+            select
+                (select count(*) from handwritten.sessions),
+                (select count(*) from {ours}),
+                (select count(*) from (select * from handwritten.sessions except all {ours})),
+                (select count(*) from ({ours} except all select * from handwritten.sessions))
+            """,
+            [DAY, DAY, DAY],
+        ).fetchone()
+        events, distinct_events = conn.execute(
+            "select count(*), count(distinct event_id) from raw.events where event_date = ?",
+            [DAY],
+        ).fetchone()
+    reference_sessions, dbt_sessions, only_reference, only_dbt = counts
+    assert reference_sessions == dbt_sessions, (reference_sessions, dbt_sessions)
+    assert only_reference == only_dbt == 0, (only_reference, only_dbt)
+    return {"raw_events": events, "distinct_events": distinct_events, "sessions": dbt_sessions}
+
+
+def median(values: list[float]) -> float:
+    return round(statistics.median(values), 2)
+
+
+def measure(scratch: Path, repeats: int, dbt: Dbt) -> dict:
+    samples: dict[str, list[float]] = {}
+    peaks: dict[str, float] = {}
+
+    def record(name: str, measured: Measured) -> None:
+        samples.setdefault(f"{name}_s", []).append(measured.seconds)
+        peaks[name] = max(peaks.get(name, 0.0), measured.peak_rss_mb)
+
+    def add(name: str, value: float) -> None:
+        samples.setdefault(name, []).append(value)
+
+    def dbt_build() -> None:
+        measured, results = dbt(build_args("build"))
+        record("dbt_build", measured)
+        seconds = node_seconds(results)
+        add("dbt_build_models_sql_s", seconds["model"])
+        add("dbt_build_tests_sql_s", seconds["test"])
+        statements = model_statement_seconds(measured.log.parent / "dbt.log")
+        add("dbt_build_models_query_s", statements["query"])
+        add("dbt_build_models_write_day_s", statements["write_day"])
+        for result in results["results"]:
+            if result["unique_id"].startswith("model."):
+                add(f"model {result['unique_id'].rsplit('.', 1)[1]}_s", result["execution_time"])
+
+    def dbt_run() -> None:
+        measured, results = dbt(build_args("run"))
+        record("dbt_run", measured)
+        add("dbt_run_models_sql_s", node_seconds(results)["model"])
+
+    def dbt_startup() -> None:
+        measured, _ = dbt(build_args("run", select=False))
+        record("dbt_nothing_selected_full_parse", measured)
+        again, _ = dbt(build_args("run", select=False), target_path=measured.log.parent)
+        record("dbt_nothing_selected_partial_parse", again)
+
+    def reference() -> None:
+        measured, query_seconds = run_reference(scratch, scratch / "reference.log")
+        record("reference", measured)
+        add("reference_query_only_s", query_seconds)
+
+    steps = [dbt_build, reference, dbt_run, dbt_startup]
+    for repeat in range(repeats):
+        # Rotate the order so that a burst of load on the shared machine hits each side alike.
+        for step in steps[repeat % len(steps) :] + steps[: repeat % len(steps)]:
+            step()
+    medians = {name: median(values) for name, values in samples.items()}
+    return {"medians": medians, "peaks": peaks, "samples": samples}
+
+
+def main() -> dict:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=2_000_000, help="landed rows of the day")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--scratch", type=Path, help="keep (or reuse) the data in this folder")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as temporary:
+        scratch = (args.scratch or Path(temporary)).resolve()
+        scratch.mkdir(parents=True, exist_ok=True)
+        dbt = Dbt(scratch)
+        if args.scratch and (scratch / "warehouse.duckdb").exists():
+            shutil.rmtree(scratch / "dbt_runs", ignore_errors=True)
+            setup = {"reused_scratch": str(scratch)}
+        else:
+            setup = prepare(scratch, args.events, dbt)
+        measured = measure(scratch, args.repeats, dbt)
+        checked = check_same_sessions(scratch)
+
+    m, peaks = measured["medians"], measured["peaks"]
+    result = {
+        **checked,
+        **setup,
+        "repeats": args.repeats,
+        "dbt_build_s": m["dbt_build_s"],
+        "dbt_build_models_sql_s": m["dbt_build_models_sql_s"],
+        "dbt_build_models_query_s": m["dbt_build_models_query_s"],
+        "dbt_build_models_write_day_s": m["dbt_build_models_write_day_s"],
+        "dbt_build_tests_sql_s": m["dbt_build_tests_sql_s"],
+        "dbt_run_s": m["dbt_run_s"],
+        "dbt_run_models_sql_s": m["dbt_run_models_sql_s"],
+        "dbt_nothing_selected_full_parse_s": m["dbt_nothing_selected_full_parse_s"],
+        "dbt_nothing_selected_partial_parse_s": m["dbt_nothing_selected_partial_parse_s"],
+        "reference_s": m["reference_s"],
+        "reference_query_only_s": m["reference_query_only_s"],
+        "ratio_dbt_build_vs_reference": round(m["dbt_build_s"] / m["reference_s"], 2),
+        "ratio_dbt_run_vs_reference": round(m["dbt_run_s"] / m["reference_s"], 2),
+        "goal_met (dbt build <= 2x reference)": m["dbt_build_s"] <= 2 * m["reference_s"],
+        "dbt_build_peak_rss_mb": round(peaks["dbt_build"]),
+        "dbt_run_peak_rss_mb": round(peaks["dbt_run"]),
+        "dbt_nothing_selected_peak_rss_mb": round(peaks["dbt_nothing_selected_full_parse"]),
+        "reference_peak_rss_mb": round(peaks["reference"]),
+        "dbt_build_sql_s_per_model": {
+            name.removeprefix("model ").removesuffix("_s"): value
+            for name, value in m.items()
+            if name.startswith("model ")
+        },
+        "samples_s": {
+            name: [round(value, 2) for value in values]
+            for name, values in measured["samples"].items()
+            if not name.startswith("model ")
+        },
+    }
+    return save_and_print(
+        "dbt_sessionization",
+        f"dbt build of one day ({checked['raw_events']:,} events) vs one hand-written DuckDB "
+        "statement, same run",
+        result,
+    )
+
+
+if __name__ == "__main__":
+    main()
