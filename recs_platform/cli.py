@@ -119,7 +119,7 @@ def _collector(args: argparse.Namespace, settings: Settings) -> int:
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from recs_platform.demo import run_demo
 
-    return run_demo(settings)
+    return run_demo(settings, search_trials=args.search_trials, epochs=args.epochs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,7 +169,18 @@ def build_parser() -> argparse.ArgumentParser:
     collector.set_defaults(run=_collector)
 
     demo = commands.add_parser(
-        "demo", help="simulate the default shop and materialize raw_events for every day"
+        "demo",
+        help="simulate the default shop and materialize the asset graph: every day loaded, "
+        "dbt, the training dataset, the model (search, MLflow, champion), the dashboard",
+    )
+    demo.add_argument(
+        "--search-trials",
+        type=int,
+        default=2,
+        help="Optuna trials per tunable candidate, the defaults counted (1: defaults only)",
+    )
+    demo.add_argument(
+        "--epochs", type=int, default=None, help="epochs of the torch models (default: theirs)"
     )
     demo.set_defaults(run=_demo)
     return parser

@@ -6,9 +6,37 @@ import os
 
 import dagster as dg
 
-from recs_platform.definitions import INGEST_JOB, WAREHOUSE_JOB, build_definitions
+from recs_platform.definitions import (
+    DASHBOARD_JOB,
+    INGEST_JOB,
+    TRAINING_JOB,
+    WAREHOUSE_JOB,
+    build_definitions,
+)
 from recs_platform.events.landing import list_local_dates, list_local_partition
 from recs_platform.settings import Settings
+from recs_platform.training.tracking import local_tracking
+
+# Every candidate, a small search: by default the defaults plus one Optuna trial each.
+SEARCH_SECONDS_PER_CANDIDATE = 120.0
+TORCH_CANDIDATES = ("gru4rec", "sasrec")
+
+
+def format_model_table(rows: list[dict], k: int = 20) -> str:
+    """Model vs baselines vs oracle on the test days, as the demo prints it."""
+    lines = [f"{'model':<12}{'HR@' + str(k):>8}{'MRR@' + str(k):>8}{'cov@' + str(k):>8}"
+             f"{'val MRR':>9}{'fit s':>8}"]  # fmt: skip
+    for row in rows:
+        validation = row.get("validation_mrr")
+        fit = row.get("fit_seconds")
+        lines.append(
+            f"{row['name']:<12}{row[f'hr_{k}']:>8.4f}{row[f'mrr_{k}']:>8.4f}"
+            f"{row[f'coverage_{k}']:>8.4f}"
+            f"{'' if validation is None else f'{validation:.4f}':>9}"
+            f"{'' if fit is None else f'{fit:.1f}':>8}"
+            + ("  <- chosen" if row.get("chosen") else "")
+        )
+    return "\n".join(lines)
 
 
 def _simulated_already(settings: Settings, seed: int) -> bool:
@@ -20,7 +48,7 @@ def _simulated_already(settings: Settings, seed: int) -> bool:
     )
 
 
-def run_demo(settings: Settings) -> int:
+def run_demo(settings: Settings, search_trials: int = 2, epochs: int | None = None) -> int:
     from recs_platform.simulation import ShopConfig, simulate_to_landing
 
     if settings.env != "local":
@@ -90,14 +118,41 @@ def run_demo(settings: Settings) -> int:
             ((count,),) = warehouse.query(f"SELECT count(*) FROM analytics.{model}")
             print(f"  analytics.{model:<22}{count:>10,} rows")
 
-    from recs_platform.evaluation.protocol import metric_key, shop_headroom
-
-    print("\n== 4. The shop's ceiling: its exact oracle against the simple baselines")
-    headroom = shop_headroom(config)
-    # Accuracy at the main k only; `recs-platform headroom` shows every metric.
-    print(headroom.format_table([metric_key("hr", headroom.k), metric_key("mrr", headroom.k)]))
+    print("\n== 4. Training: training_dataset, then session_model (search, MLflow, champion)")
+    training = {
+        "search_trials": search_trials,
+        "search_timeout_s": SEARCH_SECONDS_PER_CANDIDATE,
+        "overrides": {name: {"epochs": epochs} for name in TORCH_CANDIDATES} if epochs else {},
+    }
+    result = defs.resolve_job_def(TRAINING_JOB).execute_in_process(
+        instance=instance,
+        run_config={"ops": {"session_model": {"config": training}}},
+        raise_on_error=False,
+    )
+    materialized = result.asset_materializations_for_node("session_model")
+    if not materialized:
+        print("session_model did not materialize; see the run in the Dagster UI (make dev).")
+        return 1
+    metadata = {key: value.value for key, value in materialized[0].metadata.items()}
+    print(format_model_table(metadata["evaluation_rows"]))
+    for check in result.get_asset_check_evaluations():
+        print(f"check {check.check_name}: {'passed' if check.passed else 'FAILED'}"
+              + (f" ({check.description})" if check.description else ""))  # fmt: skip
+    verdict = "promoted to" if metadata["promoted"] else "not promoted; the champion stays"
     print(
-        "\nDone. See raw_events, its partitions and runs in the Dagster UI: make dev\n"
+        f"{metadata['chosen_candidate']} registered as session-recommender version "
+        f"{metadata['model_version']}, {verdict} champion (version {metadata['champion_version']})"
+    )
+    mlflow_uri, _ = local_tracking(settings.data_dir)
+    print(f"MLflow UI: .venv/bin/mlflow ui --backend-store-uri {mlflow_uri}")
+
+    print("\n== 5. The shop dashboard")
+    result = defs.resolve_job_def(DASHBOARD_JOB).execute_in_process(instance=instance)
+    report = result.asset_materializations_for_node("shop_dashboard")[0].metadata["report"]
+    print(f"Open {report.value} in a browser.")
+
+    print(
+        "\nDone. See the assets, their partitions and runs in the Dagster UI: make dev\n"
         f'Query the warehouse: .venv/bin/python -c "import duckdb; '
         f"print(duckdb.connect('{settings.warehouse_path}', read_only=True)"
         ".sql('from raw.events limit 5'))\""

@@ -13,6 +13,9 @@ import duckdb
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).parents[1]
 DAY_LINE = re.compile(r"^(2026-11-\d\d)\s+(\d+)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)$", re.M)
+MODEL_LINE = re.compile(
+    r"^(oracle|popularity|markov|vsknn|gru4rec|sasrec)\s+(0\.\d+\s+0\.\d+)", re.M
+)
 TOTAL_LINE = re.compile(r"^total\s+(\d+)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)$", re.M)
 
 
@@ -29,7 +32,8 @@ def test_the_demo_loads_every_simulated_day_and_can_run_again(tmp_path, monkeypa
 
     def demo() -> str:
         result = subprocess.run(
-            [BIN / "recs-platform", "demo"],
+            # The smallest search (defaults only) and one epoch keep the test short.
+            [BIN / "recs-platform", "demo", "--search-trials", "1", "--epochs", "1"],
             capture_output=True,
             text=True,
             env=environ,
@@ -50,7 +54,14 @@ def test_the_demo_loads_every_simulated_day_and_can_run_again(tmp_path, monkeypa
         assert conn.execute("SELECT count(DISTINCT event_date) FROM raw.events").fetchone() == (
             len(days),
         )
-    assert re.search(r"^oracle\s+0\.\d+\s+0\.\d+$", first, re.M)
+    models = dict(MODEL_LINE.findall(first))
+    assert set(models) == {"oracle", "popularity", "markov", "vsknn", "gru4rec", "sasrec"}
+    mrr = {name: float(values.split()[1]) for name, values in models.items()}
+    assert mrr["oracle"] > mrr["markov"] > mrr["popularity"]
+    assert "check checklist_invariants: passed" in first
+    assert re.search(r"registered as session-recommender version 1, promoted to champion", first)
+    report = re.search(r"^Open (\S+shop_dashboard\.html) in a browser\.$", first, re.M)
+    assert Path(report.group(1)).read_text().startswith("<!DOCTYPE html>")
     passed, total = map(
         int, re.search(r"dbt tests as asset checks: (\d+) of (\d+) passed", first).groups()
     )
@@ -62,6 +73,8 @@ def test_the_demo_loads_every_simulated_day_and_can_run_again(tmp_path, monkeypa
         runs = instance.get_runs()
         ingest_runs = [run for run in runs if run.job_name == "ingest_raw_events"]
         assert {run.tags["dagster/partition"] for run in ingest_runs} == {day for day, *_ in days}
+        (training_run,) = [run for run in runs if run.job_name == "train_session_model"]
+        assert training_run.status == dg.DagsterRunStatus.SUCCESS
         (warehouse_run,) = [run for run in runs if run.job_name == "build_warehouse"]
         assert warehouse_run.tags["dagster/asset_partition_range_start"] == days[0][0]
         assert warehouse_run.tags["dagster/asset_partition_range_end"] == days[-1][0]
@@ -69,3 +82,7 @@ def test_the_demo_loads_every_simulated_day_and_can_run_again(tmp_path, monkeypa
     second = demo()
     assert "already holds the shop with seed 7; keeping it" in second
     assert TOTAL_LINE.search(second).groups() == TOTAL_LINE.search(first).groups()
+    # The same data and seeds give the same model: it does not beat the champion, which stays.
+    assert dict(MODEL_LINE.findall(second)) == models
+    assert "check beats_champion: FAILED" in second
+    assert re.search(r"version 2, not promoted; the champion stays champion \(version 1\)", second)

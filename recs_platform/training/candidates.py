@@ -27,6 +27,21 @@ class Candidate:
     def make(self, params: Params | None = None) -> SessionRecommender:
         return self.build({**self.defaults, **(params or {})})
 
+    def with_overrides(self, overrides: Params) -> Candidate:
+        """These parameters replace the defaults and are fixed: the search may not change them."""
+        space = self.search_space
+
+        def space_without_overrides(trial: optuna.Trial) -> Params:
+            return {key: value for key, value in space(trial).items() if key not in overrides}
+
+        return Candidate(
+            self.name,
+            self.build,
+            {**self.defaults, **overrides},
+            space_without_overrides if space is not None else None,
+            self.neural,
+        )
+
 
 def _vsknn() -> Candidate:
     from recs_platform.models.vsknn import VSKNNRecommender
@@ -91,16 +106,8 @@ CANDIDATE_NAMES = tuple(_FACTORIES)
 
 
 def candidate(name: str, overrides: Params | None = None) -> Candidate:
-    """The named candidate; `overrides` replace its default parameters."""
+    """The named candidate; `overrides` replace its defaults and are not searched."""
     if name not in _FACTORIES:
         raise ValueError(f"unknown candidate {name!r}; choose from {', '.join(CANDIDATE_NAMES)}")
     found = _FACTORIES[name]()
-    if overrides:
-        found = Candidate(
-            found.name,
-            found.build,
-            {**found.defaults, **overrides},
-            found.search_space,
-            found.neural,
-        )
-    return found
+    return found.with_overrides(overrides) if overrides else found

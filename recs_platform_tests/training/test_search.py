@@ -67,3 +67,11 @@ def test_every_trial_is_a_nested_mlflow_run(tmp_path):
         assert runs["metrics.validation_mrr_20"].notna().all()
     finally:
         mlflow.set_tracking_uri(None)
+
+
+def test_overridden_parameters_are_fixed_during_the_search():
+    pinned = TOY.with_overrides({"x": 0.2})
+    result = search(pinned, SESSIONS, _peak, SearchBudget(trials=5, timeout_s=60), seed=1)
+    assert [trial["params"] for trial in result.trials] == [{}] * 5
+    assert result.best_value == pytest.approx(0.5)
+    assert candidate("gru4rec", {"epochs": 1}).make().epochs == 1
