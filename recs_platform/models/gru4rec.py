@@ -3,8 +3,9 @@ mini-batches to predict the next item.
 
 Session-parallel mini-batches: `batch_size` lanes each hold one session; every step feeds each
 lane's current item and predicts its next one; a lane whose session ends takes the next session
-and its hidden state is reset to zero. The hidden state carries over between steps without
-gradient (truncated backpropagation of one step), as in the original.
+and its hidden state is reset to zero. With `bptt=1` (the original) the hidden state carries
+over between steps without gradient; `bptt=n` backpropagates through the last n steps (one
+update per n steps), so the network can learn what of the history to keep.
 
 Loss: `"cross-entropy"` over the full catalogue (default; fine up to ~20k items on a CPU), or
 `"sampled"`: softmax over the batch's targets plus `n_negatives` items drawn with probability
@@ -88,6 +89,7 @@ class GRU4RecRecommender(TorchSessionRecommender):
         loss: str = "cross-entropy",
         n_negatives: int = 2048,
         sample_alpha: float = 0.75,
+        bptt: int = 1,
         seed: int = 0,
         device: str | None = None,
         log_interval_s: float = 10.0,
@@ -95,6 +97,8 @@ class GRU4RecRecommender(TorchSessionRecommender):
     ):
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}: one of {LOSSES}")
+        if bptt < 1:
+            raise ValueError(f"bptt must be at least 1, got {bptt}")
         hyperparameters = {
             key: value
             for key, value in locals().items()
@@ -138,12 +142,22 @@ class GRU4RecRecommender(TorchSessionRecommender):
         position = offsets[lane_session].copy()  # index in `clicks` of each lane's current item
         end = offsets[lane_session + 1].copy()
         hidden = torch.zeros(self.layers, lanes, self.hidden_size, device=device)
+        pending: list[torch.Tensor] = []  # step losses since the last update
+
+        def update(hidden: torch.Tensor) -> torch.Tensor:
+            loss = torch.stack(pending).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            pending.clear()
+            return hidden.detach()
+
         while len(lane_session):
             steps = int((end - position).min()) - 1
             for step in range(steps):
                 inputs = clicks[position + step].to(device)
                 targets = clicks[position + step + 1].to(device) - 1
-                outputs, hidden = network(inputs[:, None], hidden.detach())
+                outputs, hidden = network(inputs[:, None], hidden)
                 outputs = outputs[:, 0]
                 if sampled:
                     loss = sampled_softmax_loss(
@@ -156,10 +170,10 @@ class GRU4RecRecommender(TorchSessionRecommender):
                     )
                 else:
                     loss = nn.functional.cross_entropy(network.logits(outputs), targets)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                pending.append(loss)
                 progress.update(len(targets), loss.item(), len(targets))
+                if len(pending) == self.bptt:
+                    hidden = update(hidden)
             position += steps
             # Lanes at their session's last item take the next session, or close.
             finished = np.flatnonzero(end - position <= 1)
@@ -170,13 +184,19 @@ class GRU4RecRecommender(TorchSessionRecommender):
             lane_session[refill] = new_sessions
             position[refill] = offsets[new_sessions]
             end[refill] = offsets[new_sessions + 1]
-            hidden = hidden.detach()
-            hidden[:, torch.from_numpy(refill).to(device)] = 0.0
+            if len(refill):
+                # A new session starts from a zero state (by a product, so the graph of the
+                # steps not yet backpropagated stays intact).
+                reset = torch.ones(len(lane_session), 1, device=device)
+                reset[torch.from_numpy(refill).to(device)] = 0.0
+                hidden = hidden * reset
             closed = finished[len(refill) :]
             if len(closed):
                 keep = np.setdiff1d(np.arange(len(lane_session)), closed)
                 lane_session, position, end = lane_session[keep], position[keep], end[keep]
                 hidden = hidden[:, torch.from_numpy(keep).to(device)]
+        if pending:
+            update(hidden)
 
     def _prefix_scores(self, padded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         outputs, _ = self.network(padded)

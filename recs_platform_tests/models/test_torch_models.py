@@ -172,7 +172,16 @@ def test_sampled_softmax_learns_the_pattern_too(model_class):
     assert hit_rate(model, targets, 20) > 0.9
 
 
+def test_gru_backpropagating_through_several_steps_learns_the_pattern():
+    model = small(GRU4RecRecommender, bptt=3).fit(TRAIN)
+    targets = next_item_targets(TEST, model.item_ids)
+    assert hit_rate(model, targets, 20) > 0.95
+    assert len(model.training_log) == SMALL[GRU4RecRecommender]["epochs"]
+
+
 def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="bptt must be at least 1"):
+        GRU4RecRecommender(bptt=0)
     with pytest.raises(ValueError, match="unknown loss"):
         GRU4RecRecommender(loss="bpr")
     with pytest.raises(ValueError, match="unknown optimizer"):
