@@ -1,9 +1,16 @@
 import datetime as dt
-import json
+import os
 
 import pytest
 
-from recs_platform.transform.dbt_invocation import dbt_build_args, partition_window_vars
+from recs_platform.transform.dbt_invocation import (
+    WINDOW_ENV_VARS,
+    dbt_build_args,
+    environment,
+    no_window_env,
+    partition_window_env,
+    partition_window_vars,
+)
 
 
 def test_a_partition_window_becomes_vars_with_an_exclusive_end():
@@ -13,14 +20,33 @@ def test_a_partition_window_becomes_vars_with_an_exclusive_end():
     }
 
 
+def test_a_partition_window_becomes_the_environment_the_project_reads():
+    assert partition_window_env(dt.date(2026, 11, 3), dt.date(2026, 11, 6)) == {
+        "RECS_PARTITION_MIN_DATE": "2026-11-03",
+        "RECS_PARTITION_MAX_DATE": "2026-11-06",
+    }
+    assert set(no_window_env()) == set(WINDOW_ENV_VARS)
+
+
 def test_an_empty_window_is_refused():
     with pytest.raises(ValueError, match="empty partition window"):
         partition_window_vars(dt.date(2026, 11, 3), dt.date(2026, 11, 3))
+    with pytest.raises(ValueError, match="empty partition window"):
+        partition_window_env(dt.date(2026, 11, 3), dt.date(2026, 11, 2))
 
 
-def test_build_arguments():
+def test_build_arguments_carry_no_vars():
     assert dbt_build_args() == ["build"]
-    window = partition_window_vars(dt.date(2026, 11, 3), dt.date(2026, 11, 4))
-    args = dbt_build_args(window, full_refresh=True)
-    assert args[:2] == ["build", "--vars"] and args[-1] == "--full-refresh"
-    assert json.loads(args[2]) == window
+    assert dbt_build_args(full_refresh=True) == ["build", "--full-refresh"]
+
+
+def test_the_window_is_set_only_inside_the_block(monkeypatch):
+    min_name, max_name = WINDOW_ENV_VARS
+    monkeypatch.setenv(min_name, "2000-01-01")
+    monkeypatch.delenv(max_name, raising=False)
+    with environment(partition_window_env(dt.date(2026, 11, 3), dt.date(2026, 11, 4))):
+        assert (os.environ[min_name], os.environ[max_name]) == ("2026-11-03", "2026-11-04")
+    assert os.environ[min_name] == "2000-01-01" and max_name not in os.environ
+    with environment(no_window_env()):
+        assert min_name not in os.environ and max_name not in os.environ
+    assert os.environ[min_name] == "2000-01-01"

@@ -23,7 +23,9 @@ from recs_platform.transform.dbt_invocation import (
     DBT_PROJECT_DIR,
     INCREMENTAL_SELECTOR,
     dbt_build_args,
-    partition_window_vars,
+    environment,
+    no_window_env,
+    partition_window_env,
 )
 
 RAW_EVENTS_SOURCE = ("raw", "events")
@@ -94,8 +96,10 @@ def build_dbt_assets(
     )
     def daily_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
         window = context.partition_time_window
-        dbt_vars = partition_window_vars(window.start.date(), window.end.date())
-        yield from dbt.cli(dbt_build_args(dbt_vars), context=context).stream()
+        # The window goes in the environment, not --vars, so that dbt keeps its partial parse.
+        with environment(partition_window_env(window.start.date(), window.end.date())):
+            invocation = dbt.cli(dbt_build_args(), context=context)
+        yield from invocation.stream()
 
     if not _has_models_outside(project, INCREMENTAL_SELECTOR):
         return [daily_dbt_models]
@@ -109,6 +113,8 @@ def build_dbt_assets(
         pool=pool,
     )
     def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-        yield from dbt.cli(dbt_build_args(), context=context).stream()
+        with environment(no_window_env()):
+            invocation = dbt.cli(dbt_build_args(), context=context)
+        yield from invocation.stream()
 
     return [daily_dbt_models, dbt_models]
