@@ -8,7 +8,13 @@
 
 {%- set window = incremental_window() %}
 
-with landed_rows as (
+{#-
+    A landed row is a duplicate only if its event landed more than once in the window or already
+    landed before it; every other row is the copy stg_events keeps. So only those events' rows
+    are compared with stg_events' kept copies, instead of every row of the window.
+-#}
+
+with window_rows as (
 
     select
         event_id,
@@ -24,14 +30,39 @@ with landed_rows as (
 
 ),
 
+repeated_events as (
+
+    select event_id
+    from window_rows
+    group by event_id
+    having count(*) > 1
+    {%- if window %}
+    union
+    select event_id
+    from {{ source('raw', 'events') }}
+    where event_date < {{ date_literal(window.start) }}
+        and event_id in (select event_id from window_rows)
+    {%- endif %}
+
+),
+
+landed_rows as (
+
+    select window_rows.*
+    from window_rows
+    where event_id in (select event_id from repeated_events)
+
+),
+
 kept_copies as (
 
     select
         source_file,
         line_number
     from {{ ref('stg_events') }}
+    where event_id in (select event_id from repeated_events)
     {%- if window %}
-    where {{ in_days('event_date', window.start, window.end) }}
+        and {{ in_days('event_date', window.start, window.end) }}
     {%- endif %}
 
 ),
@@ -42,7 +73,7 @@ first_landings as (
         event_id,
         min(event_date) as first_event_date
     from {{ source('raw', 'events') }}
-    where event_id in (select event_id from landed_rows)
+    where event_id in (select event_id from repeated_events)
     group by event_id
 
 )
