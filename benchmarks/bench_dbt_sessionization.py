@@ -352,6 +352,7 @@ def main() -> dict:
         dbt = Dbt(scratch)
         if args.scratch and (scratch / "warehouse.duckdb").exists():
             shutil.rmtree(scratch / "dbt_runs", ignore_errors=True)
+            dbt.parse()  # the project may have changed since
             setup = {"reused_scratch": str(scratch)}
         else:
             setup = prepare(scratch, args.events, dbt)
