@@ -119,7 +119,12 @@ def _collector(args: argparse.Namespace, settings: Settings) -> int:
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from recs_platform.demo import run_demo
 
-    return run_demo(settings, search_trials=args.search_trials, epochs=args.epochs)
+    return run_demo(
+        settings,
+        search_trials=args.search_trials,
+        epochs=args.epochs,
+        candidates=args.candidates.split(",") if args.candidates else None,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,6 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--epochs", type=int, default=None, help="epochs of the torch models (default: theirs)"
+    )
+    demo.add_argument(
+        "--candidates",
+        default=None,
+        help="comma-separated candidates to train (default: all: "
+        "popularity,markov,vsknn,gru4rec,sasrec)",
     )
     demo.set_defaults(run=_demo)
     return parser

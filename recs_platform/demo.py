@@ -48,7 +48,12 @@ def _simulated_already(settings: Settings, seed: int) -> bool:
     )
 
 
-def run_demo(settings: Settings, search_trials: int = 2, epochs: int | None = None) -> int:
+def run_demo(
+    settings: Settings,
+    search_trials: int = 2,
+    epochs: int | None = None,
+    candidates: list[str] | None = None,
+) -> int:
     from recs_platform.simulation import ShopConfig, simulate_to_landing
 
     if settings.env != "local":
@@ -122,8 +127,14 @@ def run_demo(settings: Settings, search_trials: int = 2, epochs: int | None = No
     training = {
         "search_trials": search_trials,
         "search_timeout_s": SEARCH_SECONDS_PER_CANDIDATE,
-        "overrides": {name: {"epochs": epochs} for name in TORCH_CANDIDATES} if epochs else {},
     }
+    if candidates:
+        training["candidates"] = candidates
+    if epochs:
+        chosen = candidates or TORCH_CANDIDATES
+        training["overrides"] = {
+            name: {"epochs": epochs} for name in TORCH_CANDIDATES if name in chosen
+        }
     result = defs.resolve_job_def(TRAINING_JOB).execute_in_process(
         instance=instance,
         run_config={"ops": {"session_model": {"config": training}}},
