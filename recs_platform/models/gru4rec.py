@@ -4,8 +4,9 @@ mini-batches to predict the next item.
 Session-parallel mini-batches: `batch_size` lanes each hold one session; every step feeds each
 lane's current item and predicts its next one; a lane whose session ends takes the next session
 and its hidden state is reset to zero. With `bptt=1` (the original) the hidden state carries
-over between steps without gradient; `bptt=n` backpropagates through the last n steps (one
-update per n steps), so the network can learn what of the history to keep.
+over between steps without gradient; `bptt=n` (default 10) backpropagates through the last n
+steps, one update per n steps, so the network learns what of the history to keep (validation
+MRR@20 0.344 with 1, 0.364 with 10 on the default shop) and spends less time in the optimizer.
 
 Loss: `"cross-entropy"` over the full catalogue (default; fine up to ~20k items on a CPU), or
 `"sampled"`: softmax over the batch's targets plus `n_negatives` items drawn with probability
@@ -13,8 +14,9 @@ Loss: `"cross-entropy"` over the full catalogue (default; fine up to ~20k items 
 
 Defaults (chosen on the default simulated shop, trained on its first 11 days and validated on
 the 12th, the last training day; see benchmarks/README.md): embedding 64, hidden 128, one
-layer, dropout 0.1 on the embedding and 0.1 on the GRU output, Adam with learning rate 0.002,
-batch 128, 8 epochs, seed 0. Pass `num_threads=1` on a small shared CPU (see torch_common).
+layer, dropout 0.1 on the embedding and 0.1 on the GRU output, backpropagation through 10 steps,
+Adam with learning rate 0.003, batch 128, 10 epochs, seed 0. Pass `num_threads=1` on a small
+shared CPU (see torch_common).
 """
 
 from __future__ import annotations
@@ -77,19 +79,19 @@ class GRU4RecRecommender(TorchSessionRecommender):
         self,
         name: str = "gru4rec",
         *,
-        epochs: int = 8,
+        epochs: int = 10,
         batch_size: int = 128,
         embedding_size: int = 64,
         hidden_size: int = 128,
         layers: int = 1,
         dropout_embedding: float = 0.1,
         dropout_hidden: float = 0.1,
-        learning_rate: float = 0.002,
+        learning_rate: float = 0.003,
         optimizer: str = "adam",
         loss: str = "cross-entropy",
         n_negatives: int = 2048,
         sample_alpha: float = 0.75,
-        bptt: int = 1,
+        bptt: int = 10,
         seed: int = 0,
         device: str | None = None,
         log_interval_s: float = 10.0,

@@ -9,10 +9,10 @@ items, and training sessions longer than `max_length + 1` are cut into windows o
 Batches group sessions of similar length, so little is padded.
 
 Defaults (chosen on the default simulated shop, trained on its first 11 days and validated on
-the 12th, the last training day; see benchmarks/README.md): 128 dimensions, output embeddings
-not tied to the input ones, 2 blocks, 2 heads, max length 50, dropout 0.2, Adam with learning
-rate 0.002, batch 128 sessions, 10 epochs, seed 0. `tie_embeddings=True` shares the input item
-embeddings with the output layer, as the original SASRec does.
+the 12th, the last training day; see benchmarks/README.md): 128 dimensions, output layer tied
+to the input item embeddings (as in SASRec), 2 blocks, 2 heads, max length 50, dropout 0.1,
+Adam with learning rate 0.002, batch 128 sessions, 8 epochs, seed 0.
+`tie_embeddings=False` gives the output layer its own embeddings.
 """
 
 from __future__ import annotations
@@ -102,14 +102,14 @@ class SASRecRecommender(TorchSessionRecommender):
         self,
         name: str = "sasrec",
         *,
-        epochs: int = 10,
+        epochs: int = 8,
         batch_size: int = 128,
         dimensions: int = 128,
         blocks: int = 2,
         heads: int = 2,
         max_length: int = 50,
-        dropout: float = 0.2,
-        tie_embeddings: bool = False,
+        dropout: float = 0.1,
+        tie_embeddings: bool = True,
         learning_rate: float = 0.002,
         optimizer: str = "adam",
         loss: str = "cross-entropy",

@@ -172,8 +172,9 @@ def test_sampled_softmax_learns_the_pattern_too(model_class):
     assert hit_rate(model, targets, 20) > 0.9
 
 
-def test_gru_backpropagating_through_several_steps_learns_the_pattern():
-    model = small(GRU4RecRecommender, bptt=3).fit(TRAIN)
+@pytest.mark.parametrize("bptt", [1, 3])
+def test_gru_learns_the_pattern_whatever_the_backpropagation_window(bptt):
+    model = small(GRU4RecRecommender, bptt=bptt).fit(TRAIN)
     targets = next_item_targets(TEST, model.item_ids)
     assert hit_rate(model, targets, 20) > 0.95
     assert len(model.training_log) == SMALL[GRU4RecRecommender]["epochs"]
