@@ -178,14 +178,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="simulate the default shop and materialize the asset graph: every day loaded, "
         "dbt, the training dataset, the model (search, MLflow, champion), the dashboard",
     )
+    # A laptop-sized budget: the models' defaults, torch models for 3 epochs (a few minutes on
+    # two cores). The session_model config in the Dagster UI has the full search.
     demo.add_argument(
         "--search-trials",
         type=int,
-        default=2,
+        default=1,
         help="Optuna trials per tunable candidate, the defaults counted (1: defaults only)",
     )
     demo.add_argument(
-        "--epochs", type=int, default=None, help="epochs of the torch models (default: theirs)"
+        "--epochs", type=int, default=3, help="epochs of the torch models (0: their defaults)"
     )
     demo.add_argument(
         "--candidates",

@@ -17,7 +17,7 @@ from recs_platform.events.landing import list_local_dates, list_local_partition
 from recs_platform.settings import Settings
 from recs_platform.training.tracking import local_tracking
 
-# Every candidate, a small search: by default the defaults plus one Optuna trial each.
+# Seconds of search per candidate when `search_trials` > 1.
 SEARCH_SECONDS_PER_CANDIDATE = 120.0
 TORCH_CANDIDATES = ("gru4rec", "sasrec")
 
@@ -50,8 +50,8 @@ def _simulated_already(settings: Settings, seed: int) -> bool:
 
 def run_demo(
     settings: Settings,
-    search_trials: int = 2,
-    epochs: int | None = None,
+    search_trials: int = 1,
+    epochs: int | None = 3,
     candidates: list[str] | None = None,
 ) -> int:
     from recs_platform.simulation import ShopConfig, simulate_to_landing
