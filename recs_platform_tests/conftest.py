@@ -92,7 +92,18 @@ def snowflake_resource(
 
 
 @pytest.fixture(autouse=True)
-def mlflow_outside_the_repo(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
-    """MLflow's default store is ./mlflow.db: a test that forgets to choose one writes there."""
-    stray = tmp_path_factory.getbasetemp() / "stray-mlflow"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{stray}.db")
+def mlflow_outside_the_repo(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """MLflow's default store is ./mlflow.db: a test that forgets to choose one writes there.
+
+    mlflow.set_tracking_uri() also sets (or, for None, removes) MLFLOW_TRACKING_URI in the
+    environment, so the stray store is chosen again after each test.
+    """
+    import mlflow
+
+    stray = f"sqlite:///{tmp_path_factory.getbasetemp() / 'stray-mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", stray)
+    yield
+    mlflow.set_tracking_uri(stray)
+    mlflow.set_registry_uri(stray)

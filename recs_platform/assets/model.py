@@ -169,8 +169,8 @@ def build_session_model_asset(default_shop_config: Path | None) -> dg.AssetsDefi
         oracle = _oracle_for(config, default_shop_config)
         mlflow_tracking.activate()
         client = mlflow.MlflowClient()
-        with mlflow.start_run(run_name=f"session_model-{context.run_id[:8]}") as run:
-            mlflow.set_tag("dagster_run_id", context.run_id)
+        with mlflow.start_run(run_name=f"session_model-{context.run.run_id[:8]}") as run:
+            mlflow.set_tag("dagster_run_id", context.run.run_id)
             outcome = train_and_choose(splits, plan, oracle)
             _log_outcome(outcome, plan)
             example = [items for _, items in splits.test[:3]]

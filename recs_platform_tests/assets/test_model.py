@@ -43,18 +43,15 @@ def materialize_model(data_dir, **model_config):
     job = dg.define_asset_job("model_only", selection=["training_dataset", "session_model"])
     merged = dg.Definitions.merge(definitions, dg.Definitions(jobs=[job]))
     config = {"search_trials": 1, **model_config}
-    try:
-        return merged.resolve_job_def("model_only").execute_in_process(
-            run_config={
-                "ops": {
-                    "training_dataset": {"config": {"window_days": SHOP.days}},
-                    "session_model": {"config": config},
-                }
-            },
-            raise_on_error=False,
-        )
-    finally:
-        mlflow.set_tracking_uri(None)
+    return merged.resolve_job_def("model_only").execute_in_process(
+        run_config={
+            "ops": {
+                "training_dataset": {"config": {"window_days": SHOP.days}},
+                "session_model": {"config": config},
+            }
+        },
+        raise_on_error=False,
+    )
 
 
 def checks_of(result):
@@ -65,11 +62,7 @@ def checks_of(result):
 
 def champion_of(data_dir):
     uri, _ = tracking.local_tracking(data_dir)
-    mlflow.set_tracking_uri(uri)
-    try:
-        return tracking.champion_version(mlflow.MlflowClient(uri, uri))
-    finally:
-        mlflow.set_tracking_uri(None)
+    return tracking.champion_version(mlflow.MlflowClient(uri, uri))
 
 
 def test_the_first_model_is_trained_tracked_registered_and_promoted(data_dir):

@@ -56,17 +56,14 @@ def test_a_budget_must_make_sense():
 def test_every_trial_is_a_nested_mlflow_run(tmp_path):
     uri, artifacts = tracking.local_tracking(tmp_path)
     experiment = tracking.use_experiment(uri, "search-test", artifacts)
-    try:
-        with mlflow.start_run() as parent:
-            search(TOY, SESSIONS, _peak, SearchBudget(trials=3, timeout_s=60))
-        runs = mlflow.search_runs(
-            [experiment], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
-        )
-        assert len(runs) == 3
-        assert set(runs["tags.candidate"]) == {"toy"}
-        assert runs["metrics.validation_mrr_20"].notna().all()
-    finally:
-        mlflow.set_tracking_uri(None)
+    with mlflow.start_run() as parent:
+        search(TOY, SESSIONS, _peak, SearchBudget(trials=3, timeout_s=60))
+    runs = mlflow.search_runs(
+        [experiment], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert len(runs) == 3
+    assert set(runs["tags.candidate"]) == {"toy"}
+    assert runs["metrics.validation_mrr_20"].notna().all()
 
 
 def test_overridden_parameters_are_fixed_during_the_search():

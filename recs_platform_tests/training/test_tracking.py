@@ -15,8 +15,7 @@ SESSIONS = [["a", "b", "c"], ["b", "c"], ["c", "d"], ["a", "b"]]
 def local_store(tmp_path):
     uri, artifacts = tracking.local_tracking(tmp_path)
     tracking.use_experiment(uri, tracking.EXPERIMENT, artifacts)
-    yield tmp_path
-    mlflow.set_tracking_uri(None)
+    return tmp_path
 
 
 def test_a_logged_model_predicts_like_the_recommender_and_is_registered(local_store):
