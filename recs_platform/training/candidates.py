@@ -22,7 +22,6 @@ class Candidate:
     defaults: Params = field(default_factory=dict)
     # Suggests one configuration for an Optuna trial; None: nothing to tune.
     search_space: Callable[[optuna.Trial], Params] | None = None
-    neural: bool = False
 
     def make(self, params: Params | None = None) -> SessionRecommender:
         return self.build({**self.defaults, **(params or {})})
@@ -39,7 +38,6 @@ class Candidate:
             self.build,
             {**self.defaults, **overrides},
             space_without_overrides if space is not None else None,
-            self.neural,
         )
 
 
@@ -71,7 +69,6 @@ def _gru4rec() -> Candidate:
         lambda params: GRU4RecRecommender(name="gru4rec", **params),
         {},
         space,
-        neural=True,
     )
 
 
@@ -91,7 +88,6 @@ def _sasrec() -> Candidate:
         lambda params: SASRecRecommender(name="sasrec", **params),
         {},
         space,
-        neural=True,
     )
 
 
