@@ -109,9 +109,31 @@ def _collector(args: argparse.Namespace, settings: Settings) -> int:
             cors_origins=settings.cors_origins,
             rotate_bytes=args.rotate_mb * 1024 * 1024,
             rotate_seconds=args.rotate_seconds,
+            endpoint_url=args.endpoint_url or settings.endpoint_url,
         )
     )
     print(f"Collector on http://{args.host}:{args.port}, landing in {settings.landing_dir}")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from recs_platform.serving.server import ServerConfig, create_app
+
+    if args.model is not None and args.endpoint_dir is not None:
+        raise UsageError("give --model or --endpoint-dir, not both")
+    endpoint_dir = None
+    if args.model is None:
+        endpoint_dir = args.endpoint_dir or settings.endpoint_dir
+    try:
+        app = create_app(ServerConfig(model_source=args.model, endpoint_dir=endpoint_dir))
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    source = args.model or f"the endpoint folder {endpoint_dir}"
+    print(f"Inference server on http://{args.host}:{args.port} serving {source}", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
 
@@ -171,7 +193,28 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         help="publish a landing file once it is this old",
     )
+    collector.add_argument(
+        "--endpoint-url",
+        default=None,
+        help="the inference endpoint GET /recommend asks "
+        "(default: the local endpoint, http://127.0.0.1:$RECS_ENDPOINT_PORT)",
+    )
     collector.set_defaults(run=_collector)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the inference server (SageMaker's /ping and /invocations) for a model",
+    )
+    serve.add_argument(
+        "--model",
+        default=None,
+        help="a model folder or MLflow URI (models:/session-recommender@champion); "
+        "default: follow the local endpoint folder ($RECS_DATA_DIR/endpoint)",
+    )
+    serve.add_argument("--endpoint-dir", type=Path, default=None)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=_positive_int, default=8080)
+    serve.set_defaults(run=_serve)
 
     demo = commands.add_parser(
         "demo",

@@ -21,10 +21,20 @@ class Settings:
     partitions_start: dt.date
     landing_prefix: str = ""
     cors_origins: tuple[str, ...] = ()
+    endpoint_port: int = 8080
+    """Port of the local endpoint process on 127.0.0.1 (RECS_ENDPOINT_PORT)."""
 
     @property
     def landing_dir(self) -> Path:
         return self.data_dir / "landing"
+
+    @property
+    def endpoint_dir(self) -> Path:
+        return self.data_dir / "endpoint"
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.endpoint_port}"
 
     @property
     def warehouse_path(self) -> Path:
@@ -52,8 +62,12 @@ class Settings:
             for origin in environ.get("RECS_CORS_ORIGINS", "").split(",")
             if origin.strip()
         )
+        port_text = environ.get("RECS_ENDPOINT_PORT", "8080").strip()
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise SettingsError(f"RECS_ENDPOINT_PORT={port_text!r} is not a port number")
         return cls(
             env=env,
+            endpoint_port=int(port_text),
             cors_origins=cors_origins,
             data_dir=data_dir.absolute(),
             partitions_start=partitions_start,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import httpx
 import orjson
 
 from recs_platform.collection.durable import DurableLandingWriter, rejection_line
@@ -27,6 +28,13 @@ from recs_platform.collection.routes import (
     is_collect_route,
     parse_query,
     parse_request,
+)
+from recs_platform.serving.facade import (
+    RECOMMEND_PATH,
+    BadRecommendQuery,
+    EndpointUnavailable,
+    parse_recommend_query,
+    recommend_answer,
 )
 
 log = logging.getLogger(__name__)
@@ -42,6 +50,9 @@ class CollectorConfig:
     cors_origins: tuple[str, ...] = ()
     rotate_bytes: int = 64 * 1024 * 1024
     rotate_seconds: float = 60.0
+    endpoint_url: str | None = None
+    """The inference endpoint `GET /recommend` asks (the local endpoint, say)."""
+    endpoint_timeout_s: float = 2.0
 
 
 def _json(status: int, document: dict) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
@@ -57,6 +68,7 @@ class CollectorApp:
             rotate_seconds=config.rotate_seconds,
         )
         self._tracker_js: bytes | None = None
+        self._endpoint_client = None
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
@@ -89,6 +101,8 @@ class CollectorApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.writer.stop()
+                if self._endpoint_client is not None:
+                    await self._endpoint_client.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -143,6 +157,8 @@ class CollectorApp:
                     (b"cache-control", b"public, max-age=300"),
                 ],
             )
+        if method == "GET" and path == RECOMMEND_PATH:
+            return await self._recommend(scope)
         if not is_collect_route(method, path):
             return _json(404, {"error": f"no route {method} {path}"})
         server_ts = int(time.time() * 1000)
@@ -182,6 +198,41 @@ class CollectorApp:
                 "rejected": len(result.rejections),
                 "reasons": [rejection.reason for rejection in result.rejections[:_REASONS_SHOWN]],
             },
+        )
+
+    async def _recommend(self, scope):
+        """The facade the shop's page calls: one instance sent to the inference endpoint."""
+        try:
+            query = parse_recommend_query(parse_query(scope["query_string"]))
+        except UnicodeDecodeError:
+            return _json(400, {"error": "query string is not UTF-8"})
+        except BadRecommendQuery as error:
+            return _json(400, {"error": str(error)})
+        if self.config.endpoint_url is None:
+            return _json(503, {"error": "no recommendation endpoint configured"})
+        if self._endpoint_client is None:
+            self._endpoint_client = httpx.AsyncClient(
+                base_url=self.config.endpoint_url, timeout=self.config.endpoint_timeout_s
+            )
+        try:
+            response = await self._endpoint_client.post(
+                "/invocations",
+                content=query.invocation_body(),
+                headers={"content-type": "application/json"},
+            )
+            answer = recommend_answer(response.status_code, response.content)
+        except httpx.HTTPError as error:
+            log.warning("recommendation endpoint %s: %s", self.config.endpoint_url, error)
+            return _json(503, {"error": "the recommendation endpoint did not answer"})
+        except EndpointUnavailable as error:
+            return _json(503, {"error": str(error)})
+        return (
+            200,
+            orjson.dumps(answer),
+            [
+                (b"content-type", b"application/json"),
+                (b"cache-control", b"no-store"),
+            ],
         )
 
     @staticmethod

@@ -61,26 +61,46 @@ class SessionRecommender(ABC):
         self, prefixes: Sequence[Sequence[str]], k: int, exclude_seen: bool = True
     ) -> list[list[str]]:
         """The k best items per prefix, best first; ties go to the lower item index."""
+        return [items for items, _ in self.top_k(prefixes, k, exclude_seen)]
+
+    def top_k(
+        self,
+        prefixes: Sequence[Sequence[str]],
+        k: int,
+        exclude_seen: bool = True,
+        excluded: Sequence[Sequence[str]] | None = None,
+    ) -> list[tuple[list[str], list[float]]]:
+        """(items, scores) of the k best items per prefix, best first, ties to the lower index.
+
+        With `exclude_seen`, the items of the prefix are left out, and those of `excluded[row]`
+        too where given (a caller that scores only the end of a long session).
+        """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         scores = np.asarray(self.score(prefixes), dtype=np.float64)
         index = self.item_index()
-        rankings = []
+        results = []
         for row, prefix in enumerate(prefixes):
-            seen = {index[sku] for sku in prefix if sku in index} if exclude_seen else set()
-            row_scores = scores[row]
-            wanted = min(k + len(seen), len(row_scores))
-            if wanted == 0:
-                rankings.append([])
-                continue
-            # Everything scoring at least the wanted-th best value, ties included, then an
-            # exact sort by (score descending, index ascending).
-            threshold = np.partition(row_scores, len(row_scores) - wanted)[len(row_scores) - wanted]
-            candidates = np.flatnonzero(row_scores >= threshold)
-            ordered = candidates[np.lexsort((candidates, -row_scores[candidates]))]
-            best = [item for item in ordered.tolist() if item not in seen][:k]
-            rankings.append([self.item_ids[item] for item in best])
-        return rankings
+            seen: set[int] = set()
+            if exclude_seen:
+                skus = prefix if excluded is None else (*prefix, *excluded[row])
+                seen = {index[sku] for sku in skus if sku in index}
+            best = top_k_indices(scores[row], k, seen)
+            results.append(([self.item_ids[item] for item in best], scores[row, best].tolist()))
+        return results
+
+
+def top_k_indices(row_scores: np.ndarray, k: int, excluded: set[int]) -> list[int]:
+    """Indices of the k best scores outside `excluded`, best first, ties to the lower index."""
+    wanted = min(k + len(excluded), len(row_scores))
+    if wanted == 0:
+        return []
+    # Everything scoring at least the wanted-th best value, ties included, then an exact sort
+    # by (score descending, index ascending).
+    threshold = np.partition(row_scores, len(row_scores) - wanted)[len(row_scores) - wanted]
+    candidates = np.flatnonzero(row_scores >= threshold)
+    ordered = candidates[np.lexsort((candidates, -row_scores[candidates]))]
+    return [item for item in ordered.tolist() if item not in excluded][:k]
 
 
 def check_fitted(recommender: SessionRecommender) -> None:

@@ -74,16 +74,11 @@ def recommend(
     """Top-k items and their scores per session, best first, items of the session left out."""
     if not sessions:
         return []
-    rankings = recommender.rank(sessions, k=max(ks), exclude_seen=True)
-    scores = np.asarray(recommender.score(sessions), dtype=np.float64)
-    index = recommender.item_index()
-    results = []
-    for row, (ranking, k) in enumerate(zip(rankings, ks, strict=True)):
-        items = ranking[:k]
-        results.append(
-            {"items": items, "scores": [float(scores[row, index[sku]]) for sku in items]}
-        )
-    return results
+    ranked = recommender.top_k(sessions, k=max(ks), exclude_seen=True)
+    return [
+        {"items": items[:k], "scores": scores[:k]}
+        for (items, scores), k in zip(ranked, ks, strict=True)
+    ]
 
 
 # `session`: skus, oldest first; `k` optional (DEFAULT_K). Out: items best first, their scores.
@@ -147,6 +142,16 @@ def load_registered(model_uri: str) -> SessionRecommender:
     """The `SessionRecommender` inside a registered pyfunc model (for evaluation and serving)."""
     pyfunc = mlflow.pyfunc.load_model(model_uri)
     return pyfunc.unwrap_python_model().recommender
+
+
+def resolve_version(model_uri: str, client: MlflowClient | None = None) -> str | None:
+    """The registry version a `models:/name/N` or `models:/name@alias` URI names."""
+    reference = model_uri.removeprefix("models:/")
+    if "@" in reference:
+        name, alias = reference.split("@", 1)
+        return str((client or MlflowClient()).get_model_version_by_alias(name, alias).version)
+    name, _, version = reference.partition("/")
+    return version if version.isdigit() else None
 
 
 def champion_version(client: MlflowClient | None = None) -> str | None:

@@ -1,0 +1,89 @@
+"""`GET /recommend?session=sku1,sku2&k=10`: what the shop's page calls.
+
+The same rules on the local collector (calling the local endpoint over HTTP) and on the Lambda
+(calling SageMaker's runtime): the query becomes one instance of the inference contract, the
+endpoint's first prediction comes back with the model that made it:
+
+    {"items": [...best first], "scores": [...], "unknown": [...], "fallback": null,
+     "model": {"name": ..., "version": ...}}
+
+`session` is comma-separated SKUs, oldest first (empty or absent: a session with nothing yet,
+answered by popularity); `k` defaults to 10 and is capped at `MAX_K`. A bad query is a 400
+with a JSON `error`; an endpoint that does not answer is a 503 the page can ignore.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import orjson
+
+from recs_platform.serving.inference import DEFAULT_K
+
+RECOMMEND_PATH = "/recommend"
+MAX_K = 100
+MAX_SESSION_ITEMS = 200
+MAX_SKU_CHARS = 256
+
+
+class BadRecommendQuery(ValueError):
+    """The query is not usable; the message says why (the 400's `error`)."""
+
+
+class EndpointUnavailable(RuntimeError):
+    """The inference endpoint did not answer usefully (the 503's `error`)."""
+
+
+@dataclass(frozen=True)
+class RecommendQuery:
+    session: tuple[str, ...]
+    k: int
+
+    def invocation_body(self) -> bytes:
+        return orjson.dumps({"instances": [{"session": list(self.session), "k": self.k}]})
+
+
+def parse_recommend_query(query: Mapping[str, str]) -> RecommendQuery:
+    """The query string (already decoded) as a request; raises `BadRecommendQuery`."""
+    text = query.get("session", "")
+    session = tuple(sku.strip() for sku in text.split(",") if sku.strip())
+    if len(session) > MAX_SESSION_ITEMS:
+        # The page keeps the session; a longer one is a bug or an attack, not a shopper.
+        raise BadRecommendQuery(
+            f"session has {len(session)} SKUs; send at most the last {MAX_SESSION_ITEMS}"
+        )
+    for sku in session:
+        if len(sku) > MAX_SKU_CHARS:
+            raise BadRecommendQuery(f"a SKU is longer than {MAX_SKU_CHARS} characters")
+    k_text = query.get("k", "").strip()
+    if not k_text:
+        return RecommendQuery(session, DEFAULT_K)
+    if not (k_text.isascii() and k_text.lstrip("-").isdigit()):
+        raise BadRecommendQuery(f"k must be a whole number, got {k_text[:20]!r}")
+    k = int(k_text) if len(k_text) < 10 else MAX_K + 1
+    if k < 1 or k_text.startswith("-"):
+        raise BadRecommendQuery(f"k must be at least 1, got {k_text[:20]}")
+    return RecommendQuery(session, min(k, MAX_K))
+
+
+def recommend_answer(status: int, body: bytes) -> dict:
+    """The facade's answer from the endpoint's status and body; raises `EndpointUnavailable`."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise EndpointUnavailable(f"the endpoint answered {status} with no JSON") from None
+    if status != 200:
+        reason = document.get("error") if isinstance(document, dict) else None
+        raise EndpointUnavailable(f"the endpoint answered {status}: {reason}")
+    try:
+        (prediction,) = document["predictions"]
+        return {
+            "items": prediction["items"],
+            "scores": prediction["scores"],
+            "unknown": prediction.get("unknown", []),
+            "fallback": prediction.get("fallback"),
+            "model": document.get("model", {}),
+        }
+    except (KeyError, TypeError, ValueError):
+        raise EndpointUnavailable("the endpoint's answer is not the inference contract") from None

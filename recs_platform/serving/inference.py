@@ -1,0 +1,242 @@
+"""The inference contract (SageMaker's container API, DESIGN.md), as plain functions.
+
+Request: `{"instances": [{"session": ["sku-a", "sku-b"], "k": 10}, ...]}`, or one bare
+`{"session": [...], "k": ...}`. Response: `{"predictions": [{"items": [...], "scores": [...],
+"unknown": [...], "fallback": null}], "model": {...}}`, items best first.
+
+Rules, the same for every model:
+- the items of the session never come back (exclude-seen);
+- SKUs the model does not know are ignored and listed in `unknown`;
+- a session with no known SKU gets the popularity ranking (`"fallback": "popularity"`);
+- `k` (default 10) is capped to what the catalogue has left once the session is excluded;
+- only the last `max_scored_items` items of a long session are scored; all of it is excluded.
+Anything else wrong with a request raises `InvalidRequest`, which the server answers with a 400.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from recs_platform.models.base import MANIFEST, SessionRecommender, load_recommender
+
+DEFAULT_K = 10
+POPULARITY_FALLBACK = "popularity"
+# A packaged model folder: the recommender's own files plus this description of it.
+MODEL_INFO_FILE = "model-info.json"
+RECOMMENDER_FOLDER = "recommender"
+
+
+class InvalidRequest(ValueError):
+    """A request the contract refuses; the message says why (the 400's JSON `error`)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_body_bytes: int = 1_048_576
+    max_instances: int = 256
+    max_session_items: int = 10_000
+    max_scored_items: int = 200
+    max_sku_chars: int = 256
+
+
+@dataclass(frozen=True)
+class Instance:
+    session: tuple[str, ...]
+    k: int
+
+
+@dataclass
+class LoadedModel:
+    """A recommender ready to answer, with what the response says about it."""
+
+    recommender: SessionRecommender
+    name: str
+    version: str
+    source: str
+    details: dict[str, Any] = field(default_factory=dict)
+    package: str | None = None
+    """The endpoint folder's package this came from (`current.json`), if any."""
+    _popular: tuple[list[str], list[float]] | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "recommender": self.recommender.name,
+            "items": len(self.recommender.item_ids),
+            **self.details,
+        }
+
+    def popularity_ranking(self) -> tuple[list[str], list[float]]:
+        """The model's ranking for a session with no known item, computed once."""
+        if self._popular is None:
+            catalogue = len(self.recommender.item_ids)
+            self._popular = self.recommender.top_k([()], catalogue, exclude_seen=False)[0]
+        return self._popular
+
+
+def parse_instances(body: bytes, limits: Limits = Limits()) -> list[Instance]:
+    """The instances of a request body; raises `InvalidRequest` with the reason."""
+    if not body.strip():
+        raise InvalidRequest('empty body: send {"instances": [{"session": ["sku", ...]}]}')
+    if len(body) > limits.max_body_bytes:
+        raise InvalidRequest(f"body larger than {limits.max_body_bytes} bytes")
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise InvalidRequest(f"body is not JSON (or not UTF-8): {error}") from None
+    if not isinstance(document, dict):
+        raise InvalidRequest(f"body must be a JSON object, not {_json_type(document)}")
+    if "instances" in document:
+        raw_instances = document["instances"]
+        if not isinstance(raw_instances, list):
+            raise InvalidRequest(f"instances must be a list, not {_json_type(raw_instances)}")
+        if not raw_instances:
+            raise InvalidRequest("instances is empty")
+        if len(raw_instances) > limits.max_instances:
+            raise InvalidRequest(
+                f"{len(raw_instances)} instances; at most {limits.max_instances} per request"
+            )
+        where = "instances[{}]"
+    elif "session" in document:
+        raw_instances, where = [document], "body"
+    else:
+        raise InvalidRequest('body needs "instances" (a list) or "session" (a list of SKUs)')
+    return [
+        _instance(raw, where.format(position), limits) for position, raw in enumerate(raw_instances)
+    ]
+
+
+def _instance(raw: Any, where: str, limits: Limits) -> Instance:
+    if not isinstance(raw, dict):
+        raise InvalidRequest(f"{where} must be an object, not {_json_type(raw)}")
+    if "session" not in raw:
+        raise InvalidRequest(f"{where} has no session")
+    session = raw["session"]
+    if not isinstance(session, list):
+        raise InvalidRequest(f"{where}.session must be a list of SKUs, not {_json_type(session)}")
+    if len(session) > limits.max_session_items:
+        raise InvalidRequest(
+            f"{where}.session has {len(session)} items; at most {limits.max_session_items}"
+        )
+    for position, sku in enumerate(session):
+        if not isinstance(sku, str):
+            raise InvalidRequest(
+                f"{where}.session[{position}] must be a string SKU, not {_json_type(sku)}"
+            )
+        if len(sku) > limits.max_sku_chars:
+            raise InvalidRequest(
+                f"{where}.session[{position}] is longer than {limits.max_sku_chars} characters"
+            )
+    k = raw.get("k", DEFAULT_K)
+    if k is None:
+        k = DEFAULT_K
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise InvalidRequest(f"{where}.k must be a whole number, not {_json_type(k)}")
+    if k < 1:
+        raise InvalidRequest(f"{where}.k must be at least 1, got {k}")
+    return Instance(session=tuple(session), k=k)
+
+
+def predict(model: LoadedModel, instances: Sequence[Instance], limits: Limits = Limits()) -> dict:
+    """The response document for `instances` (see the module docstring)."""
+    recommender = model.recommender
+    index = recommender.item_index()
+    catalogue = len(recommender.item_ids)
+    known_sessions = [tuple(sku for sku in inst.session if sku in index) for inst in instances]
+    scored_rows = [row for row, known in enumerate(known_sessions) if known]
+    ranked: dict[int, tuple[list[str], list[float]]] = {}
+    if scored_rows:
+        prefixes = [known_sessions[row][-limits.max_scored_items :] for row in scored_rows]
+        excluded = [known_sessions[row] for row in scored_rows]
+        k = min(max(instances[row].k for row in scored_rows), catalogue)
+        results = recommender.top_k(prefixes, k, exclude_seen=True, excluded=excluded)
+        ranked = dict(zip(scored_rows, results, strict=True))
+    predictions = []
+    for row, instance in enumerate(instances):
+        unknown = list(dict.fromkeys(sku for sku in instance.session if sku not in index))
+        if row in ranked:
+            items, scores = ranked[row]
+            fallback = None
+        else:
+            items, scores = model.popularity_ranking()
+            fallback = POPULARITY_FALLBACK
+        predictions.append(
+            {
+                "items": items[: instance.k],
+                "scores": scores[: instance.k],
+                "unknown": unknown,
+                "fallback": fallback,
+            }
+        )
+    return {"predictions": predictions, "model": model.describe()}
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+def load_model(source: str | Path, name: str | None = None, version: str | None = None):
+    """A `LoadedModel` from a packaged folder (`package_model`), a bare recommender folder, an
+    MLflow model folder, or an MLflow model URI (`models:/session-recommender@champion`)."""
+    text = str(source)
+    folder = Path(text)
+    if "://" not in text and not text.startswith("models:/") and folder.is_dir():
+        if (folder / MODEL_INFO_FILE).is_file():
+            info = json.loads((folder / MODEL_INFO_FILE).read_text())
+            return LoadedModel(
+                recommender=load_recommender(folder / RECOMMENDER_FOLDER),
+                name=name or info["name"],
+                version=version or str(info["version"]),
+                source=text,
+                details={key: info[key] for key in ("model_uri",) if key in info},
+            )
+        if (folder / MANIFEST).is_file():
+            recommender = load_recommender(folder)
+            return LoadedModel(recommender, name or recommender.name, version or "local", text)
+        if not (folder / "MLmodel").is_file():
+            raise FileNotFoundError(
+                f"{folder} holds no model: expected {MODEL_INFO_FILE}, {MANIFEST} or MLmodel"
+            )
+    elif "://" not in text and not text.startswith("models:/"):
+        raise FileNotFoundError(f"{text} is neither a folder nor an MLflow model URI")
+    from recs_platform.training.tracking import REGISTERED_MODEL, load_registered, resolve_version
+
+    registered_version = resolve_version(text) if text.startswith("models:/") else None
+    return LoadedModel(
+        recommender=load_registered(text),
+        name=name or REGISTERED_MODEL,
+        version=version or registered_version or "unregistered",
+        source=text,
+        details={"model_uri": text},
+    )
+
+
+def package_model(
+    recommender: SessionRecommender, folder: Path, name: str, version: str, model_uri: str
+) -> Path:
+    """Write what an endpoint loads: the recommender's files and `model-info.json`."""
+    folder = Path(folder)
+    recommender.save(folder / RECOMMENDER_FOLDER)
+    info = {"name": name, "version": str(version), "model_uri": model_uri}
+    (folder / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2))
+    return folder
