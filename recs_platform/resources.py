@@ -215,6 +215,120 @@ class S3ReportStore(ReportStore):
         return f"s3://{self.bucket}/{key}"
 
 
+class RecommendationEndpoint(dg.ConfigurableResource, ABC):
+    """Where the champion serves: deploy a packaged model, invoke what is deployed."""
+
+    @abstractmethod
+    def deploy(self, package_folder: Path, version: str) -> dict[str, Any]:
+        """Serve the package; returns metadata (where, which version, what was done)."""
+
+    @abstractmethod
+    def invoke(self, payload: dict[str, Any]) -> tuple[int, Any]:
+        """POST `payload` to the deployed model's /invocations: (status, answer document)."""
+
+
+class LocalRecommendationEndpoint(RecommendationEndpoint):
+    """A `recs-platform serve` process on this machine following `endpoint_dir`."""
+
+    endpoint_dir: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    timeout_s: float = 120.0
+
+    def _endpoint(self):
+        from recs_platform.serving.local_endpoint import LocalEndpoint
+
+        return LocalEndpoint(Path(self.endpoint_dir), self.host, self.port, self.timeout_s)
+
+    def deploy(self, package_folder: Path, version: str) -> dict[str, Any]:
+        from recs_platform.serving.local_endpoint import EndpointError
+
+        try:
+            deployment = self._endpoint().deploy(package_folder, version)
+        except EndpointError as error:
+            raise dg.Failure(str(error)) from error
+        return {
+            "endpoint_url": dg.MetadataValue.url(deployment.url),
+            "model_version": deployment.version,
+            "action": deployment.action,
+            "package": deployment.package,
+            "deploy_seconds": round(deployment.seconds, 2),
+        }
+
+    def invoke(self, payload: dict[str, Any]) -> tuple[int, Any]:
+        return self._endpoint().invoke(payload)
+
+
+class SageMakerRecommendationEndpoint(RecommendationEndpoint):
+    """A SageMaker real-time endpoint running the inference container (deployments/sagemaker).
+
+    Blue/green: every deployment is a new model and endpoint configuration, and the endpoint is
+    created or updated to it; a version that does not come up is rolled back.
+    """
+
+    s3: dg.ResourceDependency[S3Resource]
+    bucket: str
+    prefix: str = ""
+    endpoint_name: str
+    image_uri: str
+    role_arn: str
+    instance_type: str = "ml.m5.large"
+    instance_count: int = 1
+    timeout_s: float = 1800.0
+    poll_s: float = 15.0
+    region_name: str | None = None
+    sagemaker_endpoint_url: str | None = None
+    """Only to point the control-plane client elsewhere (tests: moto)."""
+    runtime_endpoint_url: str | None = None
+    """Only to point the runtime client elsewhere (tests: a local inference server)."""
+
+    def _client(self, service: str, endpoint_url: str | None):
+        import boto3
+
+        return boto3.client(service, region_name=self.region_name, endpoint_url=endpoint_url)
+
+    def deploy(self, package_folder: Path, version: str) -> dict[str, Any]:
+        from recs_platform.serving.sagemaker import (
+            SageMakerDeployError,
+            SageMakerTarget,
+            deploy_to_sagemaker,
+        )
+
+        target = SageMakerTarget(
+            endpoint_name=self.endpoint_name,
+            image_uri=self.image_uri,
+            role_arn=self.role_arn,
+            bucket=self.bucket,
+            prefix=self.prefix,
+            instance_type=self.instance_type,
+            instance_count=self.instance_count,
+            timeout_s=self.timeout_s,
+            poll_s=self.poll_s,
+        )
+        sagemaker = self._client("sagemaker", self.sagemaker_endpoint_url)
+        try:
+            deployment = deploy_to_sagemaker(
+                sagemaker, self.s3.get_client(), package_folder, version, target
+            )
+        except SageMakerDeployError as error:
+            raise dg.Failure(str(error)) from error
+        return {
+            "endpoint_name": deployment.endpoint_name,
+            "model_version": deployment.version,
+            "action": deployment.action,
+            "sagemaker_model": deployment.model_name,
+            "endpoint_config": deployment.endpoint_config_name,
+            "model_data_url": deployment.model_data_url,
+            "deploy_seconds": round(deployment.seconds, 2),
+        }
+
+    def invoke(self, payload: dict[str, Any]) -> tuple[int, Any]:
+        from recs_platform.serving.sagemaker import invoke_sagemaker
+
+        runtime = self._client("sagemaker-runtime", self.runtime_endpoint_url)
+        return invoke_sagemaker(runtime, self.endpoint_name, payload)
+
+
 def resources_for(settings: Settings) -> dict[str, Any]:
     """The resource set of one environment. Nothing here connects to anything."""
     from recs_platform.assets.dataset import S3TrainingDatasetIOManager, TrainingDatasetIOManager
@@ -234,6 +348,9 @@ def resources_for(settings: Settings) -> dict[str, Any]:
             "dbt": dbt,
             "mlflow_tracking": local_mlflow(settings),
             "landing": LocalLandingZone(root=str(settings.landing_dir)),
+            "endpoint": LocalRecommendationEndpoint(
+                endpoint_dir=str(settings.endpoint_dir), port=settings.endpoint_port
+            ),
             "reports": LocalReportStore(root=str(settings.data_dir / "reports")),
             "warehouse": DuckDBWarehouse(duckdb=duckdb),
         }
@@ -255,6 +372,15 @@ def resources_for(settings: Settings) -> dict[str, Any]:
         "mlflow_tracking": MlflowTracking(tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI")),
         "landing": S3LandingZone(
             s3=s3, bucket=dg.EnvVar("RECS_LANDING_BUCKET"), prefix=settings.landing_prefix
+        ),
+        "endpoint": SageMakerRecommendationEndpoint(
+            s3=s3,
+            bucket=dg.EnvVar("RECS_LANDING_BUCKET"),
+            prefix=settings.landing_prefix,
+            endpoint_name=dg.EnvVar("RECS_SAGEMAKER_ENDPOINT"),
+            image_uri=dg.EnvVar("RECS_SAGEMAKER_IMAGE_URI"),
+            role_arn=dg.EnvVar("RECS_SAGEMAKER_ROLE_ARN"),
+            region_name=dg.EnvVar("AWS_REGION"),
         ),
         "reports": S3ReportStore(
             s3=s3, bucket=dg.EnvVar("RECS_LANDING_BUCKET"), prefix=settings.landing_prefix

@@ -76,6 +76,24 @@ def test_session_model_follows_training_dataset_behind_two_blocking_checks(tmp_p
     }
 
 
+@pytest.mark.parametrize(("env", "kind"), [("local", "python"), ("prod", "sagemaker")])
+def test_the_endpoint_follows_session_model_behind_a_blocking_check(tmp_path, env, kind):
+    settings = Settings(env=env, data_dir=tmp_path, partitions_start=dt.date(2026, 11, 1))
+    definitions = build_definitions(settings)
+    node = definitions.resolve_asset_graph().get(dg.AssetKey("recommendation_endpoint"))
+    assert node.parent_keys == {dg.AssetKey("session_model")}
+    assert node.group_name == "serving"
+    assert set(node.kinds) == {"mlflow", kind}
+    specs = definitions.resolve_assets_def("recommendation_endpoint").check_specs
+    assert {spec.name: spec.blocking for spec in specs} == {"serves_champion": True}
+    retry = definitions.resolve_assets_def("recommendation_endpoint").op.retry_policy
+    assert (retry is not None) == (env == "prod")  # SageMaker calls are retried with backoff
+    job = definitions.resolve_job_def("deploy_recommendation_endpoint")
+    assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == {
+        "recommendation_endpoint"
+    }
+
+
 def test_the_asset_graph(tmp_path):
     settings = Settings(env="local", data_dir=tmp_path, partitions_start=dt.date(2026, 11, 1))
     graph = build_definitions(settings)
@@ -125,6 +143,8 @@ def test_every_asset_touching_the_duckdb_file_shares_one_pool(tmp_path):
     [
         ("RECS_ENV", "staging", "RECS_ENV='staging' is not one of local, prod"),
         ("RECS_PARTITIONS_START", "11/01/2026", "is not a date like 2026-11-01"),
+        ("RECS_ENDPOINT_PORT", "80x", "RECS_ENDPOINT_PORT='80x' is not a port number"),
+        ("RECS_ENDPOINT_PORT", "70000", "is not a port number"),
     ],
 )
 def test_a_wrong_setting_is_named(name, value, message):

@@ -29,6 +29,14 @@ from typing import Any
 
 import orjson
 
+from recs_platform.collection.api_gateway import (
+    cors_headers,
+    http_method,
+    json_response,
+    request_headers,
+    response,
+    route_path,
+)
 from recs_platform.collection.durable import rejection_line
 from recs_platform.collection.parsing import CollectorLimits, Rejection, RequestRejected
 from recs_platform.collection.routes import (
@@ -162,41 +170,9 @@ class FirehoseWriter:
         ]
 
 
-def _response(
-    status: int,
-    body: str,
-    content_type: str | None,
-    headers: Mapping[str, str],
-    *,
-    binary: bool = False,
-) -> dict[str, Any]:
-    all_headers = dict(headers)
-    if content_type:
-        all_headers["Content-Type"] = content_type
-    return {
-        "statusCode": status,
-        "headers": all_headers,
-        "body": body,
-        "isBase64Encoded": binary,
-    }
-
-
-def _json_response(status: int, document: Any, headers: Mapping[str, str]) -> dict[str, Any]:
-    return _response(status, orjson.dumps(document).decode("utf-8"), "application/json", headers)
-
-
 def _pixel_response(headers: Mapping[str, str]) -> dict[str, Any]:
     no_cache = {**headers, "Cache-Control": "no-store, max-age=0"}
-    return _response(200, _PIXEL_BODY, "image/gif", no_cache, binary=True)
-
-
-def _route_path(event: Mapping[str, Any]) -> str:
-    """`rawPath` without the stage, which API Gateway puts first for a stage other than $default."""
-    path = event.get("rawPath") or "/"
-    stage = event.get("requestContext", {}).get("stage")
-    if stage and stage != "$default" and (path == f"/{stage}" or path.startswith(f"/{stage}/")):
-        path = path[len(stage) + 1 :] or "/"
-    return path
+    return response(200, _PIXEL_BODY, "image/gif", no_cache, binary=True)
 
 
 def _query(event: Mapping[str, Any]) -> dict[str, str]:
@@ -258,21 +234,20 @@ class LambdaCollector:
         return cls(settings, FirehoseWriter(client, settings.events_stream), rejected_writer)
 
     def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        method = str(event.get("requestContext", {}).get("http", {}).get("method", "")).upper()
-        path = _route_path(event)
-        headers = {name.lower(): value for name, value in (event.get("headers") or {}).items()}
-        cors = self._cors_headers(headers.get("origin"))
+        method = http_method(event)
+        path = route_path(event)
+        cors = cors_headers(self.settings.cors_origins, request_headers(event).get("origin"))
         if method == "OPTIONS":
             preflight = {
                 "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
                 "Access-Control-Allow-Headers": "content-type",
                 "Access-Control-Max-Age": "86400",
             }
-            return _response(204, "", None, {**preflight, **cors})
+            return response(204, "", None, {**preflight, **cors})
         if method == "GET" and path == HEALTH_PATH:
-            return _json_response(200, {"status": "ok"}, cors)
+            return json_response(200, {"status": "ok"}, cors)
         if not is_collect_route(method, path):
-            return _json_response(404, {"error": f"no route {method} {path}"}, cors)
+            return json_response(404, {"error": f"no route {method} {path}"}, cors)
         return self._collect(event, method, path, cors)
 
     def _collect(
@@ -289,7 +264,7 @@ class LambdaCollector:
             self._record_rejections([Rejection(refused.reason, raw)], path, received_ts)
             if path in PIXEL_PATHS:
                 return _pixel_response(cors)
-            return _json_response(refused.status, {"error": refused.reason}, cors)
+            return json_response(refused.status, {"error": refused.reason}, cors)
 
         rejections = list(result.rejections)
         lines = []
@@ -304,7 +279,7 @@ class LambdaCollector:
         self._record_rejections(rejections, path, received_ts)
         if undelivered:
             error = f"{len(undelivered)} of {len(lines)} events not stored; send the request again"
-            return _json_response(503, {"error": error}, {**cors, "Retry-After": "1"})
+            return json_response(503, {"error": error}, {**cors, "Retry-After": "1"})
         if path in PIXEL_PATHS:
             return _pixel_response(cors)
         answer = {
@@ -313,7 +288,7 @@ class LambdaCollector:
             "reasons": [rejection.reason for rejection in rejections[:MAX_REASONS_IN_ANSWER]],
         }
         status = batch_status(path, accepted=len(lines), rejected=len(rejections))
-        return _json_response(status, answer, cors)
+        return json_response(status, answer, cors)
 
     def _record_rejections(
         self, rejections: Sequence[Rejection], path: str, received_ts: int
@@ -326,17 +301,6 @@ class LambdaCollector:
             lines = self.rejected_writer.put_lines(lines)
         for line in lines:
             rejections_logger.warning("%s", line.rstrip(b"\n").decode("utf-8"))
-
-    def _cors_headers(self, origin: str | None) -> dict[str, str]:
-        """As the local collector: an allowed origin is echoed, credentials allowed."""
-        allowed = self.settings.cors_origins
-        if not origin or not allowed or not ("*" in allowed or origin in allowed):
-            return {}
-        return {
-            "Access-Control-Allow-Origin": origin,
-            "Access-Control-Allow-Credentials": "true",
-            "Vary": "Origin",
-        }
 
 
 _collector: LambdaCollector | None = None

@@ -28,8 +28,6 @@ from pathlib import Path
 
 import httpx
 
-from recs_platform.models.base import SessionRecommender
-from recs_platform.serving.inference import package_model
 from recs_platform.serving.server import read_current, write_current
 
 MODELS_FOLDER = "models"
@@ -83,9 +81,8 @@ class LocalEndpoint:
         response = httpx.post(f"{self.url}/invocations", json=payload, timeout=timeout_s)
         return response.status_code, response.json()
 
-    def deploy(
-        self, recommender: SessionRecommender, name: str, version: str, model_uri: str
-    ) -> Deployment:
+    def deploy(self, package_folder: Path, version: str) -> Deployment:
+        """Serve the packaged model in `package_folder` (`inference.package_model`)."""
         started = time.monotonic()
         endpoint_dir = Path(self.endpoint_dir)
         serving = self._serving_package()
@@ -99,14 +96,19 @@ class LocalEndpoint:
             return Deployment(self.url, str(version), serving, "unchanged", 0.0)
         package = f"{MODELS_FOLDER}/v{version}-{uuid.uuid4().hex[:8]}"
         scratch = endpoint_dir / MODELS_FOLDER / f".{uuid.uuid4().hex}.tmp"
-        package_model(recommender, scratch, name, str(version), model_uri)
+        shutil.copytree(package_folder, scratch)
         scratch.rename(endpoint_dir / package)
         write_current(endpoint_dir, package, str(version))
         action = "reloaded"
         if serving is None:
             self._start_process()
             action = "started"
-        self._wait_for(package)
+        try:
+            self._wait_for(package)
+        except EndpointError:
+            if current is not None:  # the running server keeps (or goes back to) the old one
+                write_current(endpoint_dir, current["model"], current["version"])
+            raise
         self._prune(keep=package)
         return Deployment(self.url, str(version), package, action, time.monotonic() - started)
 
@@ -148,7 +150,6 @@ class LocalEndpoint:
             )
         info = {"pid": process.pid, "host": self.host, "port": self.port}
         (endpoint_dir / SERVER_FILE).write_text(json.dumps(info))
-        self._process = process
 
     def _wait_for(self, package: str) -> None:
         deadline = time.monotonic() + self.timeout_s

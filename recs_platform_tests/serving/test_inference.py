@@ -16,17 +16,9 @@ from recs_platform.serving.inference import (
     parse_instances,
     predict,
 )
+from recs_platform_tests.serving.hand_model import HAND_SESSIONS
 
-# a -> b three times, a -> c twice, a -> d once; popularity: a 6, b 4, c 3, d 2, e 1.
-SESSIONS = [
-    ["a", "b"],
-    ["a", "b"],
-    ["a", "b", "c"],
-    ["a", "c"],
-    ["a", "c", "d"],
-    ["a", "d", "e"],
-    ["b"],
-]
+SESSIONS = HAND_SESSIONS
 
 
 @pytest.fixture

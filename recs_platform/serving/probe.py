@@ -1,0 +1,74 @@
+"""The check a deployed endpoint must pass: a probe request and what its answer must look like.
+
+The probe asks for a session of two known items, an empty session and a session of one SKU the
+catalogue cannot hold. A well-formed answer has one prediction per instance, k distinct catalogue
+items best first, none of the session's, the unknown SKU reported, the popularity fallback named
+where no item was known, and the version that was deployed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+UNKNOWN_SKU = "recs-platform-probe-no-such-sku"
+PROBE_K = 5
+
+
+def probe_request(item_ids: Sequence[str], k: int = PROBE_K) -> dict[str, Any]:
+    return {
+        "instances": [
+            {"session": list(item_ids[:2]), "k": k},
+            {"session": [], "k": k},
+            {"session": [UNKNOWN_SKU], "k": k},
+        ]
+    }
+
+
+def probe_problems(
+    request: dict[str, Any],
+    status: int,
+    answer: Any,
+    expected_version: str,
+    item_ids: Sequence[str],
+) -> list[str]:
+    """Everything wrong with the endpoint's answer to `request`; empty when it is right."""
+    if status != 200:
+        return [f"the endpoint answered {status}: {answer}"]
+    if not isinstance(answer, dict) or not isinstance(answer.get("predictions"), list):
+        return [f"the answer has no predictions list: {str(answer)[:300]}"]
+    problems = []
+    served = str((answer.get("model") or {}).get("version"))
+    if served != str(expected_version):
+        problems.append(f"the endpoint serves version {served}, not {expected_version}")
+    instances = request["instances"]
+    if len(answer["predictions"]) != len(instances):
+        problems.append(f"{len(answer['predictions'])} predictions for {len(instances)} instances")
+        return problems
+    catalogue = set(item_ids)
+    for position, (instance, prediction) in enumerate(
+        zip(instances, answer["predictions"], strict=True)
+    ):
+        where = f"prediction {position}"
+        items, scores = prediction.get("items", []), prediction.get("scores", [])
+        session = instance["session"]
+        known = [sku for sku in session if sku in catalogue]
+        expected_count = min(instance["k"], len(catalogue) - len(set(known)))
+        if len(items) != expected_count:
+            problems.append(f"{where}: {len(items)} items, expected {expected_count}")
+        if len(set(items)) != len(items):
+            problems.append(f"{where}: repeated items {items}")
+        if set(items) - catalogue:
+            problems.append(
+                f"{where}: items outside the catalogue {sorted(set(items) - catalogue)}"
+            )
+        if set(items) & set(session):
+            problems.append(f"{where}: the session's own items came back")
+        if len(scores) != len(items) or list(scores) != sorted(scores, reverse=True):
+            problems.append(f"{where}: scores missing or not best first: {scores}")
+        unknown = [sku for sku in session if sku not in catalogue]
+        if prediction.get("unknown") != unknown:
+            problems.append(f"{where}: unknown {prediction.get('unknown')}, expected {unknown}")
+        if not known and prediction.get("fallback") != "popularity":
+            problems.append(f"{where}: no known item, yet no popularity fallback")
+    return problems

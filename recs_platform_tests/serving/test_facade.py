@@ -1,0 +1,174 @@
+"""`GET /recommend`, the call the shop's page makes: on the collector (asking the local endpoint
+over HTTP) and as the Lambda (asking SageMaker's runtime API, here the same real inference
+server on 127.0.0.1). Both answer the same, best item first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+
+from recs_platform.collection.app import CollectorConfig, create_app
+from recs_platform.serving.facade import MAX_K, MAX_SESSION_ITEMS
+from recs_platform.serving.recommend_lambda import (
+    RecommendHandler,
+    RecommendSettings,
+    sagemaker_runtime_client,
+)
+from recs_platform_tests.collection.servers import free_port
+
+
+class LambdaAsClient:
+    """The Lambda handler behind the same `get(path, params)` as Starlette's TestClient."""
+
+    class Answer:
+        def __init__(self, raw: dict):
+            import orjson
+
+            self.status_code = raw["statusCode"]
+            self.headers = {name.lower(): value for name, value in raw["headers"].items()}
+            self._body = raw["body"]
+            self.json = lambda: orjson.loads(self._body)
+
+    def __init__(self, handler: RecommendHandler):
+        self.handler = handler
+
+    def get(self, path: str, params: dict | None = None, headers: dict | None = None):
+        event = {
+            "version": "2.0",
+            "rawPath": path,
+            "rawQueryString": urlencode(params or {}),
+            "headers": headers or {},
+            "requestContext": {"http": {"method": "GET"}, "stage": "$default"},
+        }
+        return self.Answer(self.handler.handle(event))
+
+
+@pytest.fixture
+def collector_client(tmp_path: Path, hand_model_server: str):
+    config = CollectorConfig(
+        landing_root=tmp_path / "landing",
+        endpoint_url=hand_model_server,
+        cors_origins=("https://shop.example",),
+    )
+    with TestClient(create_app(config)) as client:
+        yield client
+
+
+def lambda_client(monkeypatch: pytest.MonkeyPatch, runtime_url: str) -> LambdaAsClient:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": runtime_url,
+        "NO_PROXY": "127.0.0.1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings = RecommendSettings("recs-endpoint", frozenset({"https://shop.example"}))
+    return LambdaAsClient(RecommendHandler(settings, sagemaker_runtime_client()))
+
+
+@pytest.fixture
+def the_lambda(monkeypatch: pytest.MonkeyPatch, hand_model_server: str) -> LambdaAsClient:
+    return lambda_client(monkeypatch, hand_model_server)
+
+
+@pytest.fixture(params=["collector", "lambda"])
+def facade(request):
+    return request.getfixturevalue(
+        "collector_client" if request.param == "collector" else "the_lambda"
+    )
+
+
+def test_the_best_item_comes_first(facade) -> None:
+    # After a: b followed it 3 times, c twice, d once. The reference implementation of the seed
+    # paper sorted ascending and served the worst items; this order is the contract.
+    response = facade.get("/recommend", params={"session": "e,a", "k": "3"})
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["items"] == ["b", "c", "d"]
+    assert answer["scores"] == sorted(answer["scores"], reverse=True)
+    assert answer["scores"][0] > answer["scores"][-1]
+    assert answer["model"]["version"] == "5"
+    assert response.headers["cache-control"] == "no-store"
+
+
+def test_unknown_skus_and_empty_sessions_fall_back_to_popularity(facade) -> None:
+    unknown = facade.get("/recommend", params={"session": "nope,never", "k": "2"}).json()
+    assert unknown["items"] == ["a", "b"] and unknown["fallback"] == "popularity"
+    assert unknown["unknown"] == ["nope", "never"]
+    empty = facade.get("/recommend").json()
+    assert empty["items"] == ["a", "b", "c", "d", "e"]  # k defaults to 10; 5 items exist
+
+
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [
+        ({"session": "a", "k": "0"}, "k must be at least 1"),
+        ({"session": "a", "k": "-3"}, "k must be at least 1"),
+        ({"session": "a", "k": "ten"}, "k must be a whole number"),
+        ({"session": "a", "k": "2.5"}, "k must be a whole number"),
+        ({"session": ",".join(["a"] * (MAX_SESSION_ITEMS + 1))}, "send at most the last"),
+        ({"session": "x" * 300}, "longer than"),
+    ],
+)
+def test_bad_queries_get_a_400_with_the_reason(facade, params, reason) -> None:
+    response = facade.get("/recommend", params=params)
+    assert response.status_code == 400
+    assert reason in response.json()["error"]
+
+
+def test_a_huge_k_is_capped(facade) -> None:
+    response = facade.get("/recommend", params={"session": "a", "k": "99999999999999999999"})
+    assert response.status_code == 200
+    assert len(response.json()["items"]) == 4  # every item but a, fewer than MAX_K
+    assert MAX_K >= 4
+
+
+def test_an_allowed_origin_is_echoed_for_cors(facade) -> None:
+    allowed = facade.get("/recommend", headers={"origin": "https://shop.example"})
+    assert allowed.headers["access-control-allow-origin"] == "https://shop.example"
+    other = facade.get("/recommend", headers={"origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers
+
+
+def test_an_endpoint_that_is_down_is_a_503_the_page_can_ignore(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nobody = f"http://127.0.0.1:{free_port()}"
+    config = CollectorConfig(landing_root=tmp_path / "landing", endpoint_url=nobody)
+    with TestClient(create_app(config)) as client:
+        response = client.get("/recommend", params={"session": "a"})
+    assert response.status_code == 503
+    assert "did not answer" in response.json()["error"]
+    down = lambda_client(monkeypatch, nobody).get("/recommend", params={"session": "a"})
+    assert down.status_code == 503
+    assert "invoke_endpoint failed" in down.json()["error"]
+
+
+queries = st.dictionaries(
+    st.sampled_from(["session", "k", "x"]),
+    st.text(max_size=40) | st.integers(min_value=-(10**30), max_value=10**30).map(str),
+    max_size=3,
+)
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(params=queries)
+def test_no_generated_query_gets_a_5xx(collector_client: TestClient, params: dict) -> None:
+    response = collector_client.get("/recommend", params=params)
+    assert response.status_code in (200, 400), response.text
+    if response.status_code == 200:
+        items = response.json()["items"]
+        session = {sku.strip() for sku in params.get("session", "").split(",")}
+        assert not session & set(items)
