@@ -282,10 +282,6 @@ class SageMakerRecommendationEndpoint(RecommendationEndpoint):
     runtime_endpoint_url: str | None = None
     """Only to point the runtime client elsewhere (tests: a local inference server)."""
 
-    def _client(self, service: str, endpoint_url: str | None):
-        import boto3
-
-        return boto3.client(service, region_name=self.region_name, endpoint_url=endpoint_url)
 
     def deploy(self, package_folder: Path, version: str) -> dict[str, Any]:
         from recs_platform.serving.sagemaker import (
@@ -305,7 +301,11 @@ class SageMakerRecommendationEndpoint(RecommendationEndpoint):
             timeout_s=self.timeout_s,
             poll_s=self.poll_s,
         )
-        sagemaker = self._client("sagemaker", self.sagemaker_endpoint_url)
+        import boto3
+
+        sagemaker = boto3.client(
+            "sagemaker", region_name=self.region_name, endpoint_url=self.sagemaker_endpoint_url
+        )
         try:
             deployment = deploy_to_sagemaker(
                 sagemaker, self.s3.get_client(), package_folder, version, target
@@ -323,9 +323,11 @@ class SageMakerRecommendationEndpoint(RecommendationEndpoint):
         }
 
     def invoke(self, payload: dict[str, Any]) -> tuple[int, Any]:
-        from recs_platform.serving.sagemaker import invoke_sagemaker
+        from recs_platform.serving.sagemaker import invoke_sagemaker, sagemaker_runtime_client
 
-        runtime = self._client("sagemaker-runtime", self.runtime_endpoint_url)
+        runtime = sagemaker_runtime_client(
+            region_name=self.region_name, endpoint_url=self.runtime_endpoint_url
+        )
         return invoke_sagemaker(runtime, self.endpoint_name, payload)
 
 

@@ -118,7 +118,8 @@ def log_and_register(
     recommender: SessionRecommender, example_sessions: list[list[str]]
 ) -> LoggedRecommender:
     """Logs the recommender as a pyfunc in the active run and registers a new version."""
-    example = pd.DataFrame({"session": example_sessions[:3], "k": [DEFAULT_K] * 3})
+    examples = [list(session) for session in example_sessions[:3]]
+    example = pd.DataFrame({"session": examples, "k": [DEFAULT_K] * len(examples)})
     with tempfile.TemporaryDirectory() as scratch:
         folder = recommender.save(Path(scratch) / "recommender")
         info = mlflow.pyfunc.log_model(
