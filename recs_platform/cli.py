@@ -98,11 +98,33 @@ def _import_coveo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _collector_storefront(args: argparse.Namespace, settings: Settings):
+    """The shop the collector serves under /shop: --storefront's shop.json, else the simulated
+    shop of the landing zone if there is one, else none (--no-storefront: none either way)."""
+    from recs_platform.serving.storefront import Storefront
+    from recs_platform.simulation import SHOP_CONFIG_FILE
+
+    if args.no_storefront:
+        if args.storefront is not None:
+            raise UsageError("give --storefront or --no-storefront, not both")
+        return None
+    path = args.storefront
+    if path is None:
+        path = settings.landing_dir / SHOP_CONFIG_FILE
+        if not path.is_file():
+            return None
+    try:
+        return Storefront.read(path)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"--storefront {path}: {error}") from error
+
+
 def _collector(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from recs_platform.collection.app import CollectorConfig, create_app
 
+    storefront = _collector_storefront(args, settings)
     app = create_app(
         CollectorConfig(
             landing_root=settings.landing_dir,
@@ -110,9 +132,14 @@ def _collector(args: argparse.Namespace, settings: Settings) -> int:
             rotate_bytes=args.rotate_mb * 1024 * 1024,
             rotate_seconds=args.rotate_seconds,
             endpoint_url=args.endpoint_url or settings.endpoint_url,
+            storefront=storefront,
         )
     )
     print(f"Collector on http://{args.host}:{args.port}, landing in {settings.landing_dir}")
+    if storefront is not None:
+        print(
+            f"The shop: http://{args.host}:{args.port}/shop ({len(storefront.products)} products)"
+        )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
 
@@ -198,6 +225,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="the inference endpoint GET /recommend asks "
         "(default: the local endpoint, http://127.0.0.1:$RECS_ENDPOINT_PORT)",
+    )
+    collector.add_argument(
+        "--storefront",
+        type=Path,
+        default=None,
+        metavar="SHOP_JSON",
+        help="serve a demo shop under /shop on the catalogue this simulator config describes "
+        "(default: $RECS_DATA_DIR/landing/simulator/shop.json when it exists, which "
+        "`recs-platform simulate` writes; otherwise no shop)",
+    )
+    collector.add_argument(
+        "--no-storefront",
+        action="store_true",
+        help="no shop under /shop, even when the landing zone has a simulated shop",
     )
     collector.set_defaults(run=_collector)
 

@@ -3,8 +3,10 @@
 Routes: `GET /i` and `/pixel.gif` (1x1 GIF; our field names or Snowplow's GET emitter),
 `POST /collect` (JSON array of raw events; text/plain too, for `navigator.sendBeacon`),
 `POST /com.snowplowanalytics.snowplow/tp2` (Snowplow's POST emitter), `GET /health`,
-`GET /recs.js` (the tracker). A 2xx means every accepted event is on disk (fsynced).
-Bad input gets a 4xx with a JSON reason, and the pixel still answers with its GIF.
+`GET /recs.js` (the tracker), `GET /recommend` (the facade) and, with a storefront configured,
+the shop's pages under `/shop` (`recs_platform/serving/storefront.py`). A 2xx means every
+accepted event is on disk (fsynced). Bad input gets a 4xx with a JSON reason, and the pixel
+still answers with its GIF.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import orjson
@@ -36,6 +39,11 @@ from recs_platform.serving.facade import (
     parse_recommend_query,
     recommend_answer,
 )
+from recs_platform.serving.storefront import SCRIPT_PATH as STOREFRONT_SCRIPT_PATH
+from recs_platform.serving.storefront import is_shop_path
+
+if TYPE_CHECKING:
+    from recs_platform.serving.storefront import Storefront
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +61,8 @@ class CollectorConfig:
     endpoint_url: str | None = None
     """The inference endpoint `GET /recommend` asks (the local endpoint, say)."""
     endpoint_timeout_s: float = 2.0
+    storefront: Storefront | None = None
+    """The shop's pages under `/shop` (a demo shop on the simulated catalogue); none: 404."""
 
 
 def _json(status: int, document: dict) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
@@ -68,6 +78,7 @@ class CollectorApp:
             rotate_seconds=config.rotate_seconds,
         )
         self._tracker_js: bytes | None = None
+        self._storefront_js: bytes | None = None
         self._endpoint_client = None
 
     async def __call__(self, scope, receive, send) -> None:
@@ -160,6 +171,8 @@ class CollectorApp:
         if method == "GET" and path == RECOMMEND_PATH:
             return await self._recommend(scope)
         if not is_collect_route(method, path):
+            if self.config.storefront is not None and is_shop_path(path):
+                return self._shop(method, path, scope)
             return _json(404, {"error": f"no route {method} {path}"})
         server_ts = int(time.time() * 1000)
         try:
@@ -235,6 +248,26 @@ class CollectorApp:
             ],
         )
 
+    def _shop(self, method: str, path: str, scope):
+        if method != "GET":
+            return _json(
+                405, {"error": f"{method} {path} is not allowed: the shop's pages are GET"}
+            )
+        if path == STOREFRONT_SCRIPT_PATH:
+            return (
+                200,
+                self._static_storefront_js(),
+                [
+                    (b"content-type", b"application/javascript; charset=utf-8"),
+                    (b"cache-control", b"public, max-age=300"),
+                ],
+            )
+        try:
+            query = parse_query(scope["query_string"])
+        except UnicodeDecodeError:
+            return _json(400, {"error": "query string is not UTF-8"})
+        return self.config.storefront.respond(path, query)
+
     @staticmethod
     def _pixel():
         return (
@@ -252,6 +285,15 @@ class CollectorApp:
                 resources.files("recs_platform.collection").joinpath("static/recs.js").read_bytes()
             )
         return self._tracker_js
+
+    def _static_storefront_js(self) -> bytes:
+        if self._storefront_js is None:
+            self._storefront_js = (
+                resources.files("recs_platform.collection")
+                .joinpath("static/storefront.js")
+                .read_bytes()
+            )
+        return self._storefront_js
 
 
 def create_app(config: CollectorConfig) -> CollectorApp:

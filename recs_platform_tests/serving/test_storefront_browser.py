@@ -1,0 +1,253 @@
+"""The loop closed in real Chromium: the collector serves the shop on the simulated catalogue, the
+shop asks `/recommend`, the collector asks a real inference server (`recs-platform serve`) for a
+Markov chain fitted on that shop, and every page's events land.
+
+Chromium is required: CI installs Debian's `chromium`. Without it these tests fail, never skip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Page
+
+from recs_platform.models.markov import MarkovRecommender
+from recs_platform.serving.inference import package_model
+from recs_platform.serving.storefront import DEFAULT_CAROUSEL_K, Storefront
+from recs_platform.simulation import SHOP_CONFIG_FILE, ShopConfig, simulate_sessions
+from recs_platform_tests.collection.servers import (
+    BIN,
+    free_port,
+    landed_events,
+    rejected_records,
+    start_collector,
+    stop_collector,
+)
+from recs_platform_tests.collection.test_tracker_browser import (
+    ARTIFACTS,
+    chromium,
+    cookie,
+    new_context,
+    wait_for_events,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+SHOP = ShopConfig(days=3, sessions_per_day=300, n_items=150, n_categories=6, seed=11)
+MODEL_VERSION = "3"
+CAROUSEL = "[data-recs-carousel]"
+CAROUSEL_CARDS = "[data-recs-carousel] [data-recs-items] > [data-sku]"
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    sessions = [session.skus for session in simulate_sessions(SHOP)]
+    return package_model(
+        MarkovRecommender().fit(sessions),
+        tmp_path_factory.mktemp("model"),
+        "session-recommender",
+        MODEL_VERSION,
+        f"models:/session-recommender/{MODEL_VERSION}",
+    )
+
+
+@contextlib.contextmanager
+def inference_server(model_folder: Path) -> Iterator[str]:
+    """`recs-platform serve --model <folder>` on a free port; yields its URL once /ping is 200."""
+    port = free_port()
+    process = subprocess.Popen(
+        [BIN / "recs-platform", "serve", "--model", str(model_folder), "--host", "127.0.0.1"]
+        + ["--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(process.stderr.read().decode()[-3000:])
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/ping", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("the inference server did not answer /ping within 60 s")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+
+
+@contextlib.contextmanager
+def shop_collector(data_dir: Path, endpoint_url: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """The collector with the shop of `SHOP` and `endpoint_url` behind /recommend; the test
+    stops it (SIGTERM publishes the landing files) to read what landed; stopped here otherwise."""
+    shop_json = data_dir / "landing" / SHOP_CONFIG_FILE
+    shop_json.parent.mkdir(parents=True, exist_ok=True)
+    shop_json.write_text(SHOP.to_json())
+    port = free_port()
+    process = start_collector(
+        data_dir,
+        port,
+        "--endpoint-url",
+        endpoint_url,
+        "--storefront",
+        str(shop_json),
+        "--rotate-seconds",
+        "3600",
+    )
+    try:
+        yield f"http://127.0.0.1:{port}", process
+    finally:
+        if process.poll() is None:
+            try:
+                stop_collector(process)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                raise
+
+
+def carousel_skus(page: Page) -> list[str]:
+    """The carousel's SKUs once storefront.js has filled it."""
+    page.wait_for_selector(f'{CAROUSEL}[data-state="ready"]', state="attached")
+    return page.locator(CAROUSEL_CARDS).evaluate_all("cards => cards.map(c => c.dataset.sku)")
+
+
+def invocations(endpoint_url: str, session: list[str], k: int) -> dict:
+    response = httpx.post(
+        f"{endpoint_url}/invocations",
+        json={"instances": [{"session": session, "k": k}]},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return response.json()["predictions"][0]
+
+
+def shape(event: dict) -> tuple:
+    return (
+        event["event_type"],
+        event.get("product_action"),
+        event.get("product_sku"),
+        event["url"],
+    )
+
+
+def test_clicking_through_the_carousel_follows_the_model_and_lands_every_event(
+    tmp_path, model_folder
+) -> None:
+    landing = tmp_path / "landing"
+    storefront = Storefront.from_config(SHOP)
+    page_errors: list[str] = []
+    visited: list[str] = []
+    with (
+        inference_server(model_folder) as endpoint,
+        shop_collector(tmp_path, endpoint) as (shop, collector),
+        chromium() as browser,
+    ):
+        context = new_context(browser)
+        page = context.new_page()
+        page.on("pageerror", lambda error: page_errors.append(str(error)))
+        page.on("console", lambda m: page_errors.append(m.text) if m.type == "error" else None)
+
+        page.goto(f"{shop}/shop")
+        popular = page.locator("[data-popular] > [data-sku]")
+        assert popular.evaluate_all("cards => cards.map(c => c.dataset.sku)") == [
+            product.sku for product in storefront.popular
+        ]
+        # Nothing viewed yet: the home page has no carousel to show.
+        page.wait_for_selector(f'{CAROUSEL}[data-state="empty"]', state="attached")
+        assert page.locator(CAROUSEL).is_hidden()
+        popular.first.locator("a").click()
+
+        for step in range(4):
+            current = storefront.popular[0].sku if step == 0 else visited[-1]
+            page.wait_for_url(f"**/shop/products/{current}")
+            if step == 0:
+                visited.append(current)
+            k = int(page.locator(CAROUSEL).get_attribute("data-k"))
+            assert k == DEFAULT_CAROUSEL_K
+            shown = carousel_skus(page)
+            expected = invocations(endpoint, visited, k)
+            assert expected["fallback"] is None
+            assert len(shown) == k, shown
+            assert len(set(shown)) == k, f"a product twice: {shown}"
+            assert current not in shown, "the product on screen is in its own carousel"
+            assert not set(shown) & set(visited), "the session's products are excluded"
+            assert shown == expected["items"], "the carousel is the endpoint's ranking"
+            assert page.locator("[data-recs-model]").inner_text() == f"model v{MODEL_VERSION}"
+            if step < 3:
+                # A different position each time: the first, second and third card.
+                target = page.locator(CAROUSEL_CARDS).nth(step)
+                visited.append(target.get_attribute("data-sku"))
+                target.locator("a").click()
+
+        assert len(set(visited)) == 4
+        page.click("[data-add-to-cart]")
+        assert page.locator("[data-add-to-cart]").inner_text() == "Added to cart"
+        assert page.locator("[data-cart-count]").inner_text() == "1"
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "storefront.png"), full_page=True)
+
+        # Back home, the carousel recommends for the whole session.
+        page.goto(f"{shop}/shop")
+        assert carousel_skus(page) == invocations(endpoint, visited, k)["items"]
+        expected_count = 1 + 2 * len(visited) + 1 + 1
+        wait_for_events(landing, expected_count)
+        session_cookie = cookie(context, "recs_sid")
+        context.close()
+        stop_collector(collector)  # SIGTERM: the open landing file is published
+
+    assert page_errors == [], "the pages logged errors (a CSP violation, a script error)"
+    assert rejected_records(landing) == []
+    events = sorted(landed_events(landing), key=lambda event: event["client_ts"])
+    product_pages = [
+        [
+            ("pageview", None, None, f"/shop/products/{sku}"),
+            ("event_product", "detail", sku, f"/shop/products/{sku}"),
+        ]
+        for sku in visited
+    ]
+    assert [shape(event) for event in events] == [
+        ("pageview", None, None, "/shop"),
+        *[event for page_events in product_pages for event in page_events],
+        ("event_product", "add", visited[-1], f"/shop/products/{visited[-1]}"),
+        ("pageview", None, None, "/shop"),
+    ]
+    assert len({event["event_id"] for event in events}) == len(events), "an event landed twice"
+    assert {event["session_id"] for event in events} == {session_cookie.split(".")[0]}
+    assert len({event["user_id"] for event in events}) == 1
+
+
+def test_when_the_endpoint_is_down_the_carousel_gives_way_to_a_notice(tmp_path) -> None:
+    landing = tmp_path / "landing"
+    storefront = Storefront.from_config(SHOP)
+    product = storefront.popular[0]
+    nothing_listening = f"http://127.0.0.1:{free_port()}"
+    with shop_collector(tmp_path, nothing_listening) as (shop, _), chromium() as browser:
+        context = new_context(browser)
+        page = context.new_page()
+        page.goto(f"{shop}{product.url}")
+        page.wait_for_selector(f'{CAROUSEL}[data-state="unavailable"]', state="attached")
+        assert page.locator("[data-recs-notice]").is_visible()
+        assert "not available" in page.locator("[data-recs-notice]").inner_text()
+        assert page.locator(CAROUSEL_CARDS).count() == 0
+        assert not page.locator("[data-recs-items]").is_visible()
+        # The shop still works: the page's events land and the cart takes the product.
+        page.click("[data-add-to-cart]")
+        events = wait_for_events(landing, 3)
+        context.close()
+    actions = [(event.get("product_action"), event.get("product_sku")) for event in events]
+    assert sorted(actions, key=str) == sorted(
+        [(None, None), ("detail", product.sku), ("add", product.sku)], key=str
+    )
