@@ -1,12 +1,13 @@
 """Sensors and schedules: Dagster itself decides when assets run."""
 
+import datetime as dt
 import hashlib
 import json
 
 import dagster as dg
 
 from recs_platform.events.landing import LandingFile
-from recs_platform.resources import LandingZone
+from recs_platform.resources import LandingZone, Notifier
 
 
 def files_fingerprint(files: list[LandingFile]) -> str:
@@ -70,3 +71,74 @@ def build_landing_sensor(
         ]
 
     return landing_zone_sensor
+
+
+def build_daily_schedule(job_name: str) -> dg.ScheduleDefinition:
+    """Yesterday's partition of the daily job (raw_events, then the daily dbt models), 00:30 UTC.
+
+    The landing sensor has loaded most of yesterday's files already; this run loads the day
+    once more with every file that arrived before midnight and builds its models.
+    """
+
+    @dg.schedule(
+        name="daily_warehouse_schedule",
+        job_name=job_name,
+        cron_schedule="30 0 * * *",
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="At 00:30 UTC: yesterday's raw_events partition and its dbt models.",
+    )
+    def daily_warehouse_schedule(context: dg.ScheduleEvaluationContext):
+        yesterday = (context.scheduled_execution_time.date() - dt.timedelta(days=1)).isoformat()
+        return dg.RunRequest(run_key=f"daily:{yesterday}", partition_key=yesterday)
+
+    return daily_warehouse_schedule
+
+
+def build_weekly_retrain_schedule(job_name: str) -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(
+        name="weekly_retrain_schedule",
+        job_name=job_name,
+        cron_schedule="0 3 * * 1",
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Mondays 03:00 UTC: training_dataset, session_model (which promotes only a "
+        "winner, behind its blocking checks), then recommendation_endpoint deploys the champion.",
+    )
+
+
+def failure_alert(run: dg.DagsterRun, message: str, failed_steps: list[str], base_url: str | None):
+    from recs_platform.notifications import Alert
+
+    return Alert(
+        title="Dagster run failed",
+        message=message,
+        run_id=run.run_id,
+        job_name=run.job_name,
+        failed_steps=failed_steps,
+        run_url=f"{base_url.rstrip('/')}/runs/{run.run_id}" if base_url else None,
+    )
+
+
+def build_failure_sensor(dagster_url: str | None) -> dg.SensorDefinition:
+    @dg.run_failure_sensor(
+        name="run_failure_alerts",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Every failed run of this code location goes to the `notifier` resource "
+        "(a Slack-compatible webhook in production; a log line and alerts.jsonl locally).",
+    )
+    def run_failure_alerts(context: dg.RunFailureSensorContext, notifier: Notifier):
+        step_failures = context.get_step_failure_events()
+        failed_steps = sorted({event.step_key for event in step_failures if event.step_key})
+        # What went wrong in each step (the run's own message only lists the steps).
+        errors = [
+            f"{event.step_key}: {event.step_failure_data.error.message.strip()}"
+            for event in step_failures
+            if event.step_failure_data.error is not None
+        ]
+        message = "\n".join([context.failure_event.message or "", *errors])
+        alert = failure_alert(context.dagster_run, message, failed_steps, dagster_url)
+        where = notifier.notify(alert)
+        context.log.info(f"alert for run {context.dagster_run.run_id} sent to {where}")
+
+    return run_failure_alerts

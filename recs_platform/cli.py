@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 from pathlib import Path
 
@@ -147,8 +148,13 @@ def _collector(args: argparse.Namespace, settings: Settings) -> int:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from recs_platform.serving.local_endpoint import LocalEndpoint
     from recs_platform.serving.server import ServerConfig, create_app
 
+    if args.stop:
+        stopped = LocalEndpoint(settings.endpoint_dir, port=settings.endpoint_port).stop()
+        print("Stopped the local endpoint." if stopped else "No local endpoint was running.")
+        return 0
     if args.model is not None and args.endpoint_dir is not None:
         raise UsageError("give --model or --endpoint-dir, not both")
     endpoint_dir = None
@@ -246,15 +252,23 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="run the inference server (SageMaker's /ping and /invocations) for a model",
     )
+    # The SageMaker container sets these (deployments/sagemaker/Dockerfile): SageMaker runs
+    # `<image> serve` with the model unpacked in /opt/ml/model and expects port 8080.
     serve.add_argument(
         "--model",
-        default=None,
-        help="a model folder or MLflow URI (models:/session-recommender@champion); "
-        "default: follow the local endpoint folder ($RECS_DATA_DIR/endpoint)",
+        default=os.environ.get("RECS_SERVE_MODEL") or None,
+        help="a model folder or MLflow URI (models:/session-recommender@champion); default "
+        "$RECS_SERVE_MODEL, else follow the local endpoint folder ($RECS_DATA_DIR/endpoint)",
     )
     serve.add_argument("--endpoint-dir", type=Path, default=None)
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=_positive_int, default=8080)
+    serve.add_argument("--host", default=os.environ.get("RECS_SERVE_HOST", "127.0.0.1"))
+    # argparse passes a string default through `type` too: a bad RECS_SERVE_PORT is named.
+    serve.add_argument(
+        "--port", type=_positive_int, default=os.environ.get("RECS_SERVE_PORT", "8080")
+    )
+    serve.add_argument(
+        "--stop", action="store_true", help="stop the local endpoint a deployment started"
+    )
     serve.set_defaults(run=_serve)
 
     demo = commands.add_parser(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import warnings
+
 import dagster as dg
 
 from recs_platform.assets.dashboard import build_shop_dashboard_asset
@@ -10,7 +13,12 @@ from recs_platform.assets.endpoint import build_recommendation_endpoint_asset
 from recs_platform.assets.ingest import build_raw_events_asset
 from recs_platform.assets.model import build_session_model_asset
 from recs_platform.assets.transform import build_dbt_assets
-from recs_platform.automation import build_landing_sensor
+from recs_platform.automation import (
+    build_daily_schedule,
+    build_failure_sensor,
+    build_landing_sensor,
+    build_weekly_retrain_schedule,
+)
 from recs_platform.partitions import daily_partitions
 from recs_platform.resources import resources_for
 from recs_platform.settings import Settings
@@ -18,56 +26,91 @@ from recs_platform.simulation.generator import SHOP_CONFIG_FILE
 
 INGEST_JOB = "ingest_raw_events"
 WAREHOUSE_JOB = "build_warehouse"
+DAILY_JOB = "daily_ingest_and_warehouse"
 TRAINING_JOB = "train_session_model"
-DASHBOARD_JOB = "refresh_shop_dashboard"
 DEPLOY_JOB = "deploy_recommendation_endpoint"
+RETRAIN_JOB = "retrain_and_deploy"
+DASHBOARD_JOB = "refresh_shop_dashboard"
+# An asset not updated for this long is stale: the daily schedule and the sensor update both.
+FRESHNESS_LIMIT = dt.timedelta(hours=26)
+
+
+def network_retry_policy(env: str) -> dg.RetryPolicy | None:
+    """Production assets talk to S3, Snowflake, SageMaker: transient failures are retried."""
+    if env == "local":
+        return None
+    return dg.RetryPolicy(
+        max_retries=3, delay=15, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+    )
 
 
 def build_definitions(settings: Settings, resources: dict | None = None) -> dg.Definitions:
     """The definitions of one environment; `resources` replaces the environment's defaults."""
     daily = daily_partitions(settings.partitions_start)
     warehouse_kind = "duckdb" if settings.env == "local" else "snowflake"
-    raw_events = build_raw_events_asset(daily, warehouse_kind)
-    ingest_job = dg.define_asset_job(
-        INGEST_JOB, selection=dg.AssetSelection.assets(raw_events), partitions_def=daily
-    )
-    dbt_assets = build_dbt_assets(settings.env, warehouse_kind, daily)
-    training_dataset = build_training_dataset_asset(
-        "duckdb_writer" if warehouse_kind == "duckdb" else None
-    )
-    shop_dashboard = build_shop_dashboard_asset(
-        "duckdb_writer" if warehouse_kind == "duckdb" else None
-    )
+    duckdb_pool = "duckdb_writer" if warehouse_kind == "duckdb" else None
+    retry = network_retry_policy(settings.env)
+    raw_events = build_raw_events_asset(daily, warehouse_kind, retry)
+    dbt_assets = build_dbt_assets(settings.env, warehouse_kind, daily, retry)
+    training_dataset = build_training_dataset_asset(duckdb_pool, retry)
+    shop_dashboard = build_shop_dashboard_asset(duckdb_pool, retry)
     # The simulator leaves its configuration beside the local landing files: the oracle's ceiling.
     shop_config = settings.landing_dir / SHOP_CONFIG_FILE if settings.env == "local" else None
     session_model = build_session_model_asset(shop_config)
-    if settings.env == "local":
-        recommendation_endpoint = build_recommendation_endpoint_asset({"mlflow", "python"})
-    else:  # SageMaker calls fail transiently (throttling, capacity): retry with backoff
-        recommendation_endpoint = build_recommendation_endpoint_asset(
-            {"mlflow", "sagemaker"},
-            dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL),
+    recommendation_endpoint = build_recommendation_endpoint_asset(
+        {"mlflow", "python" if settings.env == "local" else "sagemaker"}, retry
+    )
+    with warnings.catch_warnings():
+        # Superseded by FreshnessPolicy, whose state only the daemon computes; checks keep a
+        # pass/fail history per asset in the UI and run (and are tested) like any other check.
+        warnings.simplefilter("ignore", dg.SupersessionWarning)
+        freshness_checks = dg.build_last_update_freshness_checks(
+            assets=[raw_events, dg.AssetKey("sessions")], lower_bound_delta=FRESHNESS_LIMIT
         )
-    warehouse_job = dg.define_asset_job(
-        WAREHOUSE_JOB,
-        selection=dg.AssetSelection.assets(*dbt_assets[0].keys),
-        partitions_def=daily,
-        description="The daily dbt models of a range of days, in one run (dbt tests as checks).",
-    )
-    training_job = dg.define_asset_job(
-        TRAINING_JOB,
-        selection=dg.AssetSelection.assets(training_dataset, session_model),
-        description="The training window's dataset, then the candidates trained, tracked, "
-        "registered and (if they win) promoted.",
-    )
-    deploy_job = dg.define_asset_job(
-        DEPLOY_JOB,
-        selection=dg.AssetSelection.assets(recommendation_endpoint),
-        description="The MLflow champion deployed to the endpoint, then probed.",
-    )
-    dashboard_job = dg.define_asset_job(
-        DASHBOARD_JOB, selection=dg.AssetSelection.assets(shop_dashboard)
-    )
+        freshness_sensor = dg.build_sensor_for_freshness_checks(
+            freshness_checks=freshness_checks,
+            name="freshness_checks_sensor",
+            default_status=dg.DefaultSensorStatus.RUNNING,
+        )
+    # The freshness checks run on their own sensor, not inside every run of their assets.
+    freshness = dg.AssetSelection.checks(*freshness_checks)
+    daily_models = dg.AssetSelection.assets(*dbt_assets[0].keys) - freshness
+    jobs = [
+        dg.define_asset_job(
+            INGEST_JOB,
+            selection=dg.AssetSelection.assets(raw_events) - freshness,
+            description="One day's landing files into raw.events (what the sensor runs).",
+        ),
+        dg.define_asset_job(
+            WAREHOUSE_JOB,
+            selection=daily_models,
+            description="The daily dbt models of a range of days in one run (dbt tests as checks).",
+        ),
+        dg.define_asset_job(
+            DAILY_JOB,
+            selection=(dg.AssetSelection.assets(raw_events) - freshness) | daily_models,
+            description="A day's raw_events, then its dbt models (what the daily schedule runs).",
+        ),
+        dg.define_asset_job(
+            TRAINING_JOB,
+            selection=dg.AssetSelection.assets(training_dataset, session_model),
+            description="The training window's dataset, then the candidates trained, tracked, "
+            "registered and (if they win) promoted.",
+        ),
+        dg.define_asset_job(
+            DEPLOY_JOB,
+            selection=dg.AssetSelection.assets(recommendation_endpoint),
+            description="The MLflow champion deployed to the endpoint, then probed.",
+        ),
+        dg.define_asset_job(
+            RETRAIN_JOB,
+            selection=dg.AssetSelection.assets(
+                training_dataset, session_model, recommendation_endpoint
+            ),
+            description="Retrain, promote a winner, deploy the champion (the weekly schedule).",
+        ),
+        dg.define_asset_job(DASHBOARD_JOB, selection=dg.AssetSelection.assets(shop_dashboard)),
+    ]
     return dg.Definitions(
         assets=[
             raw_events,
@@ -77,8 +120,14 @@ def build_definitions(settings: Settings, resources: dict | None = None) -> dg.D
             session_model,
             recommendation_endpoint,
         ],
-        jobs=[ingest_job, warehouse_job, training_job, deploy_job, dashboard_job],
-        sensors=[build_landing_sensor(INGEST_JOB, daily)],
+        asset_checks=freshness_checks,
+        jobs=jobs,
+        schedules=[build_daily_schedule(DAILY_JOB), build_weekly_retrain_schedule(RETRAIN_JOB)],
+        sensors=[
+            build_landing_sensor(INGEST_JOB, daily),
+            build_failure_sensor(settings.dagster_url),
+            freshness_sensor,
+        ],
         resources=resources if resources is not None else resources_for(settings),
     )
 

@@ -8,6 +8,7 @@ import dagster as dg
 
 from recs_platform.definitions import (
     DASHBOARD_JOB,
+    DEPLOY_JOB,
     INGEST_JOB,
     TRAINING_JOB,
     WAREHOUSE_JOB,
@@ -157,7 +158,26 @@ def run_demo(
     mlflow_uri, _ = local_tracking(settings.data_dir)
     print(f"MLflow UI: .venv/bin/mlflow ui --backend-store-uri {mlflow_uri}")
 
-    print("\n== 5. The shop dashboard")
+    print("\n== 5. Deploying the champion to the local endpoint")
+    result = defs.resolve_job_def(DEPLOY_JOB).execute_in_process(
+        instance=instance, raise_on_error=False
+    )
+    deployed = result.asset_materializations_for_node("recommendation_endpoint")
+    if not deployed:
+        print("recommendation_endpoint did not materialize; see the run in the Dagster UI.")
+        return 1
+    endpoint = {key: value.value for key, value in deployed[0].metadata.items()}
+    for check in result.get_asset_check_evaluations():
+        print(f"check {check.check_name}: {'passed' if check.passed else 'FAILED'}")
+    print(
+        f"Version {endpoint['model_version']} ({endpoint['recommender']}) serves at "
+        f"{endpoint['endpoint_url']} ({endpoint['action']}); it keeps running after the demo.\n"
+        f"Ask it: curl -s {endpoint['endpoint_url']}/invocations "
+        '-d \'{"session": ["<a sku>"], "k": 5}\'\n'
+        "Stop it: .venv/bin/recs-platform serve --stop"
+    )
+
+    print("\n== 6. The shop dashboard")
     result = defs.resolve_job_def(DASHBOARD_JOB).execute_in_process(instance=instance)
     report = result.asset_materializations_for_node("shop_dashboard")[0].metadata["report"]
     print(f"Open {report.value} in a browser.")

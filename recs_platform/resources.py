@@ -21,6 +21,7 @@ from dagster_duckdb import DuckDBResource
 from dagster_snowflake import SnowflakeResource
 
 from recs_platform.events.landing import LandingFile, list_local_dates, list_local_partition
+from recs_platform.notifications import Alert
 from recs_platform.settings import Settings
 from recs_platform.training import tracking
 from recs_platform.transform.dbt_invocation import DBT_EXECUTABLE, DBT_PROJECT_DIR
@@ -282,7 +283,6 @@ class SageMakerRecommendationEndpoint(RecommendationEndpoint):
     runtime_endpoint_url: str | None = None
     """Only to point the runtime client elsewhere (tests: a local inference server)."""
 
-
     def deploy(self, package_folder: Path, version: str) -> dict[str, Any]:
         from recs_platform.serving.sagemaker import (
             SageMakerDeployError,
@@ -331,6 +331,39 @@ class SageMakerRecommendationEndpoint(RecommendationEndpoint):
         return invoke_sagemaker(runtime, self.endpoint_name, payload)
 
 
+class Notifier(dg.ConfigurableResource, ABC):
+    """Where alerts about failed runs go."""
+
+    @abstractmethod
+    def notify(self, alert: Alert) -> str:
+        """Send the alert; returns where it went."""
+
+
+class LocalFileNotifier(Notifier):
+    """A log line and one JSON line per alert in a file (`$RECS_DATA_DIR/alerts/alerts.jsonl`)."""
+
+    path: str
+
+    def notify(self, alert: Alert) -> str:
+        from recs_platform.notifications import append_to_file
+
+        append_to_file(Path(self.path), alert)
+        return self.path
+
+
+class WebhookNotifier(Notifier):
+    """Slack-compatible incoming webhook (the URL is a secret: from the environment only)."""
+
+    webhook_url: str
+    timeout_s: float = 10.0
+
+    def notify(self, alert: Alert) -> str:
+        from recs_platform.notifications import post_to_webhook
+
+        post_to_webhook(self.webhook_url, alert, self.timeout_s)
+        return "webhook"
+
+
 def resources_for(settings: Settings) -> dict[str, Any]:
     """The resource set of one environment. Nothing here connects to anything."""
     from recs_platform.assets.dataset import S3TrainingDatasetIOManager, TrainingDatasetIOManager
@@ -350,6 +383,7 @@ def resources_for(settings: Settings) -> dict[str, Any]:
             "dbt": dbt,
             "mlflow_tracking": local_mlflow(settings),
             "landing": LocalLandingZone(root=str(settings.landing_dir)),
+            "notifier": LocalFileNotifier(path=str(settings.data_dir / "alerts" / "alerts.jsonl")),
             "endpoint": LocalRecommendationEndpoint(
                 endpoint_dir=str(settings.endpoint_dir), port=settings.endpoint_port
             ),
@@ -375,6 +409,7 @@ def resources_for(settings: Settings) -> dict[str, Any]:
         "landing": S3LandingZone(
             s3=s3, bucket=dg.EnvVar("RECS_LANDING_BUCKET"), prefix=settings.landing_prefix
         ),
+        "notifier": WebhookNotifier(webhook_url=dg.EnvVar("RECS_ALERT_WEBHOOK_URL")),
         "endpoint": SageMakerRecommendationEndpoint(
             s3=s3,
             bucket=dg.EnvVar("RECS_LANDING_BUCKET"),

@@ -23,6 +23,8 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     endpoint_port: int = 8080
     """Port of the local endpoint process on 127.0.0.1 (RECS_ENDPOINT_PORT)."""
+    dagster_url: str | None = None
+    """The Dagster UI's address, for links in alerts (RECS_DAGSTER_URL)."""
 
     @property
     def landing_dir(self) -> Path:
@@ -65,8 +67,10 @@ class Settings:
         port_text = environ.get("RECS_ENDPOINT_PORT", "8080").strip()
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
             raise SettingsError(f"RECS_ENDPOINT_PORT={port_text!r} is not a port number")
+        default_ui = "http://127.0.0.1:3000" if env == "local" else ""
         return cls(
             env=env,
+            dagster_url=environ.get("RECS_DAGSTER_URL", default_ui).strip() or None,
             endpoint_port=int(port_text),
             cors_origins=cors_origins,
             data_dir=data_dir.absolute(),

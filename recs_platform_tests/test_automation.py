@@ -64,13 +64,15 @@ def test_days_before_the_partitions_wait_until_their_partition_exists():
     assert later == [("2026-10-30", "x")]
 
 
-def test_the_sensor_is_on_by_default_and_targets_the_ingest_job(tmp_path, monkeypatch):
+def test_every_sensor_is_on_by_default_and_the_landing_one_targets_ingest(tmp_path, monkeypatch):
     from recs_platform.definitions import defs
 
     monkeypatch.setenv("RECS_DATA_DIR", str(tmp_path))
-    (sensor,) = defs().sensors
-    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert sensor.job_name == "ingest_raw_events"
+    sensors = {sensor.name: sensor for sensor in defs().sensors}
+    assert set(sensors) == {"landing_zone_sensor", "run_failure_alerts", "freshness_checks_sensor"}
+    for sensor in sensors.values():
+        assert sensor.default_status == dg.DefaultSensorStatus.RUNNING, sensor.name
+    assert sensors["landing_zone_sensor"].job_name == "ingest_raw_events"
 
 
 def test_the_sensor_watches_s3_the_same_way(tmp_path, moto_endpoint, s3_client, s3_bucket):

@@ -9,6 +9,10 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import httpx
+
+from recs_platform.serving.local_endpoint import LocalEndpoint
+from recs_platform_tests.collection.servers import free_port
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).parents[1]
@@ -27,8 +31,22 @@ def test_the_demo_loads_every_simulated_day_and_can_run_again(tmp_path, monkeypa
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "deployments" / "dagster" / "local.yaml", home / "dagster.yaml")
-    environ = {**os.environ, "RECS_DATA_DIR": str(tmp_path), "DAGSTER_HOME": str(home)}
+    port = free_port()
+    environ = {
+        **os.environ,
+        "RECS_DATA_DIR": str(tmp_path),
+        "DAGSTER_HOME": str(home),
+        "RECS_ENDPOINT_PORT": str(port),
+    }
     environ.pop("RECS_ENV", None)
+    endpoint = LocalEndpoint(tmp_path / "endpoint", port=port)
+    try:
+        run_the_demo_twice(tmp_path, home, environ, monkeypatch, endpoint)
+    finally:
+        endpoint.stop()
+
+
+def run_the_demo_twice(tmp_path, home, environ, monkeypatch, endpoint):
 
     def demo(*options: str) -> str:
         result = subprocess.run(
@@ -67,6 +85,10 @@ def test_the_demo_loads_every_simulated_day_and_can_run_again(tmp_path, monkeypa
     )
     assert passed == total > 50
     assert re.search(r"analytics\.sessions\s+42,000 rows", first)
+    assert "check serves_champion: passed" in first
+    assert "Version 1 " in first and f"serves at {endpoint.url} (started)" in first
+    answer = httpx.post(f"{endpoint.url}/invocations", json={"session": []}).json()
+    assert answer["model"]["version"] == "1" and len(answer["predictions"][0]["items"]) == 10
 
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.DagsterInstance.get() as instance:
@@ -88,3 +110,5 @@ def test_the_demo_loads_every_simulated_day_and_can_run_again(tmp_path, monkeypa
     assert second_models["markov"] == models["markov"], "same data, same evaluation"
     assert "check beats_champion: FAILED" in second
     assert re.search(r"version 2, not promoted; the champion stays champion \(version 1\)", second)
+    # The champion did not change, so neither does what the endpoint serves.
+    assert "Version 1 " in second and f"serves at {endpoint.url} (unchanged)" in second

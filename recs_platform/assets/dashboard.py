@@ -19,12 +19,15 @@ class ShopDashboardConfig(dg.Config):
     top_items: int = TOP_ITEMS
 
 
-def build_shop_dashboard_asset(pool: str | None) -> dg.AssetsDefinition:
+def build_shop_dashboard_asset(
+    pool: str | None, retry_policy: dg.RetryPolicy | None = None
+) -> dg.AssetsDefinition:
     """`pool`: the DuckDB file takes one process at a time, readers included."""
 
     @dg.asset(
         deps=["daily_session_stats", "sessions", "item_stats"],
         pool=pool,
+        retry_policy=retry_policy,
         group_name="reporting",
         kinds={"python", "html"},
         description=(

@@ -80,12 +80,15 @@ class S3TrainingDatasetIOManager(dg.ConfigurableIOManager):
         return _load_input(self._store(context))
 
 
-def build_training_dataset_asset(pool: str | None) -> dg.AssetsDefinition:
+def build_training_dataset_asset(
+    pool: str | None, retry_policy: dg.RetryPolicy | None = None
+) -> dg.AssetsDefinition:
     """`pool`: the DuckDB file takes one process at a time, readers included."""
 
     @dg.asset(
         deps=["training_sessions"],
         pool=pool,
+        retry_policy=retry_policy,
         group_name="dataset",
         kinds={"python", "pandas", "parquet"},
         io_manager_key="dataset_io_manager",

@@ -15,7 +15,9 @@ class RawEventsConfig(dg.Config):
 
 
 def build_raw_events_asset(
-    partitions_def: dg.PartitionsDefinition, warehouse_kind: str
+    partitions_def: dg.PartitionsDefinition,
+    warehouse_kind: str,
+    retry_policy: dg.RetryPolicy | None = None,
 ) -> dg.AssetsDefinition:
     @dg.asset(
         name="raw_events",
@@ -24,6 +26,7 @@ def build_raw_events_asset(
         partitions_def=partitions_def,
         kinds={warehouse_kind, "python"},
         pool=f"{warehouse_kind}_writer" if warehouse_kind == "duckdb" else None,
+        retry_policy=retry_policy,
         metadata={"partition_expr": "event_date", "table": "raw.events"},
         check_specs=[
             dg.AssetCheckSpec(

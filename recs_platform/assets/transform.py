@@ -73,7 +73,10 @@ def _has_models_outside(project: DbtProject, selector: str) -> bool:
 
 
 def build_dbt_assets(
-    env: str, warehouse_kind: str, partitions_def: dg.PartitionsDefinition
+    env: str,
+    warehouse_kind: str,
+    partitions_def: dg.PartitionsDefinition,
+    retry_policy: dg.RetryPolicy | None = None,
 ) -> list[dg.AssetsDefinition]:
     project = dbt_project(env)
     if not project.manifest_path.exists():
@@ -93,6 +96,7 @@ def build_dbt_assets(
         dagster_dbt_translator=translator,
         name="daily_dbt_models",
         pool=pool,
+        retry_policy=retry_policy,
     )
     def daily_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
         window = context.partition_time_window
@@ -111,6 +115,7 @@ def build_dbt_assets(
         dagster_dbt_translator=translator,
         name="dbt_models",
         pool=pool,
+        retry_policy=retry_policy,
     )
     def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
         with environment(no_window_env()):
