@@ -39,7 +39,7 @@ bench: install
 	$(BIN)/python benchmarks/run_all.py
 
 dev: install dbt-manifest $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -m recs_platform.definitions -h 127.0.0.1
+	$(BIN)/recs-platform dev
 
 $(DAGSTER_HOME)/dagster.yaml: deployments/dagster/local.yaml
 	mkdir -p "$(DAGSTER_HOME)"

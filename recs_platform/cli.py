@@ -171,6 +171,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _dev(args: argparse.Namespace, settings: Settings) -> int:
+    from recs_platform.dev import DevPorts, run_dev
+
+    if settings.env != "local":
+        raise UsageError("the local stack runs on the embedded defaults: unset RECS_ENV")
+    return run_dev(settings, DevPorts(args.dagster_port, args.mlflow_port, args.collector_port))
+
+
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from recs_platform.demo import run_demo
 
@@ -270,6 +278,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--stop", action="store_true", help="stop the local endpoint a deployment started"
     )
     serve.set_defaults(run=_serve)
+
+    dev = commands.add_parser(
+        "dev",
+        help="the local stack: Dagster UI and daemon, MLflow UI, the endpoint, the collector "
+        "with the storefront (Ctrl-C stops them all)",
+    )
+    dev.add_argument("--dagster-port", type=_positive_int, default=3000)
+    dev.add_argument("--mlflow-port", type=_positive_int, default=5000)
+    dev.add_argument("--collector-port", type=_positive_int, default=8000)
+    dev.set_defaults(run=_dev)
 
     demo = commands.add_parser(
         "demo",

@@ -112,6 +112,24 @@ class LocalEndpoint:
         self._prune(keep=package)
         return Deployment(self.url, str(version), package, action, time.monotonic() - started)
 
+    def ensure_running(self) -> bool:
+        """Start the server of this folder unless it runs; True when it was started here.
+
+        It answers /ping with 503 until a model is deployed into the folder.
+        """
+        if self.ping() is not None:
+            self._serving_package()  # raises unless it is this folder's server
+            return False
+        Path(self.endpoint_dir).mkdir(parents=True, exist_ok=True)
+        self._start_process()
+        deadline = time.monotonic() + self.timeout_s
+        while self.ping() is None:
+            info = self._server_info()
+            if info is None or not _alive(info["pid"]) or time.monotonic() > deadline:
+                raise EndpointError(f"the endpoint did not start; its log:\n{self._log_tail()}")
+            time.sleep(0.1)
+        return True
+
     def _serving_package(self) -> str | None:
         """The package our running server serves; None when no server of this folder runs."""
         document = self.ping()
