@@ -70,6 +70,9 @@ def build_definitions(settings: Settings, resources: dict | None = None) -> dg.D
         freshness_sensor = dg.build_sensor_for_freshness_checks(
             freshness_checks=freshness_checks,
             name="freshness_checks_sensor",
+            # Hourly: a stale asset is seen within the hour; every 30 s (the default) fills
+            # the runs list of a laptop where nothing has been loaded yet.
+            minimum_interval_seconds=3600,
             default_status=dg.DefaultSensorStatus.RUNNING,
         )
     # The freshness checks run on their own sensor, not inside every run of their assets.

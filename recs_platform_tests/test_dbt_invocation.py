@@ -6,6 +6,7 @@ import pytest
 from recs_platform.transform.dbt_invocation import (
     WINDOW_ENV_VARS,
     dbt_build_args,
+    dbt_run_env,
     environment,
     no_window_env,
     partition_window_env,
@@ -50,3 +51,9 @@ def test_the_window_is_set_only_inside_the_block(monkeypatch):
     with environment(no_window_env()):
         assert min_name not in os.environ and max_name not in os.environ
     assert os.environ[min_name] == "2000-01-01"
+
+
+def test_dbt_runs_only_the_tests_whose_models_are_all_built():
+    window = partition_window_env(dt.date(2026, 11, 3), dt.date(2026, 11, 4))
+    assert dbt_run_env(window) == {**window, "DBT_INDIRECT_SELECTION": "buildable"}
+    assert dbt_run_env(no_window_env())["DBT_INDIRECT_SELECTION"] == "buildable"

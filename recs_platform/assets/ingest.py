@@ -5,6 +5,7 @@ import datetime as dt
 import dagster as dg
 
 from recs_platform.resources import LandingZone, Warehouse
+from recs_platform.warehouse.schema import PartitionLoad
 
 REJECTED_SHARE_CHECK = "rejected_share_below_threshold"
 
@@ -26,6 +27,7 @@ def build_raw_events_asset(
         partitions_def=partitions_def,
         kinds={warehouse_kind, "python"},
         pool=f"{warehouse_kind}_writer" if warehouse_kind == "duckdb" else None,
+        backfill_policy=dg.BackfillPolicy.single_run(),
         retry_policy=retry_policy,
         metadata={"partition_expr": "event_date", "table": "raw.events"},
         check_specs=[
@@ -47,24 +49,40 @@ def build_raw_events_asset(
         landing: LandingZone,
         warehouse: Warehouse,
     ) -> dg.MaterializeResult:
-        day = dt.date.fromisoformat(context.partition_key)
-        load = warehouse.load_raw_events(day, landing)
-        if load.files == 0:
-            context.log.info(f"No landing files for {day}: the partition is empty.")
-        for key in load.corrupt_files:
-            context.log.warning(f"{key} is damaged; its readable lines were kept.")
-        share = load.rejected_share
+        # One day per run from the sensor; a backfill loads its whole range in one run (then
+        # one dbt run follows for the range), each day replaced in its own transaction.
+        loads = []
+        for key in context.partition_keys:
+            day = dt.date.fromisoformat(key)
+            load = warehouse.load_raw_events(day, landing)
+            if load.files == 0:
+                context.log.info(f"No landing files for {day}: the partition is empty.")
+            for corrupt in load.corrupt_files:
+                context.log.warning(f"{corrupt} is damaged; its readable lines were kept.")
+            loads.append(load)
+        total = PartitionLoad(
+            event_date=loads[0].event_date,
+            rows=sum(load.rows for load in loads),
+            rejected_rows=sum(load.rejected_rows for load in loads),
+            files=sum(load.files for load in loads),
+            bytes=sum(load.bytes for load in loads),
+            corrupt_files=[key for load in loads for key in load.corrupt_files],
+        )
+        share = total.rejected_share
+        metadata = {
+            "dagster/row_count": total.rows,
+            "rows": total.rows,
+            "rejected_rows": total.rejected_rows,
+            "rejected_share": share,
+            "files": total.files,
+            "bytes": total.bytes,
+            "corrupt_files": total.corrupt_files,
+            "empty_day": total.files == 0,
+        }
+        if len(loads) > 1:
+            metadata["days"] = dg.MetadataValue.md(_days_table(loads))
         return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": load.rows,
-                "rows": load.rows,
-                "rejected_rows": load.rejected_rows,
-                "rejected_share": share,
-                "files": load.files,
-                "bytes": load.bytes,
-                "corrupt_files": load.corrupt_files,
-                "empty_day": load.files == 0,
-            },
+            metadata=metadata,
             check_results=[
                 dg.AssetCheckResult(
                     check_name=REJECTED_SHARE_CHECK,
@@ -73,10 +91,19 @@ def build_raw_events_asset(
                     metadata={
                         "rejected_share": share,
                         "max_rejected_share": config.max_rejected_share,
-                        "rejected_rows": load.rejected_rows,
+                        "rejected_rows": total.rejected_rows,
                     },
                 )
             ],
         )
 
     return raw_events
+
+
+def _days_table(loads: list[PartitionLoad]) -> str:
+    lines = ["| day | files | rows | rejected |", "|---|---|---|---|"]
+    lines += [
+        f"| {load.event_date} | {load.files} | {load.rows} | {load.rejected_rows} |"
+        for load in loads
+    ]
+    return "\n".join(lines)

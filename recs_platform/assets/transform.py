@@ -7,6 +7,7 @@ and the tests) or by `dagster dev`.
 
 import functools
 import json
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -23,6 +24,7 @@ from recs_platform.transform.dbt_invocation import (
     DBT_PROJECT_DIR,
     INCREMENTAL_SELECTOR,
     dbt_build_args,
+    dbt_run_env,
     environment,
     no_window_env,
     partition_window_env,
@@ -32,12 +34,35 @@ RAW_EVENTS_SOURCE = ("raw", "events")
 
 
 class ManifestPreparer(DagsterDbtProjectPreparer):
-    """Under `dagster dev`, re-parse the project with the dbt beside this Python (the default
-    preparer looks for `dbt` on PATH, which an unactivated virtual environment lacks)."""
+    """Under `dagster dev`, re-parse the project when a file of it changed since the manifest,
+    with the dbt beside this Python (the default preparer looks for `dbt` on PATH, which an
+    unactivated virtual environment lacks). `dagster dev` loads the code in every run and step
+    process too: an unconditional parse cost each of them seconds."""
 
     def prepare(self, project: DbtProject) -> None:
+        if not manifest_is_stale(project):
+            return
         dbt = DbtCliResource(project_dir=project, dbt_executable=str(DBT_EXECUTABLE))
         dbt.cli(["parse", "--quiet"], target_path=project.target_path).wait()
+
+
+PROJECT_FILE_SUFFIXES = {".sql", ".yml", ".yaml", ".csv", ".md"}
+
+
+def manifest_is_stale(project: DbtProject) -> bool:
+    """Whether some file of the project is newer than its manifest (or there is none)."""
+    if not project.manifest_path.exists():
+        return True
+    parsed_at = project.manifest_path.stat().st_mtime
+    target = (Path(project.project_dir) / project.target_path).resolve()
+    return any(
+        path.stat().st_mtime > parsed_at
+        for path in Path(project.project_dir).rglob("*")
+        if path.suffix in PROJECT_FILE_SUFFIXES
+        and target not in path.resolve().parents
+        and "dbt_packages" not in path.parts
+        and "logs" not in path.parts
+    )
 
 
 @functools.cache
@@ -101,7 +126,7 @@ def build_dbt_assets(
     def daily_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
         window = context.partition_time_window
         # The window goes in the environment, not --vars, so that dbt keeps its partial parse.
-        with environment(partition_window_env(window.start.date(), window.end.date())):
+        with environment(dbt_run_env(partition_window_env(window.start.date(), window.end.date()))):
             invocation = dbt.cli(dbt_build_args(), context=context)
         yield from invocation.stream()
 
@@ -118,7 +143,7 @@ def build_dbt_assets(
         retry_policy=retry_policy,
     )
     def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-        with environment(no_window_env()):
+        with environment(dbt_run_env(no_window_env())):
             invocation = dbt.cli(dbt_build_args(), context=context)
         yield from invocation.stream()
 

@@ -38,6 +38,19 @@ def partition_window_env(start: dt.date, end_exclusive: dt.date) -> dict[str, st
     return dict(zip(WINDOW_ENV_VARS, (window["min_date"], window["max_date"]), strict=True))
 
 
+def dbt_run_env(window: dict[str, str | None]) -> dict[str, str | None]:
+    """What a dbt run of the assets gets in its environment: the window, and dbt's indirect
+    selection set to `buildable`.
+
+    Dagster runs a subset of the models when a backfill or a user asks for some of them; with
+    dbt's default (`eager`) a test that also reads an unselected model runs too, and fails on a
+    first build where that model's table does not exist yet. `buildable` runs a test only when
+    every model it reads is selected or upstream of the selection; with the whole selection,
+    every test runs as before.
+    """
+    return {**window, "DBT_INDIRECT_SELECTION": "buildable"}
+
+
 def no_window_env() -> dict[str, None]:
     """Unsets the window variables: a run over every partition."""
     return dict.fromkeys(WINDOW_ENV_VARS)
