@@ -1,0 +1,672 @@
+"""Serving: `POST /invocations` against the in-process model call, in the same run (issue 6 §6).
+
+A 20,000-item catalogue, prefixes of 10 SKUs, k=20, one instance per request, one uvicorn worker
+(`recs-platform serve --model <folder>`). Per model (GRU4Rec, Markov; SASRec on request):
+
+- in-process reference: `orjson.dumps(predict(load_model(folder), parse_instances(body)))` per
+  request, the server's own work minus HTTP, timed call by call after a warm-up;
+- HTTP at a fixed rate (default 200 requests/s for 20 s), open loop: a Python asyncio client
+  sends each request on its schedule over a pool of keep-alive connections, without waiting for
+  earlier answers, and measures latency from the *scheduled* send time, so queueing counts;
+- maximum throughput: `wrk -t1 -c8 -d10s --latency`, closed loop, POSTs via a Lua script.
+
+The same fixed-rate load and wrk run against `bare_pixel_app.py` (an ASGI app that drains the body
+and answers a GIF) first: the floor of client + uvicorn here, and a check that the client is not
+the bottleneck (its send lag, actual send time minus scheduled, is reported, and the latency from
+the actual send beside the one from the schedule). The client runs with garbage collection off
+and the simulated sessions frozen out of it (a full collection stalled it ~90 ms).
+
+Torch models are also served a second time with `OMP_NUM_THREADS=1` (`<model>_1thread`; the
+in-process reference then runs with one thread too): `recs-platform serve` leaves torch at its
+default of one intra-op thread per core, which collapses as soon as the other core is busy (see
+benchmarks/README.md). `--background-load N` runs N busy loops beside the measurements, to
+reproduce a shared machine on purpose. `--no-one-thread-variant` skips the second serving.
+
+Models are built in about 15 s: a 7-day, 3,000 sessions/day simulated shop of 20,000 items in
+memory (days 0-5 train; day 6 is held out and gives the probe prefixes: the first 10 SKUs of its
+sessions of 10 or more, 383, topped up to 500 with random catalogue SKUs), plus sessions of 5
+made of the SKUs never viewed in training (12,054 of the 20,000), so every model knows the whole
+catalogue. GRU4Rec trains 1 epoch with the sampled softmax and one thread (about 10 s).
+Quality is not measured here, only speed: these models are not the ones bench_models.py reports.
+
+Goals: HTTP p50 <= 1.5 x in-process p50 + 2 ms; HTTP p99 < 25 ms at 200 requests/s.
+Needs `wrk` (apt-get install wrk). Talks only to 127.0.0.1; every server is stopped on exit.
+Usage: .venv/bin/python benchmarks/bench_serving.py [--seconds 20] [--rate 200]
+       [--wrk-seconds 10] [--models gru4rec markov] [--calls 3000] [--background-load 0]
+About 2.5 minutes on the 2-core machine (5 when the default-thread GRU4Rec collapses).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import gc
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httptools
+import numpy as np
+import orjson
+import torch
+from report import RESULTS, save_and_print
+
+from recs_platform.models.gru4rec import GRU4RecRecommender
+from recs_platform.models.markov import MarkovRecommender
+from recs_platform.models.sasrec import SASRecRecommender
+from recs_platform.models.torch_common import torch_threads
+from recs_platform.serving.inference import load_model, package_model, parse_instances, predict
+from recs_platform.simulation import ShopConfig, simulate_sessions
+from recs_platform.simulation.catalogue import build_catalogue
+
+HERE = Path(__file__).parent
+BIN = Path(sys.executable).parent
+HOST = "127.0.0.1"
+SHOP = ShopConfig(seed=11, n_items=20_000, sessions_per_day=3_000, days=7)
+PREFIX = 10
+K = 20
+PROBES = 500
+WARMUP_CALLS = 200
+IN_PROCESS_LIMIT_S = 300.0  # the timed calls stop there, however many are left
+WRK_CONNECTIONS = 8
+POOL_CONNECTIONS = 64
+REQUEST_TIMEOUT_S = 5.0
+STARTUP_TIMEOUT_S = 120.0
+GOAL_P50_FACTOR, GOAL_P50_PLUS_MS, GOAL_P99_MS = 1.5, 2.0, 25.0
+MODELS = {
+    "gru4rec": lambda: GRU4RecRecommender(loss="sampled", epochs=1, num_threads=1),
+    "sasrec": lambda: SASRecRecommender(loss="sampled", epochs=1, num_threads=1),
+    "markov": lambda: MarkovRecommender(),
+}
+TORCH_MODELS = ("gru4rec", "sasrec")
+NO_ANSWER = ("p50_ms", "p99_ms", "max_ms", "mean_ms")
+
+
+# --- models and probes -------------------------------------------------------------------------
+
+
+def shop_sessions(rng: np.random.Generator) -> tuple[list[tuple[str, ...]], list[list[str]]]:
+    """Training sessions covering all 20,000 SKUs, and the probe prefixes (held-out day)."""
+    sessions = simulate_sessions(SHOP)
+    last_day = SHOP.days - 1
+    train = [session.skus for session in sessions if session.day < last_day]
+    seen = {sku for session in train for sku in session}
+    unseen = [sku for sku in build_catalogue(SHOP).skus if sku not in seen]
+    rng.shuffle(unseen)
+    train += [tuple(unseen[start : start + 5]) for start in range(0, len(unseen), 5)]
+    held_out = [list(s.skus[:PREFIX]) for s in sessions if s.day == last_day and len(s.skus) >= 10]
+    catalogue = build_catalogue(SHOP).skus
+    while len(held_out) < PROBES:  # topped up with random catalogue SKUs if too few
+        held_out.append([catalogue[i] for i in rng.choice(len(catalogue), PREFIX, replace=False)])
+    return train, held_out[:PROBES]
+
+
+def request_body(prefix: list[str]) -> bytes:
+    return orjson.dumps({"instances": [{"session": prefix, "k": K}]})
+
+
+# --- in-process reference ----------------------------------------------------------------------
+
+
+def percentiles_ms(seconds: list[float] | np.ndarray) -> dict:
+    values = np.asarray(seconds, dtype=np.float64) * 1000
+    return {
+        "p50_ms": round(float(np.percentile(values, 50)), 3),
+        "p99_ms": round(float(np.percentile(values, 99)), 3),
+        "max_ms": round(float(values.max()), 3),
+        "mean_ms": round(float(values.mean()), 3),
+    }
+
+
+def in_process(folder: Path, bodies: list[bytes], calls: int, threads: int | None) -> dict:
+    """What the server does per request, minus HTTP: parse, predict, serialise.
+
+    `threads`: torch's intra-op threads, as the server gets them (None: torch's default).
+    """
+    with torch_threads(threads):
+        return _in_process(folder, bodies, calls)
+
+
+def _in_process(folder: Path, bodies: list[bytes], calls: int) -> dict:
+    model = load_model(folder)
+    for position in range(WARMUP_CALLS):
+        orjson.dumps(predict(model, parse_instances(bodies[position % len(bodies)])))
+    timings = []
+    deadline = time.perf_counter() + IN_PROCESS_LIMIT_S
+    for position in range(calls):
+        body = bodies[position % len(bodies)]
+        started = time.perf_counter()
+        orjson.dumps(predict(model, parse_instances(body)))
+        timings.append(time.perf_counter() - started)
+        if started > deadline:
+            break
+    answer = predict(model, parse_instances(bodies[0]))["predictions"][0]
+    return {
+        "calls": len(timings),
+        **percentiles_ms(timings),
+        "calls_per_s": round(len(timings) / sum(timings), 1),
+        "torch_threads": torch.get_num_threads(),
+        "first_answer": answer,
+    }
+
+
+# --- servers -----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when this benchmark dies, even by SIGKILL (Linux prctl)."""
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Server:
+    """A uvicorn server process on 127.0.0.1:port; stopped (then killed) on leaving."""
+
+    def __init__(
+        self, command: list[str], port: int, log: Path, ready_path: str, environ: dict | None = None
+    ):
+        self.command, self.port, self.log, self.ready_path = command, port, log, ready_path
+        self.environ = {**os.environ, **(environ or {})}
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> Server:
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                self.command,
+                cwd=HERE,
+                env=self.environ,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        try:
+            self._wait_until_up()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _wait_until_up(self, timeout_s: float = STARTUP_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                tail = self.log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{tail}")
+            try:
+                connection = http.client.HTTPConnection(HOST, self.port, timeout=2)
+                connection.request("GET", self.ready_path)
+                if connection.getresponse().status == 200:
+                    connection.close()
+                    return
+                connection.close()
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"server did not answer {self.ready_path} in {timeout_s:.0f} s")
+
+    def drain(self) -> None:
+        """Wait until the server answers again: an overloaded one may still hold a backlog."""
+        self._wait_until_up(timeout_s=60)
+        time.sleep(1)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def inference_server(folder: Path, port: int, log: Path, threads: int | None) -> Server:
+    """`recs-platform serve` as it is; `threads` sets OMP_NUM_THREADS (torch's intra-op threads)."""
+    command = [str(BIN / "recs-platform"), "serve", "--model", str(folder)]
+    environ = {} if threads is None else {"OMP_NUM_THREADS": str(threads)}
+    return Server([*command, "--host", HOST, "--port", str(port)], port, log, "/ping", environ)
+
+
+def bare_server(port: int, log: Path) -> Server:
+    command = [str(BIN / "python"), "-m", "uvicorn", "bare_pixel_app:app", "--host", HOST]
+    command += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
+    return Server(command, port, log, "/")
+
+
+def post_once(port: int, body: bytes) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT_S)
+    try:
+        connection.request("POST", "/invocations", body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+# --- fixed-rate open-loop client ---------------------------------------------------------------
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection; `exchange` sends a request and reads its response."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader, self.writer = reader, writer
+        self.complete = False
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), 5)
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(reader, writer)
+
+    def on_message_complete(self) -> None:  # httptools callback
+        self.complete = True
+
+    async def exchange(self, request: bytes) -> int:
+        parser = httptools.HttpResponseParser(self)
+        self.complete = False
+        self.writer.write(request)
+        while not self.complete:
+            chunk = await self.reader.read(65536)
+            if not chunk:
+                raise ConnectionError("server closed the connection")
+            parser.feed_data(chunk)
+        return parser.get_status_code()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def raw_request(path: str, body: bytes) -> bytes:
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def _fixed_rate(port: int, path: str, bodies: list[bytes], rate: float, seconds: float):
+    requests = [raw_request(path, body) for body in bodies]
+    count = int(rate * seconds)
+    pool: asyncio.Queue[Connection] = asyncio.Queue()
+    opened = await asyncio.gather(*(Connection.open(port) for _ in range(POOL_CONNECTIONS)))
+    for connection in opened:
+        pool.put_nowait(connection)
+    latency = np.full(count, np.nan)
+    send_lag = np.full(count, np.nan)
+    statuses: dict[str, int] = {}
+
+    async def one(position: int, scheduled: float) -> None:
+        connection = await pool.get()  # waiting for a free connection is queueing: it counts
+        send_lag[position] = time.perf_counter() - scheduled
+        try:
+            status = await asyncio.wait_for(
+                connection.exchange(requests[position % len(requests)]), REQUEST_TIMEOUT_S
+            )
+        except (TimeoutError, OSError, ConnectionError) as error:
+            statuses[type(error).__name__] = statuses.get(type(error).__name__, 0) + 1
+            connection.close()
+            with contextlib.suppress(TimeoutError, OSError):
+                pool.put_nowait(await Connection.open(port))
+            return
+        latency[position] = time.perf_counter() - scheduled
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+        pool.put_nowait(connection)
+
+    # The schedule is kept by a thread: time.sleep is precise to ~0.1 ms, where the event loop's
+    # timers round to whole milliseconds (epoll), which would add up to 1 ms of lag per request.
+    loop = asyncio.get_running_loop()
+    tasks: list[asyncio.Task] = []
+    start = time.perf_counter() + 0.05
+    stop = threading.Event()
+
+    def launch(position: int, scheduled: float) -> None:
+        tasks.append(loop.create_task(one(position, scheduled)))
+
+    def schedule() -> None:
+        for position in range(count):
+            scheduled = start + position / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0 and stop.wait(delay):
+                return
+            loop.call_soon_threadsafe(launch, position, scheduled)
+
+    sender = threading.Thread(target=schedule, name="fixed-rate-sender", daemon=True)
+    sender.start()
+    try:
+        while sender.is_alive():
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+    await asyncio.sleep(0.01)  # the last call_soon_threadsafe callbacks run
+    sending_s = time.perf_counter() - start
+    _, pending = await asyncio.wait(tasks, timeout=REQUEST_TIMEOUT_S * 2)
+    for task in pending:
+        task.cancel()
+    while not pool.empty():
+        pool.get_nowait().close()
+    answered = latency[~np.isnan(latency)]
+    ok = statuses.get("200", 0)
+    return {
+        "rate": rate,
+        "requests": count,
+        "achieved_send_rate": round(count / sending_s, 1),
+        "ok": ok,
+        "errors": count - ok,
+        "statuses": statuses,
+        "unfinished": len(pending),
+        **(percentiles_ms(answered) if len(answered) else dict.fromkeys(NO_ANSWER, float("inf"))),
+        "over_25_ms": int((answered > 0.025).sum()),
+        # Lateness of the client (actual send minus scheduled; includes waiting for a free
+        # connection), and the latency from the actual send: what the server and the network
+        # stack took, without the client's own stalls.
+        "send_lag": percentiles_ms(send_lag[~np.isnan(send_lag)]),
+        "from_send": percentiles_ms(answered - send_lag[~np.isnan(latency)])
+        if len(answered)
+        else {},
+    }
+
+
+def fixed_rate(port: int, path: str, bodies: list[bytes], rate: float, seconds: float) -> dict:
+    """The open-loop run, with the client's own pauses kept short: no garbage collection (a
+    full collection over this process's simulated sessions stalled it ~90 ms) and a 0.5 ms GIL
+    switch interval (the sender thread waits less for the event loop's thread)."""
+    switch_interval = sys.getswitchinterval()
+    gc.disable()
+    sys.setswitchinterval(0.0005)
+    try:
+        return asyncio.run(_fixed_rate(port, path, bodies, rate, seconds))
+    finally:
+        sys.setswitchinterval(switch_interval)
+        gc.enable()
+
+
+# --- wrk ---------------------------------------------------------------------------------------
+
+
+def wrk_script(bodies: list[bytes], folder: Path) -> Path:
+    script = folder / "invocations.lua"
+    listed = ",\n".join(f"  [==[{body.decode()}]==]" for body in bodies)
+    script.write_text(
+        f"local bodies = {{\n{listed}\n}}\n"
+        "local next_body = 0\n"
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        "request = function()\n"
+        "  next_body = next_body % #bodies + 1\n"
+        "  return wrk.format(nil, nil, nil, bodies[next_body])\n"
+        "end\n"
+    )
+    return script
+
+
+def wrk(url: str, seconds: int, script: Path) -> dict:
+    command = ["wrk", "-t1", f"-c{WRK_CONNECTIONS}", f"-d{seconds}s", "--latency"]
+    command += ["-s", str(script), url]
+    output = subprocess.run(
+        command, capture_output=True, text=True, check=True, timeout=seconds + 60
+    ).stdout
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    errors = re.search(r"Socket errors: (.*)", output)
+
+    def latency_ms(percentile: str) -> float:
+        found = re.search(rf"^\s+{percentile}%\s+([\d.]+)(us|ms|s|m|h)$", output, re.M)
+        if found is None:  # no answer at all within wrk's 2 s timeout: nothing to report
+            return float("inf")
+        value, unit = found.groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1e3, "m": 6e4, "h": 3.6e6}[unit]
+
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    result = {
+        "connections": WRK_CONNECTIONS,
+        "seconds": seconds,
+        "requests_per_s": float(rate.group(1)) if rate else 0.0,
+        "p50_ms": latency_ms("50"),
+        "p99_ms": latency_ms("99"),
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "socket_errors": errors.group(1) if errors else "",
+    }
+    if rate is None or result["p99_ms"] == float("inf"):
+        result["output"] = output[-2000:]
+    return result
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def background_load(processes: int):
+    """`processes` busy loops (each wants a whole core) for the block's duration."""
+    spinners = [
+        subprocess.Popen(
+            [sys.executable, "-c", "while True: pass"],
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+        for _ in range(processes)
+    ]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait(timeout=10)
+
+
+def load_average() -> list[float]:
+    return [round(value, 2) for value in os.getloadavg()]
+
+
+def load_phase(server: Server, path: str, bodies, args, script: Path) -> dict:
+    port = server.port
+    before = load_average()
+    result = {"fixed_rate": fixed_rate(port, path, bodies, args.rate, args.seconds)}
+    server.drain()
+    result["wrk"] = wrk(f"http://{HOST}:{port}{path}", args.wrk_seconds, script)
+    result["load_average_before_after"] = [before, load_average()]
+    return result
+
+
+def verdicts(model: dict, rate: float) -> dict:
+    reference, http = model["in_process"], model["http"]["fixed_rate"]
+    bound = GOAL_P50_FACTOR * reference["p50_ms"] + GOAL_P50_PLUS_MS
+    return {
+        "http_p50_ms": http["p50_ms"],
+        "p50_bound_ms (1.5 x in-process p50 + 2 ms)": round(bound, 3),
+        "goal_p50_met": http["p50_ms"] <= bound,
+        "http_p50_over_in_process_p50": round(http["p50_ms"] / reference["p50_ms"], 2),
+        f"http_p99_ms_at_{rate:g}_per_s": http["p99_ms"],
+        "http_p99_ms_from_actual_send": http["from_send"].get("p99_ms"),
+        "client_send_lag_p99_max_ms": [http["send_lag"]["p99_ms"], http["send_lag"]["max_ms"]],
+        "goal_p99_met (< 25 ms, no errors)": http["p99_ms"] < GOAL_P99_MS and http["errors"] == 0,
+        "max_throughput_per_s": model["http"]["wrk"]["requests_per_s"],
+        "max_throughput_over_in_process_calls_per_s": round(
+            model["http"]["wrk"]["requests_per_s"] / reference["calls_per_s"], 3
+        ),
+    }
+
+
+def print_table(result: dict, names: list[str], rate: float) -> None:
+    bare = result["bare"]["fixed_rate"]
+    print(
+        "\np99 sent: from the actual send (without the client's own lateness); goals: p50 <= "
+        f"{GOAL_P50_FACTOR:g} x in-process p50 + {GOAL_P50_PLUS_MS:g} ms, p99 < {GOAL_P99_MS:g} ms"
+    )
+    print(
+        f"bare ASGI app at {rate:g}/s: p50 {bare['p50_ms']:.2f} ms, p99 {bare['p99_ms']:.2f} "
+        f"ms, max {bare['max_ms']:.1f} ms, errors {bare['errors']}; client's send lag p99 "
+        f"{bare['send_lag']['p99_ms']:.2f} ms (max {bare['send_lag']['max_ms']:.1f}); "
+        f"wrk {result['bare']['wrk']['requests_per_s']:,.0f} req/s"
+    )
+    print(
+        f"{'':<16} {'in-process (ms)':>19} {f'HTTP at {rate:g}/s (ms)':>42} {'goals':>21} "
+        f"{'wrk -c8 (closed loop)':>24} {'in-proc':>9}"
+    )
+    print(
+        f"{'model':<16} {'p50':>11} {'p99':>7} {'p50':>9} {'p99':>7} {'max':>7} {'p99 sent':>8} "
+        f"{'err':>4} {'p50 bound':>9} {'p50':>5} {'p99':>5} {'req/s':>9} {'p50':>6} "
+        f"{'p99':>6} {'calls/s':>9}"
+    )
+    for name in names:
+        model = result[name]
+        reference, http = model["in_process"], model["http"]["fixed_rate"]
+        closed = model["http"]["wrk"]
+        goals = model["goals"]
+        print(
+            f"{name:<16} {reference['p50_ms']:>11.2f} {reference['p99_ms']:>7.2f} "
+            f"{http['p50_ms']:>9.2f} {http['p99_ms']:>7.2f} {http['max_ms']:>7.1f} "
+            f"{http['from_send'].get('p99_ms', float('inf')):>8.2f} "
+            f"{http['errors']:>4} {goals['p50_bound_ms (1.5 x in-process p50 + 2 ms)']:>9.2f} "
+            f"{'met' if goals['goal_p50_met'] else 'NOT':>5} "
+            f"{'met' if goals['goal_p99_met (< 25 ms, no errors)'] else 'NOT':>5} "
+            f"{closed['requests_per_s']:>9,.0f} {closed['p50_ms']:>6.2f} {closed['p99_ms']:>6.2f} "
+            f"{reference['calls_per_s']:>9,.0f}"
+        )
+
+
+def serve_and_measure(label, folder, threads, bodies, args, script: Path, log: Path) -> dict:
+    model: dict = {"torch_threads_set": threads}
+    model["in_process"] = in_process(folder, bodies, args.calls, threads)
+    expected = model["in_process"].pop("first_answer")
+    if expected["unknown"] or expected["fallback"] or len(expected["items"]) != K:
+        raise RuntimeError(f"{label}: unexpected answer {expected}")
+    port = free_port()
+    with inference_server(folder, port, log, threads) as server:
+        status, answer = post_once(port, bodies[0])
+        if status != 200 or orjson.loads(answer)["predictions"][0] != expected:
+            raise RuntimeError(f"{label}: the server's answer differs: {status} {answer[:500]}")
+        model["http"] = load_phase(server, "/invocations", bodies, args, script)
+    model["goals"] = verdicts(model, args.rate)
+    print(
+        f"{label}: in-process {model['in_process']}; HTTP {json.dumps(model['http'])}",
+        flush=True,
+    )
+    return model
+
+
+def main() -> dict:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=20, help="fixed-rate phase length")
+    parser.add_argument("--rate", type=float, default=200, help="fixed rate, requests/s")
+    parser.add_argument("--wrk-seconds", type=int, default=10)
+    parser.add_argument("--calls", type=int, default=3000, help="timed in-process calls")
+    parser.add_argument("--models", nargs="+", default=["gru4rec", "markov"], choices=MODELS)
+    parser.add_argument(
+        "--background-load",
+        type=int,
+        default=0,
+        help="CPU-bound processes to run beside the measurements (another tenant's job on a "
+        "shared machine, made reproducible); default none",
+    )
+    parser.add_argument(
+        "--one-thread-variant",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also serve each torch model with OMP_NUM_THREADS=1 (torch's default: one thread "
+        "per core), and time its in-process call with one thread",
+    )
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("bench_serving needs wrk: apt-get install wrk")
+    # SIGTERM (a killed `make bench`) unwinds through the `with` blocks: servers are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    started = time.perf_counter()
+    result: dict = {
+        "config": {
+            "items": SHOP.n_items,
+            "prefix": PREFIX,
+            "k": K,
+            "rate": args.rate,
+            "seconds": args.seconds,
+            "wrk": f"-t1 -c{WRK_CONNECTIONS} -d{args.wrk_seconds}s",
+            "pool_connections": POOL_CONNECTIONS,
+            "cpus": os.cpu_count(),
+            "background_load_processes": args.background_load,
+        },
+        "load_average_start": load_average(),
+    }
+    rng = np.random.default_rng(0)
+    train, prefixes = shop_sessions(rng)
+    bodies = [request_body(prefix) for prefix in prefixes]
+    # Keep the simulated sessions out of every later collection: a full one pauses this process
+    # (the in-process timings and the load generator) for tens of milliseconds.
+    gc.collect()
+    gc.freeze()
+    result["config"]["train_sessions"] = len(train)
+    result["config"]["probe_bodies"] = len(bodies)
+    print(
+        f"{SHOP.n_items:,}-item shop: {len(train):,} training sessions, {len(bodies)} probe "
+        f"prefixes of {PREFIX}; simulated in {time.perf_counter() - started:.0f} s",
+        flush=True,
+    )
+    labels: list[str] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-serving-") as scratch,
+        background_load(args.background_load),
+    ):
+        scratch = Path(scratch)
+        script = wrk_script(bodies, scratch)
+        port = free_port()
+        with bare_server(port, scratch / "bare.log") as server:
+            result["bare"] = load_phase(server, "/invocations", bodies, args, script)
+        print(f"bare app done: {json.dumps(result['bare']['fixed_rate'])}", flush=True)
+        for name in args.models:
+            fit_started = time.perf_counter()
+            recommender = MODELS[name]().fit(train)
+            fit_seconds = time.perf_counter() - fit_started
+            folder = package_model(recommender, scratch / name, name, "bench", f"bench:{name}")
+            if len(recommender.item_ids) != SHOP.n_items:
+                raise RuntimeError(f"{name} knows {len(recommender.item_ids)} items")
+            variants = {name: None}
+            if args.one_thread_variant and name in TORCH_MODELS:
+                variants[f"{name}_1thread"] = 1
+            for label, threads in variants.items():
+                result[label] = serve_and_measure(
+                    label, folder, threads, bodies, args, script, scratch / f"{label}.log"
+                )
+                result[label]["fit_seconds"] = round(fit_seconds, 1)
+                labels.append(label)
+    result["load_average_end"] = load_average()
+    result["run_seconds"] = round(time.perf_counter() - started, 1)
+    print_table(result, labels, args.rate)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "serving_full.json").write_text(json.dumps(result, indent=2) + "\n")
+    summary = {
+        "load_average_start_end": [result["load_average_start"], result["load_average_end"]],
+        "run_seconds": result["run_seconds"],
+        "bare_http_p50_p99_ms": [result["bare"]["fixed_rate"][key] for key in ("p50_ms", "p99_ms")],
+        "bare_max_throughput_per_s": result["bare"]["wrk"]["requests_per_s"],
+    }
+    for name in labels:
+        summary[f"{name}_in_process_p50_p99_ms"] = [
+            result[name]["in_process"][key] for key in ("p50_ms", "p99_ms")
+        ]
+        for key, value in result[name]["goals"].items():
+            summary[f"{name}_{key}"] = value
+    return save_and_print(
+        "serving", "serving: /invocations vs the in-process call, one uvicorn worker", summary
+    )
+
+
+if __name__ == "__main__":
+    main()
