@@ -161,7 +161,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.model is None:
         endpoint_dir = args.endpoint_dir or settings.endpoint_dir
     try:
-        app = create_app(ServerConfig(model_source=args.model, endpoint_dir=endpoint_dir))
+        config = ServerConfig(
+            model_source=args.model, endpoint_dir=endpoint_dir, torch_threads=args.torch_threads
+        )
+        app = create_app(config)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -273,6 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
     # argparse passes a string default through `type` too: a bad RECS_SERVE_PORT is named.
     serve.add_argument(
         "--port", type=_positive_int, default=os.environ.get("RECS_SERVE_PORT", "8080")
+    )
+    serve.add_argument(
+        "--torch-threads",
+        type=_positive_int,
+        default=os.environ.get("RECS_SERVE_TORCH_THREADS", "1"),
+        help="torch's intra-op threads for torch models (default 1: fastest when the machine "
+        "is shared; see benchmarks/README.md)",
     )
     serve.add_argument(
         "--stop", action="store_true", help="stop the local endpoint a deployment started"

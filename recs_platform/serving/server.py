@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,12 @@ class ServerConfig:
     """An endpoint folder: serve what its `current.json` names, following changes."""
     poll_seconds: float = 0.5
     limits: Limits = Limits()
+    torch_threads: int | None = 1
+    """torch's intra-op threads for torch models (None: torch's default, one per core).
+
+    One request at a time is scored, on small matrices: a second thread buys ~0.2 ms when the
+    machine is idle, and when another process holds a core every op waits for it at OpenMP's
+    barrier (benchmarks/README.md: 29 instead of 793 requests/s on two cores)."""
 
     def __post_init__(self) -> None:
         if (self.model_source is None) == (self.endpoint_dir is None):
@@ -120,9 +127,10 @@ class InferenceApp:
         self.model: LoadedModel | None = None
         self.watcher: ModelWatcher | None = None
         if config.model_source is not None:
-            self.model = load_model(config.model_source)
+            self.use(load_model(config.model_source))
 
     def use(self, model: LoadedModel) -> None:
+        limit_torch_threads(self.config.torch_threads)
         model.popularity_ranking()  # warm before the swap: the first request pays nothing
         self.model = model  # one reference assignment: requests see the old or the new model
 
@@ -216,6 +224,13 @@ def _is_runtime_path(path: str) -> bool:
 
 def _error(reason: str) -> bytes:
     return orjson.dumps({"error": reason})
+
+
+def limit_torch_threads(threads: int | None) -> None:
+    """Set torch's thread count if a loaded model brought torch in (Markov and co. do not)."""
+    torch = sys.modules.get("torch")
+    if threads is not None and torch is not None:
+        torch.set_num_threads(threads)
 
 
 def create_app(config: ServerConfig) -> InferenceApp:

@@ -154,3 +154,22 @@ def _wait_for_version(client: TestClient, version: str) -> None:
             return
         time.sleep(0.02)
     raise AssertionError(f"version {version} never served; last /ping: {response.json()}")
+
+
+def test_torch_models_are_served_with_one_thread(tmp_path: Path) -> None:
+    import torch
+
+    from recs_platform.models.gru4rec import GRU4RecRecommender
+
+    model = GRU4RecRecommender(epochs=1, hidden_size=8, embedding_size=8, batch_size=2)
+    folder = package_model(model.fit(SESSIONS), tmp_path / "gru", "m", "1", "u")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        app = create_app(ServerConfig(model_source=str(folder)))
+        assert torch.get_num_threads() == 1  # a busy second core stalls every op otherwise
+        with TestClient(app) as client:
+            response = client.post("/invocations", json={"session": ["a"], "k": 2})
+        assert response.status_code == 200 and len(response.json()["predictions"][0]["items"]) == 2
+    finally:
+        torch.set_num_threads(before)
