@@ -304,13 +304,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="simulate the default shop and materialize the asset graph: every day loaded, "
         "dbt, the training dataset, the model (search, MLflow, champion), the dashboard",
     )
-    # A laptop-sized budget: the models' defaults, torch models for 3 epochs (a few minutes on
-    # two cores). The session_model config in the Dagster UI has the full search.
+    # A laptop-sized budget: the defaults and one Optuna trial per tunable candidate, torch
+    # models for 3 epochs (a few minutes on two cores). The session_model config in the Dagster
+    # UI has the full search.
     demo.add_argument(
         "--search-trials",
         type=int,
-        default=1,
-        help="Optuna trials per tunable candidate, the defaults counted (1: defaults only)",
+        default=2,
+        help="Optuna trials per tunable candidate, the defaults counted (1: defaults only; "
+        "the demo's default is a small search: the defaults and one trial)",
     )
     demo.add_argument(
         "--epochs", type=int, default=3, help="epochs of the torch models (0: their defaults)"

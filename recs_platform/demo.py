@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import dagster as dg
 
@@ -51,12 +52,13 @@ def _simulated_already(settings: Settings, seed: int) -> bool:
 
 def run_demo(
     settings: Settings,
-    search_trials: int = 1,
+    search_trials: int = 2,
     epochs: int | None = 3,
     candidates: list[str] | None = None,
 ) -> int:
     from recs_platform.simulation import ShopConfig, simulate_to_landing
 
+    started = time.monotonic()
     if settings.env != "local":
         print("The demo runs on the embedded defaults: unset RECS_ENV or set it to local.")
         return 2
@@ -182,8 +184,31 @@ def run_demo(
     report = result.asset_materializations_for_node("shop_dashboard")[0].metadata["report"]
     print(f"Open {report.value} in a browser.")
 
+    rows = {row["name"]: row for row in metadata["evaluation_rows"]}
+    chosen = rows[metadata["chosen_candidate"]]
+    baselines = [rows[name] for name in ("popularity", "markov", "vsknn") if name in rows]
+    best_baseline = max(baselines, key=lambda row: row["mrr_20"]) if baselines else None
+    print(f"\n== Summary ({time.monotonic() - started:.0f} s)")
+    line = (
+        f"model (new version {metadata['model_version']}, {chosen['name']}): "
+        f"MRR@20 {chosen['mrr_20']:.4f}"
+    )
+    if best_baseline is not None:
+        line += f", best baseline {best_baseline['name']} {best_baseline['mrr_20']:.4f}"
+    torch_rows = [rows[name] for name in TORCH_CANDIDATES if name in rows]
+    if torch_rows:
+        best_torch = max(torch_rows, key=lambda row: row["mrr_20"])
+        line += f", best torch model {best_torch['name']} {best_torch['mrr_20']:.4f}"
+    if "oracle" in rows:
+        line += f", oracle {rows['oracle']['mrr_20']:.4f} (the ceiling)"
+    print(line)
     print(
-        "\nDone. See the assets, their partitions and runs in the Dagster UI: make dev\n"
+        f"champion: version {metadata['champion_version']}, serving at {endpoint['endpoint_url']}"
+    )
+    print(f"dashboard: {report.value}")
+    print(
+        "Next: make dev (Dagster UI http://127.0.0.1:3000, MLflow UI http://127.0.0.1:5000, the "
+        "storefront http://127.0.0.1:8000/shop whose carousel asks the endpoint).\n"
         f'Query the warehouse: .venv/bin/python -c "import duckdb; '
         f"print(duckdb.connect('{settings.warehouse_path}', read_only=True)"
         ".sql('from raw.events limit 5'))\""

@@ -22,6 +22,7 @@ from recs_platform.definitions import DAILY_JOB, build_definitions
 from recs_platform.settings import Settings
 from recs_platform.simulation import ShopConfig, simulate_to_landing
 from recs_platform_tests.collection.servers import free_port
+from recs_platform_tests.processes import wait_until_answers
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -124,7 +125,7 @@ def test_a_week_backfilled_through_the_daemon_equals_day_by_day_runs(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _answers(f"{url}/server_info"), 120, "the webserver to come up")
+        wait_until_answers(f"{url}/server_info", process, timeout_s=120)
         # The sensor would load the landing days by itself; this test is about the backfill.
         stop_landing_sensor(url)
         data_dir_with_the_shop(backfilled)  # only now: the sensor saw an empty landing zone
@@ -205,13 +206,6 @@ def stop_landing_sensor(url: str) -> None:
         url, "mutation Stop($id: String) { stopSensor(id: $id) { __typename } }", id=sensor["id"]
     )
     assert stopped["stopSensor"]["__typename"] == "StopSensorMutationResult", stopped
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def wait_for(condition, seconds: float, what: str) -> None:

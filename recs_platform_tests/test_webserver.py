@@ -2,26 +2,21 @@
 daily partitions (asked through its GraphQL API on 127.0.0.1)."""
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
+
+from recs_platform_tests.collection.servers import free_port
+from recs_platform_tests.processes import stop, wait_until_answers
 
 BIN = Path(sys.executable).parent
 QUERY = """
 { assetNodes { assetKey { path } groupName kinds partitionKeys
                partitionDefinition { description } } }
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -50,20 +45,10 @@ def webserver(tmp_path):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert process.poll() is None, process.stderr.read().decode()[-3000:]
-            try:
-                if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("the Dagster webserver did not come up within 120 s")
+        wait_until_answers(f"{url}/server_info", process, timeout_s=120)
         yield url
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop(process)
 
 
 def test_the_ui_lists_raw_events_with_its_daily_partitions(webserver):

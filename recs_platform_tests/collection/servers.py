@@ -9,12 +9,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx2 as httpx
 import orjson
+
+from recs_platform_tests.processes import wait_until_answers
 
 BIN = Path(sys.executable).parent
 
@@ -41,16 +41,12 @@ def start_collector(data_dir: Path, port: int, *extra_args: str, **environ: str)
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(process.stderr.read().decode()[-3000:])
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return process
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("the collector did not answer /health within 60 s")
+    try:
+        wait_until_answers(f"http://127.0.0.1:{port}/health", process, timeout_s=60)
+    except RuntimeError:
+        process.kill()
+        raise
+    return process
 
 
 def stop_collector(process, kill: bool = False) -> None:

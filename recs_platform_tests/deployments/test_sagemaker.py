@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import tarfile
-import time
 from pathlib import Path
 
 import httpx
@@ -23,6 +22,7 @@ from recs_platform_tests.deployments.lint import (
     assert_common_image_rules,
     dockerfile_env,
 )
+from recs_platform_tests.processes import stop, wait_until_answers
 from recs_platform_tests.serving.hand_model import HAND_SESSIONS
 
 DOCKERFILE = Path(__file__).resolve().parents[2] / "deployments" / "sagemaker" / "Dockerfile"
@@ -92,17 +92,7 @@ def test_the_container_command_serves_an_unpacked_model_archive(tmp_path: Path) 
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, process.stderr.read().decode()[-3000:]
-            try:
-                ping = httpx.get(f"{url}/ping", timeout=1)
-                if ping.status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "no answer to /ping within 60 s"
-            time.sleep(0.1)
+        wait_until_answers(f"{url}/ping", process)
         answer = httpx.post(
             f"{url}/invocations",
             json={"instances": [{"session": ["a"], "k": 2}]},
@@ -113,9 +103,4 @@ def test_the_container_command_serves_an_unpacked_model_archive(tmp_path: Path) 
         assert document["predictions"][0]["items"] == ["b", "c"]
         assert document["model"]["version"] == "5"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop(process, timeout_s=10)

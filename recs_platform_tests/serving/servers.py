@@ -5,13 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-
 from recs_platform_tests.collection.servers import BIN, free_port
+from recs_platform_tests.processes import stop, wait_until_answers
 
 
 @contextlib.contextmanager
@@ -26,21 +24,7 @@ def running_inference_server(model_source: Path | str, timeout_s: float = 60) ->
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(process.stderr.read().decode()[-3000:])
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/ping", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the inference server did not answer /ping in {timeout_s} s")
-            time.sleep(0.1)
+        wait_until_answers(f"{url}/ping", process, timeout_s)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop(process)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from recs_platform.serving.inference import package_model
 from recs_platform.serving.storefront import DEFAULT_CAROUSEL_K, Storefront
 from recs_platform.simulation import SHOP_CONFIG_FILE, ShopConfig, simulate_sessions
 from recs_platform_tests.collection.servers import (
-    BIN,
     free_port,
     landed_events,
     rejected_records,
@@ -36,6 +34,7 @@ from recs_platform_tests.collection.test_tracker_browser import (
     new_context,
     wait_for_events,
 )
+from recs_platform_tests.serving.servers import running_inference_server
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -55,38 +54,6 @@ def model_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
         MODEL_VERSION,
         f"models:/session-recommender/{MODEL_VERSION}",
     )
-
-
-@contextlib.contextmanager
-def inference_server(model_folder: Path) -> Iterator[str]:
-    """`recs-platform serve --model <folder>` on a free port; yields its URL once /ping is 200."""
-    port = free_port()
-    process = subprocess.Popen(
-        [BIN / "recs-platform", "serve", "--model", str(model_folder), "--host", "127.0.0.1"]
-        + ["--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(process.stderr.read().decode()[-3000:])
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/ping", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("the inference server did not answer /ping within 60 s")
-            time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
 
 
 @contextlib.contextmanager
@@ -151,7 +118,7 @@ def test_clicking_through_the_carousel_follows_the_model_and_lands_every_event(
     page_errors: list[str] = []
     visited: list[str] = []
     with (
-        inference_server(model_folder) as endpoint,
+        running_inference_server(model_folder) as endpoint,
         shop_collector(tmp_path, endpoint) as (shop, collector),
         chromium() as browser,
     ):

@@ -1,9 +1,7 @@
 """`mlflow ui` on the same local store shows the runs, their metrics and the registry."""
 
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -12,14 +10,10 @@ import pytest
 
 from recs_platform.models.markov import MarkovRecommender
 from recs_platform.training import tracking
+from recs_platform_tests.collection.servers import free_port
+from recs_platform_tests.processes import stop, wait_until_answers
 
 MLFLOW = Path(sys.executable).parent / "mlflow"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -44,16 +38,7 @@ def test_the_ui_serves_runs_metrics_and_the_champion(store_with_a_champion):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert server.poll() is None, "mlflow ui exited"
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "mlflow ui did not come up in 90 s"
-            time.sleep(0.5)
+        wait_until_answers(f"{base}/health", server, timeout_s=90)
         assert "<html" in httpx.get(base, timeout=10).text.lower()
         run = httpx.get(f"{base}/api/2.0/mlflow/runs/get", params={"run_id": run_id}).json()
         metrics = {m["key"]: m["value"] for m in run["run"]["data"]["metrics"]}
@@ -64,5 +49,4 @@ def test_the_ui_serves_runs_metrics_and_the_champion(store_with_a_champion):
         ).json()["registered_model"]
         assert {"alias": "champion", "version": "1"} in model["aliases"]
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop(server)
