@@ -87,6 +87,10 @@ def run_the_demo_twice(tmp_path, home, environ, monkeypatch, endpoint):
     assert re.search(r"analytics\.sessions\s+42,000 rows", first)
     assert "check serves_champion: passed" in first
     assert "Version 1 " in first and f"serves at {endpoint.url} (started)" in first
+    summary = first[first.index("== Summary") :]
+    assert re.search(r"MRR@20 0\.\d+, best baseline \w+ 0\.\d+, best torch model \w+", summary)
+    assert f"champion: version 1, serving at {endpoint.url}" in summary
+    assert "make dev" in summary and "shop_dashboard.html" in summary
     answer = httpx.post(f"{endpoint.url}/invocations", json={"session": []}).json()
     assert answer["model"]["version"] == "1" and len(answer["predictions"][0]["items"]) == 10
 
