@@ -94,6 +94,18 @@ def test_the_endpoint_follows_session_model_behind_a_blocking_check(tmp_path, en
     }
 
 
+@pytest.mark.parametrize("env", ["local", "prod"])
+def test_network_bound_assets_retry_with_backoff_in_production(tmp_path, env):
+    settings = Settings(env=env, data_dir=tmp_path, partitions_start=dt.date(2026, 11, 1))
+    definitions = build_definitions(settings)
+    for key in ("raw_events", "stg_events", "training_dataset", "shop_dashboard"):
+        policy = definitions.resolve_assets_def(key).op.retry_policy
+        if env == "local":
+            assert policy is None, key  # a local failure is a bug to see, not to retry
+        else:
+            assert policy.max_retries == 3 and policy.backoff == dg.Backoff.EXPONENTIAL, key
+
+
 def test_the_asset_graph(tmp_path):
     settings = Settings(env="local", data_dir=tmp_path, partitions_start=dt.date(2026, 11, 1))
     graph = build_definitions(settings)
