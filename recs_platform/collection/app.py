@@ -22,7 +22,12 @@ import httpx
 import orjson
 
 from recs_platform.collection.durable import DurableLandingWriter, rejection_line
-from recs_platform.collection.parsing import CollectorLimits, RequestRejected
+from recs_platform.collection.parsing import (
+    CollectorLimits,
+    EventRejected,
+    RequestRejected,
+    pixel_event,
+)
 from recs_platform.collection.routes import (
     PIXEL_GIF,
     PIXEL_PATHS,
@@ -65,6 +70,16 @@ class CollectorConfig:
     """The shop's pages under `/shop` (a demo shop on the simulated catalogue); none: 404."""
 
 
+_PIXEL_RESPONSE = (
+    200,
+    PIXEL_GIF,
+    [
+        (b"content-type", b"image/gif"),
+        (b"cache-control", b"no-store, max-age=0"),
+    ],
+)
+
+
 def _json(status: int, document: dict) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
     return status, orjson.dumps(document), [(b"content-type", b"application/json")]
 
@@ -88,7 +103,8 @@ class CollectorApp:
         if scope["type"] != "http":
             return
         status, body, headers = await self._respond(scope, receive)
-        headers = headers + self._cors_headers(scope)
+        if self.config.cors_origins:
+            headers = headers + self._cors_headers(scope)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
@@ -147,6 +163,8 @@ class CollectorApp:
 
     async def _respond(self, scope, receive):
         method, path = scope["method"], scope["path"]
+        if method == "GET" and path in PIXEL_PATHS:
+            return await self._pixel_request(path, scope)
         if method == "OPTIONS":
             return (
                 204,
@@ -174,6 +192,32 @@ class CollectorApp:
             if self.config.storefront is not None and is_shop_path(path):
                 return self._shop(method, path, scope)
             return _json(404, {"error": f"no route {method} {path}"})
+        return await self._collect(method, path, scope, receive)
+
+    async def _pixel_request(self, path: str, scope):
+        """The pixel's common case, one event with our field names, without the general path's
+        request and result objects: the same rules (`pixel_event` is what `parse_request` calls
+        for it), the same lines landed, the GIF sent only once they are written and fsynced.
+        Snowplow's GET emitter and a query that is not UTF-8 take the general path."""
+        try:
+            query = parse_query(scope["query_string"])
+        except UnicodeDecodeError:
+            query = None
+        if query is None or "e" in query:
+            return await self._collect("GET", path, scope, None)
+        server_ts = int(time.time() * 1000)
+        try:
+            event = pixel_event(query, server_ts=server_ts, limits=self.config.limits)
+        except EventRejected as rejected:
+            refused = rejected.rejection
+            line = rejection_line(server_ts, path, refused.reason, refused.raw)
+            await self.writer.append((), (line,), server_ts)
+        else:
+            await self.writer.append((event,))
+        return _PIXEL_RESPONSE
+
+    async def _collect(self, method: str, path: str, scope, receive):
+        """A collection route: parse, land (written and fsynced), then answer."""
         server_ts = int(time.time() * 1000)
         try:
             query = parse_query(scope["query_string"])
@@ -194,7 +238,7 @@ class CollectorApp:
                 (), [rejection_line(server_ts, path, rejected.reason, raw)], server_ts
             )
             if path in PIXEL_PATHS:
-                return self._pixel()
+                return _PIXEL_RESPONSE
             return _json(rejected.status, {"error": rejected.reason})
         rejections = [
             rejection_line(server_ts, path, rejection.reason, rejection.raw)
@@ -202,7 +246,7 @@ class CollectorApp:
         ]
         await self.writer.append(result.events, rejections, server_ts)
         if path in PIXEL_PATHS:
-            return self._pixel()
+            return _PIXEL_RESPONSE
         status = batch_status(path, accepted=len(result.events), rejected=len(result.rejections))
         return _json(
             status,
@@ -267,17 +311,6 @@ class CollectorApp:
         except UnicodeDecodeError:
             return _json(400, {"error": "query string is not UTF-8"})
         return self.config.storefront.respond(path, query)
-
-    @staticmethod
-    def _pixel():
-        return (
-            200,
-            PIXEL_GIF,
-            [
-                (b"content-type", b"image/gif"),
-                (b"cache-control", b"no-store, max-age=0"),
-            ],
-        )
 
     def _tracker(self) -> bytes:
         if self._tracker_js is None:

@@ -1,8 +1,9 @@
 """The collector's landing writer: an event is acknowledged only once it is on disk.
 
-Requests hand their lines to `DurableLandingWriter.append` and wait. One writer task takes
-everything pending, writes it to the open file of each arrival day, fsyncs each touched file once
-and then wakes all those requests together (group commit): one fsync per group, not per event.
+Requests hand their lines to `DurableLandingWriter.append` and wait. The event loop hands
+everything pending, joined per file, to one writer thread, which writes it to the open file of
+each arrival day, fsyncs each touched file once and then wakes all those requests together (group
+commit): one fsync per group, not per event. What arrives meanwhile is the next group.
 Files are written under a hidden temporary name and become visible by an atomic rename when they
 reach `rotate_bytes` or `rotate_seconds`, or when the collector stops.
 
@@ -18,7 +19,9 @@ import contextlib
 import datetime as dt
 import fcntl
 import os
+import queue
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -55,10 +58,10 @@ class _OpenFile:
     size: int = 0
 
 
-@dataclass
-class _Pending:
-    lines: list[tuple[str, dt.date, bytes]]
-    done: asyncio.Future = field(repr=False)
+_Line = tuple[str, dt.date, bytes]
+_Pending = tuple[list[_Line], asyncio.Future]
+"""One request's lines and the future that tells it they are on disk."""
+_FileKey = tuple[str, dt.date]
 
 
 @dataclass
@@ -81,11 +84,16 @@ class DurableLandingWriter:
         self.rotate_seconds = rotate_seconds
         self.writer_id = uuid.uuid4().hex[:12]
         self._sequence = 0
-        self._open: dict[tuple[str, dt.date], _OpenFile] = {}
+        self._open: dict[_FileKey, _OpenFile] = {}
+        """Only the writer thread touches the open files (and `stop`, once it has ended)."""
         self._pending: list[_Pending] = []
-        self._rotations: list[tuple[str, dt.date]] = []
-        self._wakeup: asyncio.Event | None = None
-        self._task: asyncio.Task | None = None
+        self._commit_scheduled = False
+        self._in_flight = False
+        self._check_ages = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._jobs: queue.SimpleQueue | None = None
+        self._thread: threading.Thread | None = None
+        self._ager: asyncio.Task | None = None
         self._lock_file: IO[bytes] | None = None
         self.recovery = RecoveryReport()
         self.fsyncs = 0
@@ -98,18 +106,31 @@ class DurableLandingWriter:
         self._lock_file = open(locks / f"{self.writer_id}.lock", "wb")  # noqa: SIM115
         fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self.recovery = await asyncio.to_thread(recover_abandoned_files, self.root)
-        self._wakeup = asyncio.Event()
-        self._task = asyncio.create_task(self._run(), name="durable-landing-writer")
+        self._loop = asyncio.get_running_loop()
+        self._jobs = queue.SimpleQueue()
+        self._thread = threading.Thread(
+            target=self._write_groups, name="durable-landing-writer", daemon=True
+        )
+        self._thread.start()
+        self._ager = asyncio.create_task(self._rotate_aged_files())
 
     async def stop(self) -> None:
         """Write what is pending, publish every open file, release the lock."""
-        if self._task is not None:
-            self._task.cancel()
+        if self._ager is not None:
+            self._ager.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self._pending:
-            await self._commit(self._take_pending())
+                await self._ager
+            self._ager = None
+        if self._thread is not None:
+            if self._pending or self._in_flight:
+                # Groups are written in order: once this empty entry's group is, all are.
+                drained = self._loop.create_future()
+                self._pending.append(([], drained))
+                self._schedule_commit()
+                await drained
+            self._jobs.put(None)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
         await asyncio.to_thread(self._publish, list(self._open))
         if self._lock_file is not None:
             self._lock_file.close()
@@ -131,75 +152,107 @@ class DurableLandingWriter:
             lines += [(REJECTED_PREFIX, day, line) for line in rejections]
         if not lines:
             return
-        if self._task is None or self._task.done():
+        if self._thread is None:
             raise RuntimeError("the landing writer is not running")
-        done = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(lines, done))
-        self._wakeup.set()
+        done = self._loop.create_future()
+        self._pending.append((lines, done))
+        if not self._in_flight:
+            self._schedule_commit()
         await done
 
-    # -- the writer task -------------------------------------------------------------------
+    # -- the event loop's side of a group commit -------------------------------------------
 
-    def _take_pending(self) -> list[_Pending]:
-        pending, self._pending = self._pending, []
-        return pending
+    def _schedule_commit(self) -> None:
+        """Commit what is pending once the loop has run what is ready now (the requests that
+        arrived together form one group)."""
+        if not self._commit_scheduled:
+            self._commit_scheduled = True
+            self._loop.call_soon(self._hand_over)
 
-    async def _run(self) -> None:
-        rotation = asyncio.create_task(self._rotate_aged_files())
-        try:
-            while True:
-                await self._wakeup.wait()
-                self._wakeup.clear()
-                if self._pending:
-                    await self._commit(self._take_pending())
-                if self._rotations:
-                    aged = [key for key in dict.fromkeys(self._rotations) if key in self._open]
-                    self._rotations.clear()
-                    await asyncio.to_thread(self._publish, aged)
-        finally:
-            rotation.cancel()
+    def _hand_over(self) -> None:
+        """Give everything pending to the writer thread as one group."""
+        self._commit_scheduled = False
+        if self._in_flight or not (self._pending or self._check_ages):
+            return
+        group, self._pending = self._pending, []
+        check_ages, self._check_ages = self._check_ages, False
+        # The lines are joined per file here, on the event loop, so that the thread holds the
+        # GIL for a few statements per group: a thread that runs Python per line contends with
+        # the loop for the GIL (a context switch per handoff), which slowed every request down.
+        by_file: dict[_FileKey, list[bytes]] = {}
+        for lines, _ in group:
+            for kind, day, line in lines:
+                same_file = by_file.get((kind, day))
+                if same_file is None:
+                    by_file[(kind, day)] = [line]
+                else:
+                    same_file.append(line)
+        writes = [(key, b"".join(lines)) for key, lines in by_file.items()]
+        self._in_flight = True
+        self._jobs.put((writes, check_ages, group))
+
+    def _group_written(self, group: list[_Pending], error: BaseException | None) -> None:
+        """Called on the loop by the writer thread: wake the group's requests (or fail them)."""
+        self._in_flight = False
+        for _, done in group:
+            if done.done():  # the request was cancelled; its lines are written all the same
+                continue
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
+        if self._pending or self._check_ages:
+            self._schedule_commit()
 
     async def _rotate_aged_files(self) -> None:
         while True:
             await asyncio.sleep(min(1.0, self.rotate_seconds / 2))
-            now = time.monotonic()
-            aged = [
-                key
-                for key, handle in self._open.items()
-                if now - handle.opened_at >= self.rotate_seconds
-            ]
-            if aged:
-                # Through the pending queue, so a rotation never races a group being written.
-                self._rotations.extend(aged)
-                self._wakeup.set()
+            # Through the writer thread, so a rotation never races a group being written.
+            self._check_ages = True
+            if not self._in_flight:
+                self._schedule_commit()
 
-    async def _commit(self, group: list[_Pending]) -> None:
-        try:
-            await asyncio.to_thread(self._write_and_sync, group)
-        except BaseException as error:
-            for pending in group:
-                if not pending.done.done():
-                    pending.done.set_exception(error)
-            if isinstance(error, Exception):
+    # -- the writer thread -----------------------------------------------------------------
+
+    def _write_groups(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
                 return
-            raise
-        for pending in group:
-            if not pending.done.done():
-                pending.done.set_result(None)
+            writes, check_ages, group = job
+            error = None
+            try:
+                self._write_and_sync(writes)
+                if check_ages:
+                    self._publish(self._aged_files())
+            except BaseException as failure:  # given to the requests that wait for the group
+                error = failure
+            try:
+                self._loop.call_soon_threadsafe(self._group_written, group, error)
+            except RuntimeError:  # the event loop is closed: nobody waits any more
+                return
 
-    def _write_and_sync(self, group: list[_Pending]) -> None:
-        touched: dict[tuple[str, dt.date], _OpenFile] = {}
-        for pending in group:
-            for kind, day, line in pending.lines:
-                handle = self._file_for(kind, day)
-                handle.stream.write(line)
-                handle.size += len(line)
-                touched[(kind, day)] = handle
-        for handle in touched.values():
+    def _aged_files(self) -> list[_FileKey]:
+        now = time.monotonic()
+        return [
+            key
+            for key, handle in self._open.items()
+            if now - handle.opened_at >= self.rotate_seconds
+        ]
+
+    def _write_and_sync(self, writes: list[tuple[_FileKey, bytes]]) -> None:
+        """Write each file's bytes of one group (in the order they came), then fsync each."""
+        touched = []
+        for (kind, day), data in writes:
+            handle = self._file_for(kind, day)
+            handle.stream.write(data)
+            handle.size += len(data)
+            touched.append(((kind, day), handle))
+        for _, handle in touched:
             handle.stream.flush()
             os.fsync(handle.stream.fileno())
             self.fsyncs += 1
-        full = [key for key, handle in touched.items() if handle.size >= self.rotate_bytes]
+        full = [key for key, handle in touched if handle.size >= self.rotate_bytes]
         self._publish(full)
 
     def _file_for(self, kind: str, day: dt.date) -> _OpenFile:

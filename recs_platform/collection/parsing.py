@@ -76,7 +76,13 @@ def finish_event(
     """Add the server's fields to one incoming event and check it; raises `InvalidEvent`."""
     if not isinstance(raw, dict):
         raise InvalidEvent("not a JSON object")
-    event = dict(raw)
+    return _complete_event(dict(raw), server_ts=server_ts, source=source, limits=limits)
+
+
+def _complete_event(
+    event: dict[str, Any], *, server_ts: int, source: str, limits: CollectorLimits
+) -> dict[str, Any]:
+    """`finish_event` on a dict of our own, which it completes in place."""
     event["server_ts"] = server_ts
     if "event_id" not in event:
         event["event_id"] = new_event_id()
@@ -140,16 +146,49 @@ def events_from_json_body(
 _PIXEL_ALIASES = {"sku": "product_sku", "action": "product_action", "ts": "client_ts"}
 
 
-def event_from_query(
-    query: Mapping[str, str], *, server_ts: int, limits: CollectorLimits, source: str = "pixel"
-) -> ParseResult:
-    """`GET /i` with our field names: one event from query parameters."""
+class EventRejected(ValueError):
+    """One event of a request is refused: `rejection` is what to record."""
+
+    def __init__(self, rejection: Rejection):
+        super().__init__(rejection.reason)
+        self.rejection = rejection
+
+
+def _pixel_raw(query: Mapping[str, str]) -> dict[str, Any]:
+    """The raw event of the pixel's query: aliases resolved (the first name given wins), client_ts
+    an integer; raises `ValueError` if it is not one."""
     raw: dict[str, Any] = {}
     for name, value in query.items():
         raw.setdefault(_PIXEL_ALIASES.get(name, name), value)
     if "client_ts" in raw:
-        try:
-            raw["client_ts"] = int(raw["client_ts"])
-        except ValueError:
-            return ParseResult(rejections=[Rejection("client_ts is not an integer", dict(query))])
-    return finish_events([raw], server_ts=server_ts, source=source, limits=limits)
+        raw["client_ts"] = int(raw["client_ts"])
+    return raw
+
+
+def pixel_event(
+    query: Mapping[str, str], *, server_ts: int, limits: CollectorLimits, source: str = "pixel"
+) -> dict[str, Any]:
+    """`GET /i` with our field names: the event of the query parameters, finished and checked
+    (`finish_event`'s rules); raises `EventRejected`. The collector's pixel route calls it
+    directly; everything else goes through `event_from_query`."""
+    try:
+        event = _pixel_raw(query)
+    except ValueError:
+        raise EventRejected(Rejection("client_ts is not an integer", dict(query))) from None
+    try:
+        # The dict is ours, so it is completed in place rather than copied (`finish_event`).
+        return _complete_event(event, server_ts=server_ts, source=source, limits=limits)
+    except InvalidEvent as error:
+        # What is recorded is the raw event, without the server's fields: rebuild it.
+        raise EventRejected(Rejection(str(error), _pixel_raw(query))) from None
+
+
+def event_from_query(
+    query: Mapping[str, str], *, server_ts: int, limits: CollectorLimits, source: str = "pixel"
+) -> ParseResult:
+    """`GET /i` with our field names: one event from query parameters."""
+    try:
+        event = pixel_event(query, server_ts=server_ts, limits=limits, source=source)
+    except EventRejected as rejected:
+        return ParseResult(rejections=[rejected.rejection])
+    return ParseResult(events=[event])
