@@ -30,25 +30,17 @@ from pathlib import Path
 import duckdb
 import httpx2 as httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
+from recs_platform_tests.browser import ARTIFACTS, chromium
 from recs_platform_tests.factories import DAY, make_event, write_good_file
 
 pytestmark = pytest.mark.timeout(300)
 
 REPO = Path(__file__).resolve().parents[1]
-ARTIFACTS = REPO / "test-artifacts"
 BIN = Path(sys.executable).parent
 LOCATION = "recs_platform.definitions"
 REPOSITORY = "__repository__"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 STARTUP_TIMEOUT_S = 120.0
 RUN_TIMEOUT_S = 150.0
 PARTITION = DAY.isoformat()
@@ -363,24 +355,6 @@ def deployment(tmp_path) -> Iterator[Deployment]:
         stopping = time.monotonic()
         processes.stop_all()
         print(f"stopped every process in {time.monotonic() - stopping:.1f} s")
-
-
-@contextlib.contextmanager
-def chromium() -> Iterator[Browser]:
-    executable = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(executable).is_file():
-        pytest.fail(
-            f"Chromium not found (no `chromium` on PATH, no {executable}): this browser test "
-            "needs Debian's chromium package (`apt-get install chromium`), which CI installs."
-        )
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable, args=CHROMIUM_ARGS, timeout=30_000
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def check_lineage_edges(deployment: Deployment) -> None:

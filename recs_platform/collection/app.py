@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import httpx
 import orjson
 
+from recs_platform.asgi import BodyTooLarge, read_body
 from recs_platform.collection.durable import DurableLandingWriter, rejection_line
 from recs_platform.collection.parsing import (
     CollectorLimits,
@@ -148,19 +149,6 @@ class CollectorApp:
             ]
         return []
 
-    async def _read_body(self, receive) -> bytes:
-        limit = self.config.limits.max_body_bytes
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise RequestRejected(413, f"body larger than {limit} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-
     async def _respond(self, scope, receive):
         method, path = scope["method"], scope["path"]
         if method == "GET" and path in PIXEL_PATHS:
@@ -228,7 +216,10 @@ class CollectorApp:
             if query is None:
                 raise RequestRejected(400, "query string is not UTF-8")
             if method == "POST":
-                body = await self._read_body(receive)
+                try:
+                    body = await read_body(receive, self.config.limits.max_body_bytes)
+                except BodyTooLarge as error:
+                    raise RequestRejected(413, str(error)) from None
             result = parse_request(
                 CollectRequest(method, path, query, body, server_ts), self.config.limits
             )

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import orjson
 
+from recs_platform.asgi import BodyTooLarge, read_body
 from recs_platform.serving.inference import (
     InvalidRequest,
     Limits,
@@ -187,30 +188,13 @@ class InferenceApp:
         if model is None:
             return 503, _error("no model loaded yet")
         try:
-            body = await _read_body(receive, self.config.limits.max_body_bytes)
+            body = await read_body(receive, self.config.limits.max_body_bytes)
             instances = parse_instances(body, self.config.limits)
         except InvalidRequest as error:
             return 400, _error(str(error))
         except BodyTooLarge as error:
             return 413, _error(str(error))
         return 200, orjson.dumps(predict(model, instances, self.config.limits))
-
-
-class BodyTooLarge(ValueError):
-    pass
-
-
-async def _read_body(receive, limit: int) -> bytes:
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"body larger than {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 def _header(scope, name: bytes) -> bytes:

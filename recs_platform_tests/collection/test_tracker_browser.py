@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -18,8 +17,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import pytest
-from playwright.sync_api import Browser, BrowserContext, sync_playwright
+from playwright.sync_api import BrowserContext
 
+from recs_platform_tests.browser import ARTIFACTS, chromium, new_context
 from recs_platform_tests.collection.servers import (
     landed_events,
     rejected_records,
@@ -28,15 +28,6 @@ from recs_platform_tests.collection.servers import (
 
 pytestmark = pytest.mark.timeout(60)
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 MINUTE_MS = 60_000
 HOLD_MS = 600_000  # a flush delay no test waits for: only pagehide / visibilitychange send
@@ -123,33 +114,6 @@ def shop_and_collector(data_dir: Path) -> Iterator[tuple[str, str]]:
         ) as collector:
             shop.collector = collector  # type: ignore[attr-defined]
             yield shop_url, collector
-
-
-@contextlib.contextmanager
-def chromium() -> Iterator[Browser]:
-    executable = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(executable).is_file():
-        pytest.fail(
-            f"Chromium not found (no `chromium` on PATH, no {executable}): these browser tests "
-            "need Debian's chromium package (`apt-get install chromium`), which CI installs."
-        )
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable, args=CHROMIUM_ARGS, timeout=30_000
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-def new_context(browser: Browser, init_script: str | None = None) -> BrowserContext:
-    context = browser.new_context()
-    context.set_default_timeout(10_000)
-    context.set_default_navigation_timeout(10_000)
-    if init_script:
-        context.add_init_script(init_script)
-    return context
 
 
 def delivered(landing: Path) -> list[dict]:

@@ -20,6 +20,7 @@ from recs_platform.models.markov import MarkovRecommender
 from recs_platform.serving.inference import package_model
 from recs_platform.serving.storefront import DEFAULT_CAROUSEL_K, Storefront
 from recs_platform.simulation import SHOP_CONFIG_FILE, ShopConfig, simulate_sessions
+from recs_platform_tests.browser import ARTIFACTS, chromium, new_context
 from recs_platform_tests.collection.servers import (
     free_port,
     landed_events,
@@ -27,13 +28,7 @@ from recs_platform_tests.collection.servers import (
     start_collector,
     stop_collector,
 )
-from recs_platform_tests.collection.test_tracker_browser import (
-    ARTIFACTS,
-    chromium,
-    cookie,
-    new_context,
-    wait_for_events,
-)
+from recs_platform_tests.collection.test_tracker_browser import cookie, wait_for_events
 from recs_platform_tests.serving.servers import running_inference_server
 
 pytestmark = pytest.mark.timeout(120)
