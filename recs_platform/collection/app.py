@@ -5,8 +5,9 @@ Routes: `GET /i` and `/pixel.gif` (1x1 GIF; our field names or Snowplow's GET em
 `POST /com.snowplowanalytics.snowplow/tp2` (Snowplow's POST emitter), `GET /health`,
 `GET /recs.js` (the tracker), `GET /recommend` (the facade) and, with a storefront configured,
 the shop's pages under `/shop` (`recs_platform/serving/storefront.py`). A 2xx means every
-accepted event is on disk (fsynced). Bad input gets a 4xx with a JSON reason, and the pixel
-still answers with its GIF.
+accepted event is on disk (fsynced): one writer process (`landing_process.py`) parses the
+pixel's queries and writes every landing file. Bad input gets a 4xx with a JSON reason, and the
+pixel still answers with its GIF; a 503 means the writer process is gone (nothing is acked).
 """
 
 from __future__ import annotations
@@ -22,13 +23,12 @@ import httpx
 import orjson
 
 from recs_platform.asgi import BodyTooLarge, read_body
-from recs_platform.collection.durable import DurableLandingWriter, rejection_line
-from recs_platform.collection.parsing import (
-    CollectorLimits,
-    EventRejected,
-    RequestRejected,
-    pixel_event,
+from recs_platform.collection.durable import (
+    DurableLandingWriter,
+    LandingUnavailable,
+    rejection_line,
 )
+from recs_platform.collection.parsing import CollectorLimits, RequestRejected
 from recs_platform.collection.routes import (
     PIXEL_GIF,
     PIXEL_PATHS,
@@ -92,6 +92,7 @@ class CollectorApp:
             config.landing_root,
             rotate_bytes=config.rotate_bytes,
             rotate_seconds=config.rotate_seconds,
+            limits=config.limits,
         )
         self._tracker_js: bytes | None = None
         self._storefront_js: bytes | None = None
@@ -103,7 +104,18 @@ class CollectorApp:
             return
         if scope["type"] != "http":
             return
-        status, body, headers = await self._respond(scope, receive)
+        try:
+            if scope["method"] == "GET" and scope["path"] in PIXEL_PATHS:
+                # The pixel's hot path: the writer process parses the query and lands what it
+                # holds (the GIF answers whatever it held); the GIF is sent once that is fsynced.
+                await self.writer.land_pixel(
+                    scope["path"], scope["query_string"], int(time.time() * 1000)
+                )
+                status, body, headers = _PIXEL_RESPONSE
+            else:
+                status, body, headers = await self._respond(scope, receive)
+        except LandingUnavailable as error:
+            status, body, headers = _json(503, {"error": str(error)})
         if self.config.cors_origins:
             headers = headers + self._cors_headers(scope)
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -151,8 +163,6 @@ class CollectorApp:
 
     async def _respond(self, scope, receive):
         method, path = scope["method"], scope["path"]
-        if method == "GET" and path in PIXEL_PATHS:
-            return await self._pixel_request(path, scope)
         if method == "OPTIONS":
             return (
                 204,
@@ -181,28 +191,6 @@ class CollectorApp:
                 return self._shop(method, path, scope)
             return _json(404, {"error": f"no route {method} {path}"})
         return await self._collect(method, path, scope, receive)
-
-    async def _pixel_request(self, path: str, scope):
-        """The pixel's common case, one event with our field names, without the general path's
-        request and result objects: the same rules (`pixel_event` is what `parse_request` calls
-        for it), the same lines landed, the GIF sent only once they are written and fsynced.
-        Snowplow's GET emitter and a query that is not UTF-8 take the general path."""
-        try:
-            query = parse_query(scope["query_string"])
-        except UnicodeDecodeError:
-            query = None
-        if query is None or "e" in query:
-            return await self._collect("GET", path, scope, None)
-        server_ts = int(time.time() * 1000)
-        try:
-            event = pixel_event(query, server_ts=server_ts, limits=self.config.limits)
-        except EventRejected as rejected:
-            refused = rejected.rejection
-            line = rejection_line(server_ts, path, refused.reason, refused.raw)
-            await self.writer.append((), (line,), server_ts)
-        else:
-            await self.writer.append((event,))
-        return _PIXEL_RESPONSE
 
     async def _collect(self, method: str, path: str, scope, receive):
         """A collection route: parse, land (written and fsynced), then answer."""

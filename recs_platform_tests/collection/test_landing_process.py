@@ -1,0 +1,181 @@
+"""The writer process: it acks a group only once it is fsynced; its death is a clear 503, never
+an ack; a writer whose collector died is waited for before its files are recovered."""
+
+import asyncio
+import os
+import pickle
+import select
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+
+import orjson
+import pytest
+from starlette.testclient import TestClient
+
+from recs_platform.collection import durable, landing_process
+from recs_platform.collection.app import CollectorConfig, create_app
+from recs_platform.collection.durable import (
+    FRAME_HEADER,
+    LOCKS_FOLDER,
+    DurableLandingWriter,
+    LandingFiles,
+    LandingUnavailable,
+    recover_abandoned_files,
+)
+from recs_platform.collection.parsing import CollectorLimits
+from recs_platform_tests.collection.servers import (
+    free_port,
+    landed_events,
+    start_collector,
+    stop_collector,
+)
+from recs_platform_tests.factories import DAY, make_event
+
+NOW = int(time.time() * 1000)
+PIXEL_QUERY = f"session_id=s1&event_type=pageview&url=%2F&ts={NOW}".encode()
+
+
+def frame(message: object) -> bytes:
+    data = pickle.dumps(message)
+    return FRAME_HEADER.pack(len(data)) + data
+
+
+def test_a_group_is_acked_only_once_its_file_is_fsynced(tmp_path, monkeypatch):
+    to_writer_read, to_writer = os.pipe()
+    acks, acks_write = os.pipe()
+    fsyncs = []
+    real_fsync = os.fsync
+
+    def watched_fsync(fd):
+        readable, _, _ = select.select([acks], [], [], 0)
+        fsyncs.append({"of_a_file": stat.S_ISREG(os.fstat(fd).st_mode), "acked": bool(readable)})
+        real_fsync(fd)
+
+    monkeypatch.setattr(durable.os, "fsync", watched_fsync)
+    files = LandingFiles(tmp_path, "c" * 12, rotate_bytes=1 << 20, rotate_seconds=3600)
+    writer = threading.Thread(
+        target=landing_process.serve,
+        args=(files, CollectorLimits(), to_writer_read, acks_write),
+    )
+    writer.start()
+    os.write(to_writer, frame((1, [("/i", PIXEL_QUERY, NOW)], [])))
+    readable, _, _ = select.select([acks], [], [], 30)
+    ack = os.read(acks, 1000)
+    fsyncs_before_the_ack_was_read = list(fsyncs)
+    os.close(to_writer)  # end of input: serve returns
+    writer.join(timeout=30)
+    files.close()
+    assert {"of_a_file": True, "acked": False} in fsyncs_before_the_ack_was_read
+    assert not any(fsync["acked"] for fsync in fsyncs_before_the_ack_was_read)
+    assert orjson.loads(ack[FRAME_HEADER.size :]) == {"group": 1, "fsyncs": 1}
+    (event,) = landed_events(tmp_path)
+    assert (event["session_id"], event["url"], event["client_ts"]) == ("s1", "/", NOW)
+
+
+def test_an_acked_pixel_is_on_disk_and_the_group_shares_one_fsync(tmp_path):
+    async def scenario():
+        writer = DurableLandingWriter(tmp_path, rotate_seconds=3600)
+        await writer.start()
+        await asyncio.gather(*(writer.land_pixel("/i", PIXEL_QUERY, NOW) for _ in range(20)))
+        (temp,) = (tmp_path / "events").glob("date=*/.collector-*.tmp")
+        on_disk = temp.read_bytes().splitlines()
+        fsyncs = writer.fsyncs
+        await writer.stop()
+        return on_disk, fsyncs
+
+    on_disk, fsyncs = asyncio.run(scenario())
+    assert len(on_disk) == 20 and fsyncs == 1
+
+
+def test_a_dead_writer_process_fails_waiting_and_later_requests_clearly(tmp_path, caplog):
+    async def scenario():
+        writer = DurableLandingWriter(tmp_path)
+        await writer.start()
+        await writer.append([make_event(1)])
+        os.kill(writer._process.pid, signal.SIGKILL)
+        with pytest.raises(LandingUnavailable) as waiting:
+            await writer.append([make_event(2)])
+        with pytest.raises(LandingUnavailable) as later:
+            writer.land_pixel("/i", PIXEL_QUERY, NOW)
+        await writer.stop()
+        restarted = DurableLandingWriter(tmp_path)
+        await restarted.start()
+        await restarted.stop()
+        return str(waiting.value), str(later.value), restarted.recovery
+
+    waiting, later, recovery = asyncio.run(scenario())
+    assert "landing writer process failed" in waiting and waiting == later
+    assert any("refuses events until it is restarted" in r.message for r in caplog.records)
+    # What was acknowledged before the death is recovered by the next writer; nothing else.
+    assert recovery.lines_kept == 1
+    assert [e["event_id"] for e in landed_events(tmp_path)] == [make_event(1)["event_id"]]
+
+
+def test_the_collector_answers_503_once_its_writer_process_is_gone(tmp_path):
+    app = create_app(CollectorConfig(tmp_path))
+    with TestClient(app) as client:
+        assert client.get(f"/i?{PIXEL_QUERY.decode()}").status_code == 200
+        process = app.writer._process
+        process.kill()
+        process.wait(timeout=30)
+        pixel = client.get(f"/i?{PIXEL_QUERY.decode()}")
+        batch = client.post("/collect", json=[make_event(3)])
+        assert client.get("/health").status_code == 200
+    assert pixel.status_code == 503 and batch.status_code == 503
+    assert "landing writer process failed" in batch.json()["error"]
+    assert len(landed_events(tmp_path, include_unpublished=True)) == 1
+
+
+def test_a_sigkilled_collectors_writer_process_dies_with_it(tmp_path):
+    process = start_collector(tmp_path, free_port())
+    with open(f"/proc/{process.pid}/task/{process.pid}/children") as children:
+        (writer_pid,) = [int(pid) for pid in children.read().split()]
+    stop_collector(process, kill=True)
+    deadline = time.monotonic() + 30
+    while os.path.exists(f"/proc/{writer_pid}") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not os.path.exists(f"/proc/{writer_pid}")
+
+
+def test_recovery_waits_for_the_lock_of_a_writer_whose_collector_is_gone(tmp_path, monkeypatch):
+    writer_id = "d" * 12
+    folder = tmp_path / f"events/date={DAY}"
+    folder.mkdir(parents=True)
+    temp = folder / f".collector-{writer_id}-{DAY}-000001.jsonl.tmp"
+    temp.write_bytes(orjson.dumps(make_event(1)) + b"\n")
+    (tmp_path / LOCKS_FOLDER).mkdir()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    lock_path = tmp_path / LOCKS_FOLDER / f"{writer_id}.lock"
+    # A writer still holding its lock though its collector (the pid it records) is gone.
+    orphan = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys; lock = open(sys.argv[1], 'wb'); "
+            "fcntl.flock(lock, fcntl.LOCK_EX); lock.write(sys.argv[2].encode()); lock.flush(); "
+            "print('locked', flush=True); sys.stdin.read()",
+            str(lock_path),
+            f"{os.getpid()} {gone.pid}\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert orphan.stdout.readline() == b"locked\n"
+    waited = []
+
+    def orphan_dies_while_waited_for():
+        if not waited:
+            orphan.stdin.close()
+            orphan.wait(timeout=30)
+        waited.append(True)
+
+    monkeypatch.setattr(durable, "_pause_before_the_next_try", orphan_dies_while_waited_for)
+    report = recover_abandoned_files(tmp_path)
+    assert waited, "recovery did not wait for the orphaned writer"
+    assert report.lines_kept == 1 and not temp.exists()
+    assert landed_events(tmp_path) == [make_event(1)]
