@@ -1,13 +1,18 @@
 """Recommenders on the simulated shops: HR@20, MRR@20, coverage@20, training time and events/s.
 
-Two shops, each split in time as `shop_headroom` does (the last 2 days are the test set):
-the default shop (`ShopConfig()`, about 210k product views) and a larger one with another seed
-and catalogue (seed 11, 20,000 items, 15,000 sessions a day: about 1.05M product views).
-Models: popularity, Markov, V-SKNN, GRU4Rec, SASRec with their defaults (chosen on the default
-shop's last training day; see the models' docstrings), and the oracle (the simulator's exact
-next-product distribution, the ceiling). On the large shop the torch models use the sampled
-softmax (their full softmax over 20,000 items is several times slower on this CPU) and 3 epochs
-(an epoch there is 5x the default shop's).
+Three shops, each split in time as `shop_headroom` does (the last 2 days are the test set):
+the default shop (`ShopConfig()`, about 210k product views), a mid-sized one with another seed
+and catalogue size and the default traffic (seed 11, 5,000 items: the second shop of the goals)
+and a larger one (seed 11, 20,000 items, 15,000 sessions a day: about 1.05M product views).
+Models: popularity, Markov, V-SKNN, GRU4Rec, SASRec, the transition GRU (GRU4Rec plus a learned
+first-order transition term, `TransitionGRURecommender`) and its ablation without the GRU's part
+(`transition_only`: the transition term and item biases alone) and without the transition term
+(`gru_no_transition`: GRU4Rec with the transition GRU's dropout), with their defaults (chosen on
+the default shop's last training day; see the models' docstrings), and the oracle (the
+simulator's exact next-product distribution, the ceiling). On the large shop GRU4Rec and SASRec
+use the sampled softmax (their full softmax over 20,000 items is several times slower on this
+CPU) and all torch models 3 epochs (an epoch there is 5x the default shop's); the transition
+term needs the full softmax.
 
 The large shop is evaluated on every 10th test session (about 12k targets): the oracle is slow
 there. Training events/s = product views in the training sessions x epochs / training seconds (the
@@ -15,7 +20,7 @@ whole `fit`). Torch runs with one intra-op thread (`num_threads=1`): on this sha
 machine two threads were up to 10x slower whenever the other core was busy. MRR@20 by prefix
 length (1, 2, 3-4, 5+ items) is printed too: where history beyond the last item matters.
 
-Usage: .venv/bin/python benchmarks/bench_models.py [--shops default large] [--models ...]
+Usage: .venv/bin/python benchmarks/bench_models.py [--shops default mid large] [--models ...]
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from recs_platform.evaluation.protocol import (
     next_item_targets,
     split_by_time,
 )
-from recs_platform.models.gru4rec import GRU4RecRecommender
+from recs_platform.models.gru4rec import GRU4RecRecommender, TransitionGRURecommender
 from recs_platform.models.markov import MarkovRecommender
 from recs_platform.models.popularity import PopularityRecommender
 from recs_platform.models.sasrec import SASRecRecommender
@@ -46,26 +51,40 @@ from recs_platform.simulation.oracle import Oracle
 SHOPS = {
     "default": ShopConfig(),
     "large": ShopConfig(seed=11, n_items=20_000, sessions_per_day=15_000),
+    # The second shop of the goals: another seed and catalogue size, the default traffic.
+    "mid": ShopConfig(seed=11, n_items=5_000),
 }
 TEST_DAYS = 2
 # Test sessions kept: every n-th. The oracle scores about 70 prefixes/s on the 20,000-item shop,
 # so the large shop is evaluated (every model, the oracle included) on every 10th test session.
-TEST_SESSION_STEP = {"default": 1, "large": 10}
+TEST_SESSION_STEP = {"default": 1, "large": 10, "mid": 1}
 K = 20
 BASELINES = ("popularity", "markov", "vsknn")
-TORCH = ("gru4rec", "sasrec")
+TORCH = ("gru4rec", "sasrec", "gru_transition")
+# Ablations of gru_transition, trained the same way: its transition term alone (T + b), and
+# its GRU part alone (GRU4Rec with gru_transition's dropout).
+ABLATIONS = ("transition_only", "gru_no_transition")
 LENGTH_SLICES = ((1, 1), (2, 2), (3, 4), (5, 10_000))
 
 
 def build(model: str, shop: str):
     # The large shop has 5x the training events per epoch: 3 epochs, sampled softmax.
     large = {"loss": "sampled", "epochs": 3} if shop == "large" else {}
+    # The transition term needs the full softmax: on the large shop only fewer epochs.
+    transition = {"epochs": 3} if shop == "large" else {}
     return {
         "popularity": lambda: PopularityRecommender(),
         "markov": lambda: MarkovRecommender(),
         "vsknn": lambda: VSKNNRecommender(),
         "gru4rec": lambda: GRU4RecRecommender(num_threads=1, **large),
         "sasrec": lambda: SASRecRecommender(num_threads=1, **large),
+        "gru_transition": lambda: TransitionGRURecommender(num_threads=1, **transition),
+        "transition_only": lambda: TransitionGRURecommender(
+            "transition_only", num_threads=1, session_term=False, **transition
+        ),
+        "gru_no_transition": lambda: TransitionGRURecommender(
+            "gru_no_transition", num_threads=1, transition_term=False, **large
+        ),
     }[model]()
 
 
@@ -169,7 +188,7 @@ def goals(rows: dict) -> dict:
 def main() -> dict:
     parser = argparse.ArgumentParser()
     parser.add_argument("--shops", nargs="+", default=list(SHOPS), choices=list(SHOPS))
-    parser.add_argument("--models", nargs="+", default=[*BASELINES, *TORCH])
+    parser.add_argument("--models", nargs="+", default=[*BASELINES, *TORCH, *ABLATIONS])
     parser.add_argument("--verbose", action="store_true", help="log training progress")
     args = parser.parse_args()
     if args.verbose:
@@ -179,7 +198,8 @@ def main() -> dict:
         result[shop] = run_shop(shop, args.models)
         # Per shop, so one shop can be rerun alone: the goals, and everything (per-model
         # metrics, prefix-length slices, training logs) beside them.
-        save_and_print(f"models_{shop}", f"models, {shop} shop: goals", result[shop]["goals"])
+        if result[shop]["goals"]:  # none without a baseline and a torch model
+            save_and_print(f"models_{shop}", f"models, {shop} shop: goals", result[shop]["goals"])
         (RESULTS / f"models_{shop}_full.json").write_text(json.dumps(result[shop], indent=2) + "\n")
     return result
 

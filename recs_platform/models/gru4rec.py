@@ -12,6 +12,12 @@ Loss: `"cross-entropy"` over the full catalogue (default; fine up to ~20k items 
 `"sampled"`: softmax over the batch's targets plus `n_negatives` items drawn with probability
 ~ popularity^`sample_alpha`, with the log-Q correction, for large catalogues.
 
+With `transition_term=True` (`TransitionGRURecommender`) the logits get a learned first-order
+term T[last item, j] over the item pairs seen in training (sparse, see `transitions`), trained
+with the rest; `session_term=False` drops the GRU's part (T + b only), for ablations;
+`encoder="sum"` replaces the GRU by a sum of per-item intent evidence with a softmax (tried:
+weaker than the GRU on validation).
+
 Defaults (chosen on the default simulated shop, trained on its first 11 days and validated on
 the 12th, the last training day; see benchmarks/README.md): embedding 64, hidden 128, one
 layer, dropout 0.1 on the embedding and 0.1 on the GRU output, backpropagation through 10 steps,
@@ -32,8 +38,10 @@ from recs_platform.models.torch_common import (
     sampled_softmax_loss,
     sampling_log_q,
 )
+from recs_platform.models.transitions import SparseTransitions
 
 LOSSES = ("cross-entropy", "sampled")
+ENCODERS = ("gru", "sum")
 
 
 class GRU4RecNetwork(nn.Module):
@@ -45,8 +53,21 @@ class GRU4RecNetwork(nn.Module):
         layers: int,
         dropout_embedding: float,
         dropout_hidden: float,
+        transitions: SparseTransitions | None = None,
+        session_term: bool = True,
+        encoder: str = "gru",
     ):
         super().__init__()
+        self.transitions = transitions
+        self.session_term = session_term
+        self.encoder = encoder
+        if encoder == "sum":
+            # Each item's evidence about the session's latent intent (hidden_size of them),
+            # summed over the prefix: the state is the log-posterior, its softmax the output.
+            self.evidence = nn.Embedding(n_items + 1, hidden_size, padding_idx=0)
+            nn.init.normal_(self.evidence.weight, std=0.5)
+            with torch.no_grad():
+                self.evidence.weight[0].zero_()
         self.embedding = nn.Embedding(n_items + 1, embedding_size, padding_idx=0)
         self.gru = nn.GRU(
             embedding_size,
@@ -65,11 +86,24 @@ class GRU4RecNetwork(nn.Module):
         self, items: torch.Tensor, hidden: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """items [batch, steps] -> GRU outputs [batch, steps, hidden] (dropout applied), state."""
+        if self.encoder == "sum":
+            evidence = torch.cumsum(self.dropout_embedding(self.evidence(items)), dim=1)
+            if hidden is not None:
+                evidence = evidence + hidden[-1][:, None]
+            outputs = torch.softmax(evidence, dim=-1)
+            return self.dropout_hidden(outputs), evidence[:, -1][None]
         outputs, hidden = self.gru(self.dropout_embedding(self.embedding(items)), hidden)
         return self.dropout_hidden(outputs), hidden
 
-    def logits(self, outputs: torch.Tensor) -> torch.Tensor:
-        return outputs @ self.output.T + self.output_bias
+    def logits(self, outputs: torch.Tensor, last: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores of every item: <u, v_j> + b_j (+ T[last, j] with the transition term)."""
+        if self.session_term:
+            logits = outputs @ self.output.T + self.output_bias
+        else:
+            logits = self.output_bias.expand(len(outputs), -1)
+        if self.transitions is not None:
+            logits = self.transitions.add_to(logits, last)
+        return logits
 
 
 class GRU4RecRecommender(TorchSessionRecommender):
@@ -92,6 +126,11 @@ class GRU4RecRecommender(TorchSessionRecommender):
         n_negatives: int = 2048,
         sample_alpha: float = 0.75,
         bptt: int = 10,
+        transition_term: bool = False,
+        transition_offset: float = 1.0,
+        transition_learning_rate: float | None = None,
+        session_term: bool = True,
+        encoder: str = "gru",
         seed: int = 0,
         device: str | None = None,
         log_interval_s: float = 10.0,
@@ -101,6 +140,14 @@ class GRU4RecRecommender(TorchSessionRecommender):
             raise ValueError(f"unknown loss {loss!r}: one of {LOSSES}")
         if bptt < 1:
             raise ValueError(f"bptt must be at least 1, got {bptt}")
+        if encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {encoder!r}: one of {ENCODERS}")
+        if encoder == "sum" and layers != 1:
+            raise ValueError("the sum encoder has one layer")
+        if transition_term and loss != "cross-entropy":
+            raise ValueError("transition_term needs the full cross-entropy loss")
+        if not (transition_term or session_term):
+            raise ValueError("at least one of transition_term and session_term is needed")
         hyperparameters = {
             key: value
             for key, value in locals().items()
@@ -108,7 +155,30 @@ class GRU4RecRecommender(TorchSessionRecommender):
         }
         super().__init__(name, hyperparameters, device, log_interval_s, num_threads)
 
+    def _prepare(self, sessions: list[np.ndarray]) -> None:
+        self._transition_sessions = sessions if self.transition_term else None
+
+    def _parameter_groups(self) -> list[dict]:
+        transitions = self.network.transitions
+        if transitions is None or self.transition_learning_rate is None:
+            return super()._parameter_groups()
+        others = [p for p in self.network.parameters() if p is not transitions.weight]
+        return [
+            {"params": others},
+            {"params": [transitions.weight], "lr": self.transition_learning_rate},
+        ]
+
     def _build_network(self, n_items: int) -> GRU4RecNetwork:
+        transitions = None
+        if self.transition_term:
+            # From the training sessions when fitting; empty, to be filled by the saved state,
+            # when loading.
+            sessions = self.__dict__.pop("_transition_sessions", None)
+            transitions = (
+                SparseTransitions.from_sessions(sessions, n_items, self.transition_offset)
+                if sessions is not None
+                else SparseTransitions(n_items)
+            )
         return GRU4RecNetwork(
             n_items,
             self.embedding_size,
@@ -116,6 +186,9 @@ class GRU4RecRecommender(TorchSessionRecommender):
             self.layers,
             self.dropout_embedding,
             self.dropout_hidden,
+            transitions,
+            self.session_term,
+            self.encoder,
         )
 
     def _train_epoch(
@@ -171,7 +244,7 @@ class GRU4RecRecommender(TorchSessionRecommender):
                         log_q,
                     )
                 else:
-                    loss = nn.functional.cross_entropy(network.logits(outputs), targets)
+                    loss = nn.functional.cross_entropy(network.logits(outputs, inputs), targets)
                 pending.append(loss)
                 progress.update(len(targets), loss.item(), len(targets))
                 if len(pending) == self.bptt:
@@ -202,5 +275,26 @@ class GRU4RecRecommender(TorchSessionRecommender):
 
     def _prefix_scores(self, padded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         outputs, _ = self.network(padded)
-        last = outputs[torch.arange(len(lengths)), lengths.to(padded.device) - 1]
-        return self.network.logits(last)
+        rows = torch.arange(len(lengths), device=padded.device)
+        last = lengths.to(padded.device) - 1
+        return self.network.logits(outputs[rows, last], padded[rows, last])
+
+
+TRANSITION_DEFAULTS = {"dropout_hidden": 0.3, "dropout_embedding": 0.2}
+
+
+class TransitionGRURecommender(GRU4RecRecommender):
+    """GRU4Rec with the learned first-order transition term on by default.
+
+    logits(j | prefix) = T[last item, j] + <u(prefix), v_j> + b_j: T (see `transitions`) is as
+    exact as a Markov chain's counts on the pairs seen in training, the GRU's state u carries
+    what the whole prefix says beyond the last item (the session's intent). Both are trained
+    together by the full cross-entropy. `session_term=False` leaves T + b only (a Markov chain
+    trained by cross-entropy), for ablations.
+    """
+
+    def __init__(self, name: str = "gru_transition", **settings):
+        # Dropout 0.3 on the GRU output and 0.2 on the embedding (validation MRR@20 0.376 on
+        # the default shop's 12th day, against 0.371 with GRU4Rec's 0.1 / 0.1).
+        settings = {"transition_term": True, **TRANSITION_DEFAULTS, **settings}
+        super().__init__(name, **settings)

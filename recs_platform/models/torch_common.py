@@ -251,10 +251,17 @@ class TorchSessionRecommender(SessionRecommender):
     def _truncate(self, prefix: np.ndarray) -> np.ndarray:
         return prefix
 
+    def _prepare(self, sessions: list[np.ndarray]) -> None:
+        """Called by `fit` with the encoded training sessions before `_build_network`."""
+
     # --- training ----------------------------------------------------------------------------
 
+    def _parameter_groups(self) -> list[dict[str, Any]]:
+        """The optimizer's parameter groups (one by default; a subclass may set some apart)."""
+        return [{"params": list(self.network.parameters())}]
+
     def _optimizer(self) -> torch.optim.Optimizer:
-        parameters = self.network.parameters()
+        parameters = self._parameter_groups()
         name = self.hyperparameters.get("optimizer", "adam")
         if name == "adam":
             return torch.optim.Adam(parameters, lr=self.learning_rate)
@@ -291,6 +298,7 @@ class TorchSessionRecommender(SessionRecommender):
         if not encoded:
             raise ValueError(f"{self.name}: no session with two items or more to learn from")
         training_events = sum(len(session) for session in sessions)
+        self._prepare(encoded)
         self.network = self._build_network(len(self.item_ids)).to(self.device)
         optimizer = self._optimizer()
         progress = ProgressLogger(self.name, self.log_interval_s)

@@ -1,11 +1,12 @@
-"""GRU4Rec and SASRec on tiny data: they learn, repeat themselves, save, and fall back."""
+"""GRU4Rec, SASRec and the transition GRU on tiny data: they learn, repeat themselves, save,
+and fall back."""
 
 import numpy as np
 import pytest
 
 from recs_platform.evaluation.protocol import next_item_targets, ranks_of_targets
 from recs_platform.models.base import load_recommender
-from recs_platform.models.gru4rec import GRU4RecRecommender
+from recs_platform.models.gru4rec import GRU4RecRecommender, TransitionGRURecommender
 from recs_platform.models.popularity import PopularityRecommender
 from recs_platform.models.sasrec import SASRecRecommender
 from recs_platform.simulation import ShopConfig, simulate_sessions
@@ -31,7 +32,10 @@ SMALL = {
         "dropout": 0.1,
     },
 }
+SMALL[TransitionGRURecommender] = SMALL[GRU4RecRecommender]
 MODELS = list(SMALL)
+# The transition term needs the full softmax.
+SAMPLED_MODELS = [GRU4RecRecommender, SASRecRecommender]
 
 
 def item(number: int) -> str:
@@ -165,7 +169,7 @@ def test_validation_keeps_the_best_epoch_and_patience_stops(model_class):
     np.testing.assert_array_equal(model.score([["p05", "p06"]]), snapshots[1])
 
 
-@pytest.mark.parametrize("model_class", MODELS, ids=lambda cls: cls.__name__)
+@pytest.mark.parametrize("model_class", SAMPLED_MODELS, ids=lambda cls: cls.__name__)
 def test_sampled_softmax_learns_the_pattern_too(model_class):
     model = small(model_class, loss="sampled", n_negatives=16).fit(TRAIN)
     targets = next_item_targets(TEST, model.item_ids)
@@ -191,3 +195,7 @@ def test_bad_settings_are_refused():
         GRU4RecRecommender().fit([["a"], ["b"]])
     with pytest.raises(RuntimeError, match="call fit"):
         SASRecRecommender().score([["a"]])
+    with pytest.raises(ValueError, match="transition_term needs the full cross-entropy"):
+        TransitionGRURecommender(loss="sampled")
+    with pytest.raises(ValueError, match="at least one of"):
+        GRU4RecRecommender(session_term=False)

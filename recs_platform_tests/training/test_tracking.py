@@ -54,3 +54,21 @@ def test_champion_alias_is_absent_until_promoted_and_then_follows_promotion(loca
     assert tracking.champion_version() == "2"
     champion = tracking.load_registered(f"models:/{tracking.REGISTERED_MODEL}@champion")
     assert isinstance(champion, MarkovRecommender)
+
+
+def test_the_transition_gru_logs_and_predicts_like_itself(local_store):
+    from recs_platform.models.gru4rec import TransitionGRURecommender
+
+    sessions = [["a", "b", "c", "d"], ["b", "c", "d"], ["c", "d", "a"], ["d", "a", "b"]] * 20
+    model = TransitionGRURecommender(
+        epochs=2, batch_size=8, embedding_size=8, hidden_size=8, num_threads=1
+    ).fit(sessions)
+    with mlflow.start_run():
+        logged = tracking.log_and_register(model, [["a"], ["b", "c"]])
+    pyfunc = mlflow.pyfunc.load_model(logged.model_uri)
+    predictions = pyfunc.predict(pd.DataFrame({"session": [["a"], ["b", "c"]], "k": [3, 2]}))
+    assert predictions["items"][0] == model.rank([["a"]], k=3)[0]
+    assert predictions["items"][1] == model.rank([["b", "c"]], k=2)[0]
+    loaded = tracking.load_registered(logged.model_uri)
+    assert isinstance(loaded, TransitionGRURecommender)
+    assert loaded.rank([["c"]], k=3) == model.rank([["c"]], k=3)
