@@ -4,10 +4,11 @@ All landing files are written by ONE writer process (`landing_process.py`), whic
 starts with its event loop and talks to over two pipes; `DurableLandingWriter` is the event
 loop's end of them. Requests add their part to the current group (a pixel request: its raw query
 string, which the writer process parses with the same rules, `pixel_lines`; any other request:
-its prepared lines) and all wait on the group's one future. The loop sends a group as one message
-while no other is in flight; the writer process writes it to the open file of each arrival day,
-fsyncs each touched file once and only then acks the group's number (group commit: one fsync per
-group, not per event). What arrives meanwhile is the next group. No thread runs in the
+its prepared lines) and all wait on the group's one future. The loop sends each group as one
+message once it has run what was ready; the writer process writes every group that has come
+(while it was busy with the last fsync) to the open file of each arrival day, fsyncs each touched
+file once and only then acks the last group's number (group commit: one fsync for all of them,
+not one per event). No thread runs in the
 collector's process, so the event loop never hands the GIL over to a writer.
 
 Files are written under a hidden temporary name and become visible by an atomic rename when they
@@ -27,6 +28,7 @@ If the writer process dies, every waiting and later request fails with `LandingU
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import fcntl
@@ -126,7 +128,8 @@ class DurableLandingWriter:
         self._pending_lines: list[tuple[str, dt.date, bytes]] = []
         self._pending_done: _GroupWritten | None = None
         self._hand_over_scheduled = False
-        self._in_flight: tuple[int, _GroupWritten] | None = None
+        self._in_flight: collections.deque[tuple[int, _GroupWritten]] = collections.deque()
+        """The groups sent and not yet acknowledged, oldest first."""
         self._sequence = 0
         self._outgoing = bytearray()
         self._incoming = bytearray()
@@ -176,7 +179,7 @@ class DurableLandingWriter:
         self._stopping = True
         if self._failure is None and (self._in_flight or self._pending_done):
             # Groups are written in order: once the last one is, all are.
-            last = self._pending_done or self._in_flight[1]
+            last = self._pending_done or self._in_flight[-1][1]
             with contextlib.suppress(LandingUnavailable):
                 await last
         await self._end_process()
@@ -225,7 +228,7 @@ class DurableLandingWriter:
 
     def _open_group(self) -> _GroupWritten:
         done = self._pending_done = _GroupWritten(loop=self._loop)
-        if self._in_flight is None and not self._hand_over_scheduled:
+        if not self._hand_over_scheduled:
             # Once the loop has run what is ready now: the requests that came together form one
             # group.
             self._hand_over_scheduled = True
@@ -233,9 +236,11 @@ class DurableLandingWriter:
         return done
 
     def _hand_over(self) -> None:
-        """Send everything pending to the writer process as one group."""
+        """Send everything pending to the writer process as one group. It need not wait for the
+        groups in flight: the writer process writes whatever groups have come while it was busy
+        with one fsync."""
         self._hand_over_scheduled = False
-        if self._in_flight is not None or self._pending_done is None or self._failure:
+        if self._pending_done is None or self._failure:
             return
         by_file: dict[FileKey, list[bytes]] = {}
         for kind, day, line in self._pending_lines:
@@ -249,7 +254,7 @@ class DurableLandingWriter:
         message = pickle.dumps(
             (self._sequence, self._pending_pixels, writes), protocol=pickle.HIGHEST_PROTOCOL
         )
-        self._in_flight = (self._sequence, self._pending_done)
+        self._in_flight.append((self._sequence, self._pending_done))
         self._pending_pixels, self._pending_lines, self._pending_done = [], [], None
         self._send(FRAME_HEADER.pack(len(message)) + message)
 
@@ -312,19 +317,22 @@ class DurableLandingWriter:
         if "fatal" in message:
             self._writer_gone(message["fatal"])
             return
-        sequence, done = self._in_flight
-        if message["group"] != sequence:
-            self._writer_gone(f"it acknowledged group {message['group']}, not {sequence}")
+        # An acknowledgement covers every group up to the one it names.
+        last = message["group"]
+        if not self._in_flight or self._in_flight[0][0] > last or last > self._sequence:
+            self._writer_gone(f"it acknowledged group {last}, which is not in flight")
             return
-        self._in_flight = None
         self.fsyncs = message["fsyncs"]
+        failure = None
         if "error" in message:
             log.error("the landing writer could not write a group: %s", message["error"])
-            done.set_exception(LandingUnavailable(f"landing failed: {message['error']}"))
-        else:
-            done.set_result(None)
-        if self._pending_done is not None:
-            self._hand_over()
+            failure = LandingUnavailable(f"landing failed: {message['error']}")
+        while self._in_flight and self._in_flight[0][0] <= last:
+            _, done = self._in_flight.popleft()
+            if failure is None:
+                done.set_result(None)
+            else:
+                done.set_exception(failure)
 
     def _writer_gone(self, why: str) -> None:
         if self._failure is not None:
@@ -340,15 +348,13 @@ class DurableLandingWriter:
         if self._failure is None and log_it:
             log.error("%s: the collector refuses events until it is restarted", failure)
         self._failure = self._failure or failure
-        waiting = [self._ready]
-        if self._in_flight is not None:
-            waiting.append(self._in_flight[1])
-        waiting.append(self._pending_done)
+        waiting = [self._ready, *(done for _, done in self._in_flight), self._pending_done]
         for done in waiting:
             if done is not None and not done.done():
                 done.set_exception(self._failure)
                 done.exception()  # retrieved: a group nobody awaits any more is not an error
-        self._in_flight, self._pending_done = None, None
+        self._in_flight.clear()
+        self._pending_done = None
         self._pending_pixels, self._pending_lines = [], []
 
 

@@ -74,20 +74,24 @@ def pixel_lines(
     ]
 
 
-def group_writes(
-    pixels: list[tuple[str, bytes, int]],
-    prepared: list[tuple[FileKey, bytes]],
+def batch_writes(
+    groups: list[tuple[int, list[tuple[str, bytes, int]], list[tuple[FileKey, bytes]]]],
     limits: CollectorLimits,
 ) -> list[tuple[FileKey, bytes]]:
-    """One group's bytes per file: the prepared lines, then the pixel requests' lines."""
-    by_file: dict[FileKey, list[bytes]] = {key: [data] for key, data in prepared}
-    for path, query_string, server_ts in pixels:
-        events, rejections = pixel_lines(path, query_string, server_ts, limits)
-        for event in events:
-            key = (EVENTS_PREFIX, arrival_date(event["server_ts"]))
-            by_file.setdefault(key, []).append(orjson.dumps(event) + b"\n")
-        if rejections:
-            by_file.setdefault((REJECTED_PREFIX, arrival_date(server_ts)), []).extend(rejections)
+    """The bytes per file of groups (number, pixel requests, prepared lines), in their order:
+    each group's prepared lines, then its pixel requests' lines."""
+    by_file: dict[FileKey, list[bytes]] = {}
+    for _, pixels, prepared in groups:
+        for key, data in prepared:
+            by_file.setdefault(key, []).append(data)
+        for path, query_string, server_ts in pixels:
+            events, rejections = pixel_lines(path, query_string, server_ts, limits)
+            for event in events:
+                key = (EVENTS_PREFIX, arrival_date(event["server_ts"]))
+                by_file.setdefault(key, []).append(orjson.dumps(event) + b"\n")
+            if rejections:
+                day = arrival_date(server_ts)
+                by_file.setdefault((REJECTED_PREFIX, day), []).extend(rejections)
     return [(key, b"".join(chunks)) for key, chunks in by_file.items()]
 
 
@@ -109,9 +113,11 @@ def send(message: dict, output_fd: int = 1) -> None:
 def serve(
     files: LandingFiles, limits: CollectorLimits, input_fd: int = 0, output_fd: int = 1
 ) -> None:
-    """Write the groups that come on `input_fd` (standard input) until it ends; ack each on
-    `output_fd` once it is written and fsynced."""
+    """Write the groups that come on `input_fd` (standard input) until it ends: all those that
+    came together are written and fsynced at once, then acked (by the last one's number) on
+    `output_fd`."""
     buffered = bytearray()
+    groups = []
     while True:
         wait = files.seconds_to_next_rotation()
         readable, _, _ = select.select([input_fd], [], [], wait)
@@ -125,15 +131,18 @@ def serve(
             end = FRAME_HEADER.size + length
             if len(buffered) < end:
                 break
-            sequence, pixels, prepared = pickle.loads(buffered[FRAME_HEADER.size : end])
+            groups.append(pickle.loads(buffered[FRAME_HEADER.size : end]))
             del buffered[:end]
+        if groups:
+            last = groups[-1][0]
             try:
-                files.write_and_sync(group_writes(pixels, prepared, limits))
-            except Exception as error:  # the group's requests are failed, not acknowledged
+                files.write_and_sync(batch_writes(groups, limits))
+            except Exception as error:  # the groups' requests are failed, not acknowledged
                 traceback.print_exc()
-                send({"group": sequence, "fsyncs": files.fsyncs, "error": repr(error)}, output_fd)
+                send({"group": last, "fsyncs": files.fsyncs, "error": repr(error)}, output_fd)
             else:
-                send({"group": sequence, "fsyncs": files.fsyncs}, output_fd)
+                send({"group": last, "fsyncs": files.fsyncs}, output_fd)
+            groups = []
         files.publish_aged()
 
 
