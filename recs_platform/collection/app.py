@@ -193,7 +193,8 @@ class CollectorApp:
         return await self._collect(method, path, scope, receive)
 
     async def _collect(self, method: str, path: str, scope, receive):
-        """A collection route: parse, land (written and fsynced), then answer."""
+        """A POST collection route: parse, land (written and fsynced), then answer with what
+        was accepted and why the rest was not. (The pixel's GETs go to the writer process.)"""
         server_ts = int(time.time() * 1000)
         try:
             query = parse_query(scope["query_string"])
@@ -203,29 +204,24 @@ class CollectorApp:
         try:
             if query is None:
                 raise RequestRejected(400, "query string is not UTF-8")
-            if method == "POST":
-                try:
-                    body = await read_body(receive, self.config.limits.max_body_bytes)
-                except BodyTooLarge as error:
-                    raise RequestRejected(413, str(error)) from None
+            try:
+                body = await read_body(receive, self.config.limits.max_body_bytes)
+            except BodyTooLarge as error:
+                raise RequestRejected(413, str(error)) from None
             result = parse_request(
                 CollectRequest(method, path, query, body, server_ts), self.config.limits
             )
         except RequestRejected as rejected:
-            raw = scope["query_string"] if method == "GET" else body[:_REJECTED_BODY_BYTES]
+            raw = body[:_REJECTED_BODY_BYTES]
             await self.writer.append(
                 (), [rejection_line(server_ts, path, rejected.reason, raw)], server_ts
             )
-            if path in PIXEL_PATHS:
-                return _PIXEL_RESPONSE
             return _json(rejected.status, {"error": rejected.reason})
         rejections = [
             rejection_line(server_ts, path, rejection.reason, rejection.raw)
             for rejection in result.rejections
         ]
         await self.writer.append(result.events, rejections, server_ts)
-        if path in PIXEL_PATHS:
-            return _PIXEL_RESPONSE
         status = batch_status(path, accepted=len(result.events), rejected=len(result.rejections))
         return _json(
             status,
