@@ -8,10 +8,12 @@ times in turn, each in a fresh process whose wall clock and peak RSS are measure
 Python parent that runs only that process, so the peak is the command's own):
 
 - `dbt build` of that partition: the command the Dagster asset `daily_dbt_models` runs
-  (`dbt_build_args()` with the window in the environment, `partition_window_env(day, day +
-  1)`, `--select config.materialized:incremental`, target `local`, JSON logs, a fresh target
-  folder holding a copy of the parsed project's `partial_parse.msgpack`, as dagster-dbt does).
-  The tables exist, so each run is the incremental one that replaces the day;
+  (`dbt_build_args()` with the environment `dbt_run_env(partition_window_env(day, day + 1))`:
+  the window, and dbt's `buildable` indirect selection, so a test runs only when every model
+  it reads is selected or upstream), `--select config.materialized:incremental`, target
+  `local`, JSON logs, a fresh target folder holding a copy of the parsed project's
+  `partial_parse.msgpack`, as dagster-dbt does). The tables exist, so each run is the
+  incremental one that replaces the day;
 - `dbt run` of the same selection (the models without the data tests);
 - dbt with nothing selected (startup and partial parse, no SQL: dbt's fixed cost), the window
   in the environment as the asset passes it, and the same with the window as `--vars` instead
@@ -56,6 +58,7 @@ from recs_platform.transform.dbt_invocation import (
     INCREMENTAL_SELECTOR,
     WINDOW_ENV_VARS,
     dbt_build_args,
+    dbt_run_env,
     partition_window_env,
     partition_window_vars,
 )
@@ -64,6 +67,7 @@ from recs_platform.warehouse.duckdb_raw import ensure_raw_tables, load_raw_event
 HERE = Path(__file__).parent
 REFERENCE_SQL = HERE / "bench_dbt_sessionization.sql"
 DAY = dt.date(2026, 11, 1)
+ONE_DAY = dt.timedelta(days=1)
 # Rows landed on the first day per session of the default shop, measured (duplicates included,
 # late events excluded); only used to size the run.
 ROWS_PER_SESSION = 8.68
@@ -132,7 +136,7 @@ class Dbt:
         base = {name: value for name, value in os.environ.items() if name not in WINDOW_ENV_VARS}
         return {
             **base,
-            **(partition_window_env(DAY, DAY + dt.timedelta(days=1)) if window else {}),
+            **(dbt_run_env(partition_window_env(DAY, DAY + ONE_DAY)) if window else {}),
             "RECS_DATA_DIR": str(self.scratch),
             "DBT_PROJECT_DIR": str(DBT_PROJECT_DIR),
             "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
