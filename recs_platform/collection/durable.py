@@ -50,6 +50,7 @@ import orjson
 
 from recs_platform.collection.parsing import CollectorLimits
 from recs_platform.events.landing import EVENTS_PREFIX, arrival_date, fsync_directory
+from recs_platform.pids import pid_is_running
 
 log = logging.getLogger(__name__)
 
@@ -474,16 +475,6 @@ class LandingFiles:
 # -- recovery ---------------------------------------------------------------------------------
 
 
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _owner_is_alive(root: Path, writer_id: str) -> bool:
     """Whether the writer of these files still runs (holds its lock). A writer whose collector
     is gone is about to die with it: wait for it (up to `ORPHAN_WAIT_S`)."""
@@ -514,7 +505,7 @@ def _is_orphaned(lock_path: Path) -> bool:
         _, collector_pid = lock_path.read_text().split()
     except (OSError, ValueError):
         return False
-    return not _process_exists(int(collector_pid))
+    return not pid_is_running(int(collector_pid))
 
 
 def recover_abandoned_files(root: Path) -> RecoveryReport:

@@ -155,9 +155,6 @@ class GRU4RecRecommender(TorchSessionRecommender):
         }
         super().__init__(name, hyperparameters, device, log_interval_s, num_threads)
 
-    def _prepare(self, sessions: list[np.ndarray]) -> None:
-        self._transition_sessions = sessions if self.transition_term else None
-
     def _parameter_groups(self) -> list[dict]:
         transitions = self.network.transitions
         if transitions is None or self.transition_learning_rate is None:
@@ -168,12 +165,13 @@ class GRU4RecRecommender(TorchSessionRecommender):
             {"params": [transitions.weight], "lr": self.transition_learning_rate},
         ]
 
-    def _build_network(self, n_items: int) -> GRU4RecNetwork:
+    def _build_network(
+        self, n_items: int, sessions: list[np.ndarray] | None = None
+    ) -> GRU4RecNetwork:
         transitions = None
         if self.transition_term:
             # From the training sessions when fitting; empty, to be filled by the saved state,
             # when loading.
-            sessions = self.__dict__.pop("_transition_sessions", None)
             transitions = (
                 SparseTransitions.from_sessions(sessions, n_items, self.transition_offset)
                 if sessions is not None

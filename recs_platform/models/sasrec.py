@@ -129,7 +129,9 @@ class SASRecRecommender(TorchSessionRecommender):
         }
         super().__init__(name, hyperparameters, device, log_interval_s, num_threads)
 
-    def _build_network(self, n_items: int) -> SASRecNetwork:
+    def _build_network(
+        self, n_items: int, sessions: list[np.ndarray] | None = None
+    ) -> SASRecNetwork:
         return SASRecNetwork(
             n_items,
             self.dimensions,

@@ -232,7 +232,9 @@ class TorchSessionRecommender(SessionRecommender):
     # --- what subclasses provide -------------------------------------------------------------
 
     @abstractmethod
-    def _build_network(self, n_items: int) -> nn.Module: ...
+    def _build_network(self, n_items: int, sessions: list[np.ndarray] | None = None) -> nn.Module:
+        """The network for `n_items` items: from the encoded training `sessions` when fitting,
+        `None` when loading (the saved state then fills it)."""
 
     @abstractmethod
     def _train_epoch(
@@ -250,9 +252,6 @@ class TorchSessionRecommender(SessionRecommender):
 
     def _truncate(self, prefix: np.ndarray) -> np.ndarray:
         return prefix
-
-    def _prepare(self, sessions: list[np.ndarray]) -> None:
-        """Called by `fit` with the encoded training sessions before `_build_network`."""
 
     # --- training ----------------------------------------------------------------------------
 
@@ -298,8 +297,7 @@ class TorchSessionRecommender(SessionRecommender):
         if not encoded:
             raise ValueError(f"{self.name}: no session with two items or more to learn from")
         training_events = sum(len(session) for session in sessions)
-        self._prepare(encoded)
-        self.network = self._build_network(len(self.item_ids)).to(self.device)
+        self.network = self._build_network(len(self.item_ids), encoded).to(self.device)
         optimizer = self._optimizer()
         progress = ProgressLogger(self.name, self.log_interval_s)
         self.training_log = []

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import httpx
 
+from recs_platform.pids import pid_is_running
 from recs_platform.serving.server import read_current, write_current
 
 MODELS_FOLDER = "models"
@@ -230,10 +231,4 @@ def _alive(pid: int) -> bool:
             return False
     except ChildProcessError:
         pass  # not our child: ask the kernel
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_is_running(pid)

@@ -53,41 +53,39 @@ def _vsknn() -> Candidate:
     return Candidate("vsknn", lambda params: VSKNNRecommender(name="vsknn", **params), {}, space)
 
 
-def _gru4rec() -> Candidate:
-    from recs_platform.models.gru4rec import GRU4RecRecommender
+def _gru_space(max_epochs: int) -> Callable[[optuna.Trial], Params]:
+    """The search space of the GRU models (GRU4Rec, with or without the transition term)."""
 
     def space(trial: optuna.Trial) -> Params:
         return {
             "hidden_size": trial.suggest_categorical("hidden_size", [64, 128, 256]),
             "learning_rate": trial.suggest_float("learning_rate", 5e-4, 1e-2, log=True),
             "dropout_hidden": trial.suggest_float("dropout_hidden", 0.0, 0.5),
-            "epochs": trial.suggest_int("epochs", 2, 8),
+            "epochs": trial.suggest_int("epochs", 2, max_epochs),
         }
+
+    return space
+
+
+def _gru4rec() -> Candidate:
+    from recs_platform.models.gru4rec import GRU4RecRecommender
 
     return Candidate(
         "gru4rec",
         lambda params: GRU4RecRecommender(name="gru4rec", **params),
         {},
-        space,
+        _gru_space(max_epochs=8),
     )
 
 
 def _gru_transition() -> Candidate:
     from recs_platform.models.gru4rec import TransitionGRURecommender
 
-    def space(trial: optuna.Trial) -> Params:
-        return {
-            "hidden_size": trial.suggest_categorical("hidden_size", [64, 128, 256]),
-            "learning_rate": trial.suggest_float("learning_rate", 5e-4, 1e-2, log=True),
-            "dropout_hidden": trial.suggest_float("dropout_hidden", 0.0, 0.5),
-            "epochs": trial.suggest_int("epochs", 2, 10),
-        }
-
     return Candidate(
         "gru_transition",
         lambda params: TransitionGRURecommender(name="gru_transition", **params),
         {},
-        space,
+        _gru_space(max_epochs=10),
     )
 
 
