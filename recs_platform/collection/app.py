@@ -23,11 +23,8 @@ import httpx
 import orjson
 
 from recs_platform.asgi import BodyTooLarge, read_body
-from recs_platform.collection.durable import (
-    DurableLandingWriter,
-    LandingUnavailable,
-    rejection_line,
-)
+from recs_platform.collection.durable import DurableLandingWriter, LandingUnavailable
+from recs_platform.collection.landing_files import rejection_line
 from recs_platform.collection.parsing import CollectorLimits, RequestRejected
 from recs_platform.collection.routes import (
     PIXEL_GIF,

@@ -5,21 +5,17 @@ starts with its event loop and talks to over two pipes; `DurableLandingWriter` i
 loop's end of them. Requests add their part to the current group (a pixel request: its raw query
 string, which the writer process parses with the same rules, `pixel_lines`; any other request:
 its prepared lines) and all wait on the group's one future. The loop sends each group as one
-message once it has run what was ready; the writer process writes every group that has come
-(while it was busy with the last fsync) to the open file of each arrival day, fsyncs each touched
-file once and only then acks the last group's number (group commit: one fsync for all of them,
-not one per event). No thread runs in the
-collector's process, so the event loop never hands the GIL over to a writer.
+message once it has run what was ready; the writer process journals every group that has come
+(while it was busy with the last fsync), fsyncs the journal once and only then acks the last
+group's number (group commit: one fsync for all of them, not one per event); it writes their
+lines to the landing files after that (`landing_files.py`: the journal, the files, their
+rotation, and the recovery of a dead writer's journal). No thread runs in the collector's
+process, so the event loop never hands the GIL over to a writer.
 
-Files are written under a hidden temporary name and become visible by an atomic rename when they
-reach `rotate_bytes` or `rotate_seconds`, or when the collector stops.
-
-Crash recovery: each writer process holds an exclusive lock on
-``<root>/.collector-locks/<id>.lock`` (which records its pid and its collector's). On start,
-temporary files of writers whose lock is free (their process died) are recovered: complete
-lines are kept and published under the final name, a torn last line is recorded as rejected. A
-writer whose collector is gone dies with it (Linux's parent-death signal, and end of input on its
-pipe); a new writer waits for such a writer's lock before it recovers its files.
+Each writer process holds an exclusive lock on ``<root>/.collector-locks/<id>.lock`` (which
+records its pid and its collector's). A writer whose collector is gone dies with it (Linux's
+parent-death signal, and end of input on its pipe); a new writer waits for such a writer's lock
+before it recovers its journal.
 
 If the writer process dies, every waiting and later request fails with `LandingUnavailable`
 (the collector answers 503): nothing is acknowledged that was not written.
@@ -35,60 +31,30 @@ import fcntl
 import logging
 import os
 import pickle
-import re
-import struct
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import IO
 
 import orjson
 
+from recs_platform.collection.landing_files import (
+    FRAME_HEADER,
+    REJECTED_PREFIX,
+    FileKey,
+    RecoveryReport,
+)
 from recs_platform.collection.parsing import CollectorLimits
-from recs_platform.events.landing import EVENTS_PREFIX, arrival_date, fsync_directory
-from recs_platform.pids import pid_is_running
+from recs_platform.events.landing import EVENTS_PREFIX, arrival_date
 
 log = logging.getLogger(__name__)
-
-REJECTED_PREFIX = "rejected"
-LOCKS_FOLDER = ".collector-locks"
-_TEMP_NAME = re.compile(r"^\.(?P<final>collector-(?P<writer>[0-9a-f]{12})-.+\.jsonl)\.tmp$")
-ORPHAN_WAIT_S = 10.0
-"""How long a new writer waits for the lock of a writer whose collector is gone."""
-
-FRAME_HEADER = struct.Struct("<I")
-"""Every message on the two pipes: its length, then the message (pickle to the writer, JSON
-back)."""
-
-
-def _folder(root: Path, kind: str, day: dt.date) -> Path:
-    return root / kind / f"date={day.isoformat()}"
-
-
-def rejection_line(received_ts: int, source: str, reason: str, raw: object) -> bytes:
-    if isinstance(raw, bytes):
-        raw = raw.decode("utf-8", "replace")
-    record = {"received_ts": received_ts, "source": source, "reason": reason, "raw": raw}
-    return orjson.dumps(record, default=str) + b"\n"
 
 
 class LandingUnavailable(RuntimeError):
     """The writer process is not running (or failed to write a group): nothing is acknowledged."""
-
-
-@dataclass
-class RecoveryReport:
-    files_published: list[str] = field(default_factory=list)
-    lines_kept: int = 0
-    torn_lines: int = 0
-
-
-FileKey = tuple[str, dt.date]
-"""A landing file: its kind (events or rejected) and its arrival day."""
 
 
 class _GroupWritten(asyncio.Future):
@@ -365,199 +331,3 @@ def _try_to_widen_pipe(fd: int) -> None:
     if set_pipe_size is not None:
         with contextlib.suppress(OSError):
             fcntl.fcntl(fd, set_pipe_size, 1 << 20)
-
-
-# -- the writer process's side: the open files ------------------------------------------------
-
-
-@dataclass
-class _OpenFile:
-    temp_path: Path
-    final_path: Path
-    stream: IO[bytes]
-    opened_at: float
-    size: int = 0
-
-
-class LandingFiles:
-    """The landing files one writer process owns: it holds their lock, writes and fsyncs them,
-    and publishes them by rotation (size, age) or on `close`."""
-
-    def __init__(
-        self, root: Path, writer_id: str, *, rotate_bytes: int, rotate_seconds: float
-    ) -> None:
-        self.root = Path(root)
-        self.writer_id = writer_id
-        self.rotate_bytes = rotate_bytes
-        self.rotate_seconds = rotate_seconds
-        self.fsyncs = 0
-        self._sequence = 0
-        self._open: dict[FileKey, _OpenFile] = {}
-        self._lock_file: IO[bytes] | None = None
-
-    def take_lock(self, collector_pid: int) -> None:
-        locks = self.root / LOCKS_FOLDER
-        locks.mkdir(parents=True, exist_ok=True)
-        self._lock_file = open(locks / f"{self.writer_id}.lock", "wb")  # noqa: SIM115
-        fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self._lock_file.write(f"{os.getpid()} {collector_pid}\n".encode())
-        self._lock_file.flush()
-
-    def write_and_sync(self, writes: list[tuple[FileKey, bytes]]) -> None:
-        """Write each file's bytes of one group (in the order they came), then fsync each."""
-        touched = []
-        for (kind, day), data in writes:
-            handle = self._file_for(kind, day)
-            handle.stream.write(data)
-            handle.size += len(data)
-            touched.append(((kind, day), handle))
-        for _, handle in touched:
-            handle.stream.flush()
-            os.fsync(handle.stream.fileno())
-            self.fsyncs += 1
-        self.publish([key for key, handle in touched if handle.size >= self.rotate_bytes])
-
-    def seconds_to_next_rotation(self) -> float | None:
-        if not self._open:
-            return None
-        oldest = min(handle.opened_at for handle in self._open.values())
-        return max(0.0, oldest + self.rotate_seconds - time.monotonic())
-
-    def publish_aged(self) -> None:
-        now = time.monotonic()
-        self.publish(
-            [
-                key
-                for key, handle in self._open.items()
-                if now - handle.opened_at >= self.rotate_seconds
-            ]
-        )
-
-    def close(self) -> None:
-        """Publish every open file and release the lock."""
-        self.publish(list(self._open))
-        if self._lock_file is not None:
-            (self.root / LOCKS_FOLDER / f"{self.writer_id}.lock").unlink(missing_ok=True)
-            self._lock_file.close()
-            self._lock_file = None
-
-    def _file_for(self, kind: str, day: dt.date) -> _OpenFile:
-        handle = self._open.get((kind, day))
-        if handle is None:
-            folder = _folder(self.root, kind, day)
-            folder.mkdir(parents=True, exist_ok=True)
-            self._sequence += 1
-            final_name = f"collector-{self.writer_id}-{day.isoformat()}-{self._sequence:06d}.jsonl"
-            temp_path = folder / f".{final_name}.tmp"
-            handle = _OpenFile(
-                temp_path,
-                folder / final_name,
-                open(temp_path, "xb"),  # noqa: SIM115
-                time.monotonic(),
-            )
-            fsync_directory(folder)
-            self._open[(kind, day)] = handle
-        return handle
-
-    def publish(self, keys: list[FileKey]) -> None:
-        for key in keys:
-            handle = self._open.pop(key)
-            handle.stream.flush()
-            os.fsync(handle.stream.fileno())
-            handle.stream.close()
-            if handle.size == 0:
-                handle.temp_path.unlink()
-                continue
-            os.rename(handle.temp_path, handle.final_path)
-            fsync_directory(handle.final_path.parent)
-
-
-# -- recovery ---------------------------------------------------------------------------------
-
-
-def _owner_is_alive(root: Path, writer_id: str) -> bool:
-    """Whether the writer of these files still runs (holds its lock). A writer whose collector
-    is gone is about to die with it: wait for it (up to `ORPHAN_WAIT_S`)."""
-    lock_path = root / LOCKS_FOLDER / f"{writer_id}.lock"
-    if not lock_path.exists():
-        return False
-    with open(lock_path, "ab") as lock_file:
-        deadline = time.monotonic() + ORPHAN_WAIT_S
-        while True:
-            try:
-                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if time.monotonic() > deadline or not _is_orphaned(lock_path):
-                    return True
-                _pause_before_the_next_try()
-                continue
-            fcntl.flock(lock_file, fcntl.LOCK_UN)
-            return False
-
-
-def _pause_before_the_next_try() -> None:
-    time.sleep(0.02)
-
-
-def _is_orphaned(lock_path: Path) -> bool:
-    """The lock records "<writer pid> <collector pid>": is that collector gone?"""
-    try:
-        _, collector_pid = lock_path.read_text().split()
-    except (OSError, ValueError):
-        return False
-    return not pid_is_running(int(collector_pid))
-
-
-def recover_abandoned_files(root: Path) -> RecoveryReport:
-    """Publish the complete lines of temporary files left by dead writers; record torn tails."""
-    report = RecoveryReport()
-    dead_writers: set[str] = set()
-    for kind in (EVENTS_PREFIX, REJECTED_PREFIX):
-        for temp_path in sorted((root / kind).glob("date=*/.collector-*.jsonl.tmp")):
-            match = _TEMP_NAME.match(temp_path.name)
-            if not match or (
-                match["writer"] not in dead_writers and _owner_is_alive(root, match["writer"])
-            ):
-                continue
-            dead_writers.add(match["writer"])
-            content = temp_path.read_bytes()
-            complete_end = content.rfind(b"\n") + 1
-            torn_tail = content[complete_end:]
-            if torn_tail:
-                report.torn_lines += 1
-                day = dt.date.fromisoformat(temp_path.parent.name[len("date=") :])
-                _write_recovery_rejection(root, day, temp_path.name, torn_tail)
-            if complete_end:
-                with open(temp_path, "r+b") as stream:
-                    stream.truncate(complete_end)
-                    stream.flush()
-                    os.fsync(stream.fileno())
-                final_path = temp_path.with_name(match["final"])
-                os.rename(temp_path, final_path)
-                fsync_directory(final_path.parent)
-                report.files_published.append(final_path.relative_to(root).as_posix())
-                report.lines_kept += content[:complete_end].count(b"\n")
-            else:
-                temp_path.unlink()
-    for writer in dead_writers:
-        (root / LOCKS_FOLDER / f"{writer}.lock").unlink(missing_ok=True)
-    return report
-
-
-def _write_recovery_rejection(root: Path, day: dt.date, temp_name: str, torn_tail: bytes) -> None:
-    folder = _folder(root, REJECTED_PREFIX, day)
-    folder.mkdir(parents=True, exist_ok=True)
-    line = rejection_line(
-        int(time.time() * 1000),
-        "recovery",
-        f"torn last line of {temp_name} after a crash",
-        torn_tail,
-    )
-    final_path = folder / f"recovery-{uuid.uuid4().hex[:12]}.jsonl"
-    temp_path = folder / f".{final_path.name}.tmp-recovery"
-    with open(temp_path, "xb") as stream:
-        stream.write(line)
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.rename(temp_path, final_path)
-    fsync_directory(folder)

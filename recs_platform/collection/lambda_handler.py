@@ -37,7 +37,7 @@ from recs_platform.collection.api_gateway import (
     response,
     route_path,
 )
-from recs_platform.collection.durable import rejection_line
+from recs_platform.collection.landing_files import rejection_line
 from recs_platform.collection.parsing import CollectorLimits, Rejection, RequestRejected
 from recs_platform.collection.routes import (
     PIXEL_GIF,

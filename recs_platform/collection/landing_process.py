@@ -1,11 +1,12 @@
-"""The collector's writer process: parses pixel requests, writes and fsyncs the landing files.
+"""The collector's writer process: journals, acknowledges, parses and writes landing files.
 
 `DurableLandingWriter` (durable.py) starts it as ``python -m
 recs_platform.collection.landing_process`` with its settings in the environment, and talks to it
 over its standard input (groups, pickled) and output (acknowledgements, JSON), each message
-preceded by its length. For each group it parses the pixel requests (`pixel_lines`: the rules of
-`parsing.pixel_event`, and of `routes.parse_request` for the rest), writes their lines and the
-group's prepared lines, fsyncs every touched file and only then acks the group's number.
+preceded by its length. For each batch of groups it appends the messages to its journal and
+fsyncs it, acks the last group's number, and then parses the pixel requests (`pixel_lines`: the
+rules of `parsing.pixel_event`, and of `routes.parse_request` for the rest) and writes their
+lines and the groups' prepared lines to the landing files (`landing_files.LandingFiles`).
 
 It holds its writer's lock from before recovery until it exits, dies with the collector (Linux's
 parent-death signal; end of input on its pipe otherwise: it then publishes its files and exits),
@@ -17,82 +18,24 @@ from __future__ import annotations
 
 import ctypes
 import os
-import pickle
 import select
 import signal
 import sys
 import traceback
-from typing import Any
 
 import orjson
 
-from recs_platform.collection.durable import (
+from recs_platform.collection.landing_files import (
     FRAME_HEADER,
-    REJECTED_PREFIX,
-    FileKey,
     LandingFiles,
+    batch_writes,
+    load_group,
     recover_abandoned_files,
-    rejection_line,
+    split_frames,
 )
-from recs_platform.collection.parsing import (
-    CollectorLimits,
-    EventRejected,
-    RequestRejected,
-    pixel_event,
-)
-from recs_platform.collection.routes import CollectRequest, parse_query, parse_request
-from recs_platform.events.landing import EVENTS_PREFIX, arrival_date
+from recs_platform.collection.parsing import CollectorLimits
 
 _PR_SET_PDEATHSIG = 1
-
-
-def pixel_lines(
-    path: str, query_string: bytes, server_ts: int, limits: CollectorLimits
-) -> tuple[list[dict[str, Any]], list[bytes]]:
-    """What one pixel request (`GET /i` or `/pixel.gif`) lands: its events and the records of
-    what it refused. Our field names take `pixel_event` directly; Snowplow's GET emitter and a
-    query that is not UTF-8 take the general path (`parse_request`), as the Lambda does."""
-    try:
-        query = parse_query(query_string)
-    except UnicodeDecodeError:
-        query = None
-    if query is not None and "e" not in query:
-        try:
-            return [pixel_event(query, server_ts=server_ts, limits=limits)], []
-        except EventRejected as rejected:
-            refused = rejected.rejection
-            return [], [rejection_line(server_ts, path, refused.reason, refused.raw)]
-    try:
-        if query is None:
-            raise RequestRejected(400, "query string is not UTF-8")
-        result = parse_request(CollectRequest("GET", path, query, b"", server_ts), limits)
-    except RequestRejected as rejected:
-        return [], [rejection_line(server_ts, path, rejected.reason, query_string)]
-    return result.events, [
-        rejection_line(server_ts, path, rejection.reason, rejection.raw)
-        for rejection in result.rejections
-    ]
-
-
-def batch_writes(
-    groups: list[tuple[int, list[tuple[str, bytes, int]], list[tuple[FileKey, bytes]]]],
-    limits: CollectorLimits,
-) -> list[tuple[FileKey, bytes]]:
-    """The bytes per file of groups (number, pixel requests, prepared lines), in their order:
-    each group's prepared lines, then its pixel requests' lines."""
-    by_file: dict[FileKey, list[bytes]] = {}
-    for _, pixels, prepared in groups:
-        for key, data in prepared:
-            by_file.setdefault(key, []).append(data)
-        for path, query_string, server_ts in pixels:
-            events, rejections = pixel_lines(path, query_string, server_ts, limits)
-            for event in events:
-                key = (EVENTS_PREFIX, arrival_date(event["server_ts"]))
-                by_file.setdefault(key, []).append(orjson.dumps(event) + b"\n")
-            if rejections:
-                day = arrival_date(server_ts)
-                by_file.setdefault((REJECTED_PREFIX, day), []).extend(rejections)
-    return [(key, b"".join(chunks)) for key, chunks in by_file.items()]
 
 
 def _die_with_the_collector(collector_pid: int) -> None:
@@ -113,11 +56,10 @@ def send(message: dict, output_fd: int = 1) -> None:
 def serve(
     files: LandingFiles, limits: CollectorLimits, input_fd: int = 0, output_fd: int = 1
 ) -> None:
-    """Write the groups that come on `input_fd` (standard input) until it ends: all those that
-    came together are written and fsynced at once, then acked (by the last one's number) on
-    `output_fd`."""
+    """Land the groups that come on `input_fd` (standard input) until it ends: all those that
+    came together are journaled with one fsync, acked (by the last one's number) on
+    `output_fd`, and only then parsed and written to the landing files."""
     buffered = bytearray()
-    groups = []
     while True:
         wait = files.seconds_to_next_rotation()
         readable, _, _ = select.select([input_fd], [], [], wait)
@@ -126,23 +68,22 @@ def serve(
             if not data:
                 return
             buffered += data
-        while len(buffered) >= FRAME_HEADER.size:
-            (length,) = FRAME_HEADER.unpack_from(buffered)
-            end = FRAME_HEADER.size + length
-            if len(buffered) < end:
-                break
-            groups.append(pickle.loads(buffered[FRAME_HEADER.size : end]))
-            del buffered[:end]
-        if groups:
+        messages, complete_end = split_frames(buffered)
+        if messages:
+            batch = bytes(buffered[:complete_end])
+            del buffered[:complete_end]
+            groups = [load_group(message) for message in messages]
             last = groups[-1][0]
             try:
-                files.write_and_sync(batch_writes(groups, limits))
-            except Exception as error:  # the groups' requests are failed, not acknowledged
+                files.journal(batch)
+            except OSError as error:  # the groups' requests are failed, not acknowledged
                 traceback.print_exc()
                 send({"group": last, "fsyncs": files.fsyncs, "error": repr(error)}, output_fd)
             else:
                 send({"group": last, "fsyncs": files.fsyncs}, output_fd)
-            groups = []
+                # Should this fail, the writer dies (the collector then refuses requests) and
+                # the next one lands these groups from the journal.
+                files.write_lines(batch_writes(groups, limits))
         files.publish_aged()
 
 
@@ -159,13 +100,14 @@ def main() -> int:
     )
     try:
         files.take_lock(settings["collector_pid"])
-        recovery = recover_abandoned_files(files.root)
+        limits = CollectorLimits(**settings["limits"])
+        recovery = recover_abandoned_files(files.root, limits)
     except Exception as error:
         send({"fatal": f"could not start: {error!r}"})
         raise
     send({"ready": recovery.__dict__})
     try:
-        serve(files, CollectorLimits(**settings["limits"]))
+        serve(files, limits)
     finally:
         files.close()
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -66,13 +67,12 @@ def running_collector(data_dir: Path, *extra_args: str, **environ: str) -> Itera
         stop_collector(process)
 
 
-def landed_events(landing_root: Path, include_unpublished: bool = False) -> list[dict]:
+def landed_events(landing_root: Path) -> list[dict]:
     """Every event line in the landing zone's finalized files (plain or gzipped)."""
     import gzip
 
-    pattern = "events/date=*/[!.]*.jsonl*" if not include_unpublished else "events/date=*/.*.tmp"
     events = []
-    for path in sorted(landing_root.glob(pattern)):
+    for path in sorted(landing_root.glob("events/date=*/[!.]*.jsonl*")):
         content = path.read_bytes()
         if path.name.endswith(".gz"):
             content = gzip.decompress(content)
@@ -85,3 +85,28 @@ def rejected_records(landing_root: Path) -> list[dict]:
     for path in sorted(landing_root.glob("rejected/date=*/[!.]*.jsonl")):
         records += [orjson.loads(line) for line in path.read_bytes().splitlines() if line]
     return records
+
+
+def events_after_a_crash(landing_root: Path, scratch: Path) -> list[dict]:
+    """What the landing zone would hold if the machine crashed now: a copy of it, recovered
+    (the copy's locks are not held, so its writers count as dead), read back."""
+    from recs_platform.collection.landing_files import recover_abandoned_files
+
+    copy = scratch / "after-a-crash"
+    shutil.copytree(landing_root, copy)
+    recover_abandoned_files(copy)
+    return landed_events(copy)
+
+
+def plant_journal(root: Path, writer_id: str, groups: list, torn_tail: bytes = b"") -> Path:
+    """A journal segment left by a writer that died: the framed groups, then `torn_tail`."""
+    import pickle
+
+    from recs_platform.collection.landing_files import JOURNAL_FOLDER, LOCKS_FOLDER, frame
+
+    folder = root / JOURNAL_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    (root / LOCKS_FOLDER).mkdir(exist_ok=True)
+    journal = folder / f"{writer_id}-000001.journal"
+    journal.write_bytes(b"".join(frame(pickle.dumps(group)) for group in groups) + torn_tail)
+    return journal

@@ -6,6 +6,7 @@ from collections import Counter
 
 import httpx2 as httpx
 
+from recs_platform.collection.landing_files import JOURNAL_FOLDER
 from recs_platform_tests.collection.servers import (
     free_port,
     landed_events,
@@ -57,17 +58,17 @@ def test_every_acknowledged_event_survives_a_sigkill(tmp_path):
     for sender in senders:
         sender.join(timeout=10)
     killed_with = len(acknowledged)
-    unpublished = list((tmp_path / "landing" / "events").glob("date=*/.collector-*.tmp"))
+    journals = list((tmp_path / "landing" / JOURNAL_FOLDER).glob("*.journal"))
 
     restarted = start_collector(tmp_path, free_port())
     stop_collector(restarted)
     landed = Counter(event["event_id"] for event in landed_events(tmp_path / "landing"))
     print(
         f"acknowledged {killed_with}, landed {sum(landed.values())} "
-        f"({len(landed)} distinct), temporary files recovered {len(unpublished)}"
+        f"({len(landed)} distinct), journal segments recovered {len(journals)}"
     )
     assert killed_with >= 2_000
-    assert unpublished, "the kill should have caught a file still being written"
+    assert journals, "the kill should have caught a journal segment still open"
     missing = [event_id for event_id in acknowledged if event_id not in landed]
     assert missing == []
     assert max(landed.values()) == 1

@@ -1,16 +1,24 @@
 import asyncio
 import fcntl
 import os
+import time
 
 import orjson
 
-from recs_platform.collection.durable import (
+from recs_platform.collection.durable import DurableLandingWriter
+from recs_platform.collection.landing_files import (
+    EVENTS_PREFIX,
+    JOURNAL_FOLDER,
     LOCKS_FOLDER,
-    DurableLandingWriter,
     recover_abandoned_files,
 )
 from recs_platform.events.landing import list_local_partition
-from recs_platform_tests.collection.servers import landed_events, rejected_records
+from recs_platform_tests.collection.servers import (
+    events_after_a_crash,
+    landed_events,
+    plant_journal,
+    rejected_records,
+)
 from recs_platform_tests.factories import DAY, make_event
 
 
@@ -34,19 +42,19 @@ def test_concurrent_appends_share_fsyncs_and_all_land_once(tmp_path):
     )
 
 
-def test_an_acknowledged_event_is_on_disk_before_the_file_is_published(tmp_path):
+def test_an_acknowledged_event_survives_a_crash_before_its_file_is_published(tmp_path):
     async def scenario():
-        writer = DurableLandingWriter(tmp_path, rotate_seconds=3600)
+        writer = DurableLandingWriter(tmp_path / "landing", rotate_seconds=3600)
         await writer.start()
         await writer.append([make_event(1)])
-        (temp,) = (tmp_path / f"events/date={DAY}").glob(".collector-*.tmp")
-        on_disk = orjson.loads(temp.read_bytes())
-        assert list_local_partition(tmp_path, DAY) == []
+        after_a_crash = events_after_a_crash(tmp_path / "landing", tmp_path)
+        assert list_local_partition(tmp_path / "landing", DAY) == []
         await writer.stop()
-        return on_disk
+        return after_a_crash
 
-    assert run(scenario()) == make_event(1)
-    assert len(list_local_partition(tmp_path, DAY)) == 1
+    assert run(scenario()) == [make_event(1)]
+    assert landed_events(tmp_path / "landing") == [make_event(1)]
+    assert list((tmp_path / "landing" / JOURNAL_FOLDER).iterdir()) == []
 
 
 def test_files_rotate_by_size_and_by_age(tmp_path):
@@ -55,6 +63,10 @@ def test_files_rotate_by_size_and_by_age(tmp_path):
         await writer.start()
         for n in range(6):
             await writer.append([make_event(n)])
+        # Lines are written right after the acknowledgement (the journal holds them first).
+        deadline = time.monotonic() + 10
+        while len(list_local_partition(tmp_path, DAY)) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         by_size = len(list_local_partition(tmp_path, DAY))
         await writer.append([make_event(99)])
         await asyncio.sleep(2.5)
@@ -80,18 +92,15 @@ def test_rejections_are_kept_apart_from_events(tmp_path):
     assert rejected_records(tmp_path) == [{"reason": "bad"}]
 
 
-def plant_temp_file(root, writer_id: str, content: bytes):
-    folder = root / f"events/date={DAY}"
-    folder.mkdir(parents=True, exist_ok=True)
-    temp = folder / f".collector-{writer_id}-{DAY}-000001.jsonl.tmp"
-    temp.write_bytes(content)
-    (root / LOCKS_FOLDER).mkdir(exist_ok=True)
-    return temp
+def prepared_group(number: int, events: list[dict]) -> tuple:
+    """A group as the event loop sends it: prepared lines (no pixel requests)."""
+    lines = b"".join(orjson.dumps(event) + b"\n" for event in events)
+    return (number, [], [((EVENTS_PREFIX, DAY), lines)])
 
 
-def test_recovery_keeps_complete_lines_and_rejects_a_torn_one(tmp_path):
-    good = b"".join(orjson.dumps(make_event(n)) + b"\n" for n in range(3))
-    plant_temp_file(tmp_path, "a" * 12, good + b'{"event_id": "torn')
+def test_recovery_lands_the_journaled_groups_and_rejects_a_torn_message(tmp_path):
+    groups = [prepared_group(n, [make_event(n)]) for n in range(3)]
+    journal = plant_journal(tmp_path, "a" * 12, groups, torn_tail=b"\x40\x00\x00\x00\x80\x05")
     report = recover_abandoned_files(tmp_path)
     assert report.lines_kept == 3 and report.torn_lines == 1
     assert [f.key.rsplit("/", 1)[1] for f in list_local_partition(tmp_path, DAY)] == [
@@ -99,16 +108,37 @@ def test_recovery_keeps_complete_lines_and_rejects_a_torn_one(tmp_path):
     ]
     assert landed_events(tmp_path) == [make_event(n) for n in range(3)]
     (rejection,) = rejected_records(tmp_path)
-    assert rejection["raw"] == '{"event_id": "torn'
-    assert "torn last line" in rejection["reason"]
+    assert "torn last message" in rejection["reason"] and rejection["source"] == "recovery"
+    assert not journal.exists() and not (tmp_path / LOCKS_FOLDER / f"{'a' * 12}.lock").exists()
 
 
-def test_recovery_leaves_a_live_writers_file_alone(tmp_path):
-    temp = plant_temp_file(tmp_path, "b" * 12, orjson.dumps(make_event(1)) + b"\n")
+def test_recovery_does_not_land_again_what_the_dead_writer_published(tmp_path):
+    writer_id = "e" * 12
+    later_day = DAY.replace(day=DAY.day + 1)
+    other_day = make_event(9, server_ts=make_event(9)["server_ts"] + 86_400_000)
+    group = (1, [], [((EVENTS_PREFIX, DAY), orjson.dumps(make_event(1)) + b"\n")])
+    group_2 = (2, [], [((EVENTS_PREFIX, later_day), orjson.dumps(other_day) + b"\n")])
+    plant_journal(tmp_path, writer_id, [group, group_2])
+    # The writer had published the first day's file of this segment, not the second's.
+    published = tmp_path / f"events/date={DAY}/collector-{writer_id}-{DAY}-000001.jsonl"
+    published.parent.mkdir(parents=True)
+    published.write_bytes(orjson.dumps(make_event(1)) + b"\n")
+    report = recover_abandoned_files(tmp_path)
+    assert report.files_published == [
+        f"events/date={later_day}/collector-{writer_id}-{later_day}-000001.jsonl"
+    ]
+    assert sorted(e["event_id"] for e in landed_events(tmp_path)) == [
+        make_event(1)["event_id"],
+        make_event(9)["event_id"],
+    ]
+
+
+def test_recovery_leaves_a_live_writers_journal_alone(tmp_path):
+    journal = plant_journal(tmp_path, "b" * 12, [prepared_group(1, [make_event(1)])])
     lock_path = tmp_path / LOCKS_FOLDER / f"{'b' * 12}.lock"
     with open(lock_path, "wb") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         report = recover_abandoned_files(tmp_path)
-    assert report.files_published == [] and temp.exists()
+    assert report.files_published == [] and journal.exists()
     assert recover_abandoned_files(tmp_path).lines_kept == 1
-    assert not os.path.exists(temp)
+    assert not os.path.exists(journal)

@@ -16,20 +16,22 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 
-from recs_platform.collection import durable, landing_process
+from recs_platform.collection import landing_files, landing_process
 from recs_platform.collection.app import CollectorConfig, create_app
-from recs_platform.collection.durable import (
+from recs_platform.collection.durable import DurableLandingWriter, LandingUnavailable
+from recs_platform.collection.landing_files import (
+    EVENTS_PREFIX,
     FRAME_HEADER,
     LOCKS_FOLDER,
-    DurableLandingWriter,
     LandingFiles,
-    LandingUnavailable,
     recover_abandoned_files,
 )
 from recs_platform.collection.parsing import CollectorLimits
 from recs_platform_tests.collection.servers import (
+    events_after_a_crash,
     free_port,
     landed_events,
+    plant_journal,
     start_collector,
     stop_collector,
 )
@@ -44,7 +46,7 @@ def frame(message: object) -> bytes:
     return FRAME_HEADER.pack(len(data)) + data
 
 
-def test_a_group_is_acked_only_once_its_file_is_fsynced(tmp_path, monkeypatch):
+def test_a_group_is_acked_only_once_its_journal_is_fsynced(tmp_path, monkeypatch):
     to_writer_read, to_writer = os.pipe()
     acks, acks_write = os.pipe()
     fsyncs = []
@@ -55,7 +57,7 @@ def test_a_group_is_acked_only_once_its_file_is_fsynced(tmp_path, monkeypatch):
         fsyncs.append({"of_a_file": stat.S_ISREG(os.fstat(fd).st_mode), "acked": bool(readable)})
         real_fsync(fd)
 
-    monkeypatch.setattr(durable.os, "fsync", watched_fsync)
+    monkeypatch.setattr(landing_files.os, "fsync", watched_fsync)
     files = LandingFiles(tmp_path, "c" * 12, rotate_bytes=1 << 20, rotate_seconds=3600)
     writer = threading.Thread(
         target=landing_process.serve,
@@ -76,19 +78,55 @@ def test_a_group_is_acked_only_once_its_file_is_fsynced(tmp_path, monkeypatch):
     assert (event["session_id"], event["url"], event["client_ts"]) == ("s1", "/", NOW)
 
 
-def test_an_acked_pixel_is_on_disk_and_the_group_shares_one_fsync(tmp_path):
+def test_an_acked_pixel_survives_a_crash_and_the_group_shares_one_fsync(tmp_path):
     async def scenario():
-        writer = DurableLandingWriter(tmp_path, rotate_seconds=3600)
+        writer = DurableLandingWriter(tmp_path / "landing", rotate_seconds=3600)
         await writer.start()
         await asyncio.gather(*(writer.land_pixel("/i", PIXEL_QUERY, NOW) for _ in range(20)))
-        (temp,) = (tmp_path / "events").glob("date=*/.collector-*.tmp")
-        on_disk = temp.read_bytes().splitlines()
+        after_a_crash = events_after_a_crash(tmp_path / "landing", tmp_path)
         fsyncs = writer.fsyncs
         await writer.stop()
-        return on_disk, fsyncs
+        return after_a_crash, fsyncs
 
-    on_disk, fsyncs = asyncio.run(scenario())
-    assert len(on_disk) == 20 and fsyncs == 1
+    after_a_crash, fsyncs = asyncio.run(scenario())
+    assert len(after_a_crash) == 20 and fsyncs == 1
+    assert len({event["event_id"] for event in after_a_crash}) == 20
+    assert {event["url"] for event in after_a_crash} == {"/"}
+
+
+def test_a_batch_whose_journal_write_fails_is_refused_and_the_next_one_lands(tmp_path, monkeypatch):
+    real_fsync = os.fsync
+    failures = [OSError(28, "No space left on device")]
+
+    def full_disk_once(fd):
+        if failures and stat.S_ISREG(os.fstat(fd).st_mode):  # the journal's, not its folder's
+            raise failures.pop()
+        real_fsync(fd)
+
+    monkeypatch.setattr(landing_files.os, "fsync", full_disk_once)
+    files = LandingFiles(tmp_path, "f" * 12, rotate_bytes=1 << 20, rotate_seconds=3600)
+    to_writer_read, to_writer = os.pipe()
+    acks, acks_write = os.pipe()
+    writer = threading.Thread(
+        target=landing_process.serve,
+        args=(files, CollectorLimits(), to_writer_read, acks_write),
+    )
+    writer.start()
+    answers = []
+    for number in (1, 2):
+        lines = orjson.dumps(make_event(number)) + b"\n"
+        os.write(to_writer, frame((number, [], [((EVENTS_PREFIX, DAY), lines)])))
+        select.select([acks], [], [], 30)
+        answers.append(orjson.loads(os.read(acks, 1000)[FRAME_HEADER.size :]))
+    # A crash now: the journal holds the second batch, not a torn first one.
+    after_a_crash = events_after_a_crash(tmp_path, tmp_path / "scratch")
+    os.close(to_writer)
+    writer.join(timeout=30)
+    files.close()
+    assert not failures, "the journal's fsync was not reached"
+    assert "No space left" in answers[0]["error"] and "error" not in answers[1]
+    assert after_a_crash == [make_event(2)]
+    assert landed_events(tmp_path) == [make_event(2)]
 
 
 def test_a_dead_writer_process_fails_waiting_and_later_requests_clearly(tmp_path, caplog):
@@ -127,7 +165,9 @@ def test_the_collector_answers_503_once_its_writer_process_is_gone(tmp_path):
         assert client.get("/health").status_code == 200
     assert pixel.status_code == 503 and batch.status_code == 503
     assert "landing writer process failed" in batch.json()["error"]
-    assert len(landed_events(tmp_path, include_unpublished=True)) == 1
+    # The one acknowledged pixel is in the journal the next writer lands.
+    assert recover_abandoned_files(tmp_path).lines_kept == 1
+    assert len(landed_events(tmp_path)) == 1
 
 
 def test_a_sigkilled_collectors_writer_process_dies_with_it(tmp_path):
@@ -143,11 +183,8 @@ def test_a_sigkilled_collectors_writer_process_dies_with_it(tmp_path):
 
 def test_recovery_waits_for_the_lock_of_a_writer_whose_collector_is_gone(tmp_path, monkeypatch):
     writer_id = "d" * 12
-    folder = tmp_path / f"events/date={DAY}"
-    folder.mkdir(parents=True)
-    temp = folder / f".collector-{writer_id}-{DAY}-000001.jsonl.tmp"
-    temp.write_bytes(orjson.dumps(make_event(1)) + b"\n")
-    (tmp_path / LOCKS_FOLDER).mkdir()
+    lines = orjson.dumps(make_event(1)) + b"\n"
+    journal = plant_journal(tmp_path, writer_id, [(1, [], [((EVENTS_PREFIX, DAY), lines)])])
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     lock_path = tmp_path / LOCKS_FOLDER / f"{writer_id}.lock"
@@ -174,8 +211,8 @@ def test_recovery_waits_for_the_lock_of_a_writer_whose_collector_is_gone(tmp_pat
             orphan.wait(timeout=30)
         waited.append(True)
 
-    monkeypatch.setattr(durable, "_pause_before_the_next_try", orphan_dies_while_waited_for)
+    monkeypatch.setattr(landing_files, "_pause_before_the_next_try", orphan_dies_while_waited_for)
     report = recover_abandoned_files(tmp_path)
     assert waited, "recovery did not wait for the orphaned writer"
-    assert report.lines_kept == 1 and not temp.exists()
+    assert report.lines_kept == 1 and not journal.exists()
     assert landed_events(tmp_path) == [make_event(1)]
