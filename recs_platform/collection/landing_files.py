@@ -105,11 +105,14 @@ def frame(message: bytes) -> bytes:
 
 
 def split_frames(data: bytes | bytearray) -> tuple[list[bytes], int]:
-    """The complete messages at the start of `data`, and where the last of them ends."""
+    """The complete messages at the start of `data`, and where the last of them ends. A length
+    of zero ends them too: no message is empty, and a journal is zeros past its last message."""
     messages, start = [], 0
     while len(data) - start >= FRAME_HEADER.size:
         (length,) = FRAME_HEADER.unpack_from(data, start)
         end = start + FRAME_HEADER.size + length
+        if length == 0:
+            break
         if end > len(data):
             break
         messages.append(bytes(data[start + FRAME_HEADER.size : end]))
@@ -189,12 +192,25 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
 @dataclass
 class _OpenFile:
     temp_path: Path
     final_path: Path
     fd: int
     size: int = 0
+
+
+JOURNAL_CHUNK = 1 << 20
+"""A journal is filled with zeros this much at a time, ahead of the messages written into it:
+an fdatasync of blocks that exist already does not wait for a metadata commit (on ext4 here,
+about 145 instead of 230 microseconds), and that wait is what each acknowledgement waits for."""
 
 
 @dataclass
@@ -204,6 +220,8 @@ class _Segment:
     journal_fd: int
     opened_at: float
     journal_bytes: int = 0
+    """Where the next message goes; zeros from here to `journal_zeroed`."""
+    journal_zeroed: int = 0
     files: dict[FileKey, _OpenFile] = field(default_factory=dict)
 
 
@@ -237,41 +255,48 @@ class LandingFiles:
         batch survives a crash. If it fails, the journal is cut back to where it was, so that
         the messages after it stay readable."""
         segment = self._segment or self._open_segment()
+        start, end = segment.journal_bytes, segment.journal_bytes + len(messages)
         try:
-            _write_all(segment.journal_fd, messages)
-            os.fsync(segment.journal_fd)
+            if end > segment.journal_zeroed:
+                zeroed = end + JOURNAL_CHUNK - end % JOURNAL_CHUNK
+                _pwrite_all(segment.journal_fd, bytes(zeroed - end), end)
+                segment.journal_zeroed = zeroed
+            _pwrite_all(segment.journal_fd, messages, start)
+            os.fdatasync(segment.journal_fd)  # also the file's size, when it grew
         except OSError:
-            os.ftruncate(segment.journal_fd, segment.journal_bytes)
+            _pwrite_all(segment.journal_fd, bytes(len(messages)), start)
             raise
-        segment.journal_bytes += len(messages)
+        segment.journal_bytes = end
         self.fsyncs += 1
 
     def write_lines(self, writes: list[tuple[FileKey, bytes]]) -> None:
-        """Append the lines of journaled groups to the segment's files (written, not fsynced:
-        the journal holds them until the segment is published); end the segment once one of
-        its files is `rotate_bytes` large."""
-        segment = self._segment or self._open_segment()
+        """Append the lines of groups journaled in the current segment to its files (written,
+        not fsynced: the journal holds them until the segment is published)."""
+        segment = self._segment
+        if segment is None:
+            raise RuntimeError("lines written with no journal segment open")
         for (kind, day), data in writes:
             handle = segment.files.get((kind, day)) or self._open_file(segment, kind, day)
             _write_all(handle.fd, data)
             handle.size += len(data)
-        if any(handle.size >= self.rotate_bytes for handle in segment.files.values()):
-            self.end_segment()
 
     def seconds_to_next_rotation(self) -> float | None:
         if self._segment is None:
             return None
         return max(0.0, self._segment.opened_at + self.rotate_seconds - time.monotonic())
 
-    def publish_aged(self) -> None:
-        if (
-            self._segment is not None
-            and time.monotonic() - self._segment.opened_at >= self.rotate_seconds
-        ):
-            self.end_segment()
+    def rotation_due(self) -> bool:
+        """Whether the segment should end: one of its files is `rotate_bytes` large, or it is
+        `rotate_seconds` old."""
+        segment = self._segment
+        return segment is not None and (
+            time.monotonic() - segment.opened_at >= self.rotate_seconds
+            or any(handle.size >= self.rotate_bytes for handle in segment.files.values())
+        )
 
     def end_segment(self) -> None:
-        """Fsync and publish every file of the current segment, then delete its journal."""
+        """Fsync and publish every file of the current segment, then delete its journal. Only
+        once every group journaled in it is written: the journal is all that holds the rest."""
         segment, self._segment = self._segment, None
         if segment is None:
             return
@@ -301,7 +326,7 @@ class LandingFiles:
         folder = self.root / JOURNAL_FOLDER
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{self.writer_id}-{self._segments:06d}.journal"
-        journal_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        journal_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             fsync_directory(folder)
         except OSError:
@@ -400,7 +425,7 @@ def _replay(
             log.exception("journal %s: message %d does not load", journal_path, number)
             complete_end = sum(FRAME_HEADER.size + len(m) for m in messages[:number])
             break
-    torn_tail = content[complete_end:]
+    torn_tail = content[complete_end:].rstrip(b"\0")  # the zeros ahead of the messages
     if torn_tail:
         report.torn_lines += 1
         _write_recovery_rejection(root, journal_path.name, torn_tail)

@@ -53,19 +53,37 @@ def send(message: dict, output_fd: int = 1) -> None:
         frame = frame[os.write(output_fd, frame) :]
 
 
+MAX_UNWRITTEN_GROUPS = 256
+"""Acknowledged groups whose lines may wait while more requests come (acks go first)."""
+PIXELS_PER_WRITE = 8
+"""Pixel requests parsed and written between two looks for more groups to acknowledge."""
+
+
 def serve(
     files: LandingFiles, limits: CollectorLimits, input_fd: int = 0, output_fd: int = 1
 ) -> None:
     """Land the groups that come on `input_fd` (standard input) until it ends: all those that
-    came together are journaled with one fsync, acked (by the last one's number) on
-    `output_fd`, and only then parsed and written to the landing files."""
+    came together are journaled with one fsync and acked (by the last one's number) on
+    `output_fd`; their lines are parsed and written to the landing files once no more groups
+    are waiting (acknowledgements go first: they are what requests wait for)."""
     buffered = bytearray()
+    unwritten: list = []  # journaled and acknowledged groups, lines not yet written
     while True:
-        wait = files.seconds_to_next_rotation()
-        readable, _, _ = select.select([input_fd], [], [], wait)
+        # A segment ends only once every group it journaled is written: when one is due, the
+        # groups that are in go first.
+        rotation_due = files.rotation_due()
+        if rotation_due and not unwritten:
+            files.end_segment()
+            rotation_due = False
+        readable = False
+        if len(unwritten) < MAX_UNWRITTEN_GROUPS and not rotation_due:
+            wait = 0.0 if unwritten else files.seconds_to_next_rotation()
+            readable = bool(select.select([input_fd], [], [], wait)[0])
         if readable:
             data = os.read(input_fd, 1 << 20)
             if not data:
+                if unwritten:
+                    files.write_lines(batch_writes(unwritten, limits))
                 return
             buffered += data
         messages, complete_end = split_frames(buffered)
@@ -81,10 +99,19 @@ def serve(
                 send({"group": last, "fsyncs": files.fsyncs, "error": repr(error)}, output_fd)
             else:
                 send({"group": last, "fsyncs": files.fsyncs}, output_fd)
-                # Should this fail, the writer dies (the collector then refuses requests) and
-                # the next one lands these groups from the journal.
-                files.write_lines(batch_writes(groups, limits))
-        files.publish_aged()
+                unwritten += groups
+            continue
+        if unwritten:
+            # A few requests at a time: a group that comes meanwhile waits for no more. Should
+            # this fail, the writer dies (the collector then refuses requests) and the next
+            # one lands these groups from the journal.
+            number, pixels, prepared = unwritten[0]
+            if len(pixels) > PIXELS_PER_WRITE:
+                unwritten[0] = (number, pixels[PIXELS_PER_WRITE:], [])
+                chunk = (number, pixels[:PIXELS_PER_WRITE], prepared)
+            else:
+                chunk = unwritten.pop(0)
+            files.write_lines(batch_writes([chunk], limits))
 
 
 def main() -> int:
@@ -106,10 +133,10 @@ def main() -> int:
         send({"fatal": f"could not start: {error!r}"})
         raise
     send({"ready": recovery.__dict__})
-    try:
-        serve(files, limits)
-    finally:
-        files.close()
+    # Not in a `finally`: after a failure, the segment's files may lack lines its journal
+    # holds, so the journal stays for the next writer to land (this one's lock dies with it).
+    serve(files, limits)
+    files.close()
     return 0
 
 

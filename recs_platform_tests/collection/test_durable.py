@@ -100,7 +100,9 @@ def prepared_group(number: int, events: list[dict]) -> tuple:
 
 def test_recovery_lands_the_journaled_groups_and_rejects_a_torn_message(tmp_path):
     groups = [prepared_group(n, [make_event(n)]) for n in range(3)]
-    journal = plant_journal(tmp_path, "a" * 12, groups, torn_tail=b"\x40\x00\x00\x00\x80\x05")
+    # A message cut short, then the zeros the journal was filled with ahead of it.
+    torn_tail = b"\x40\x00\x00\x00\x80\x05" + bytes(4096)
+    journal = plant_journal(tmp_path, "a" * 12, groups, torn_tail=torn_tail)
     report = recover_abandoned_files(tmp_path)
     assert report.lines_kept == 3 and report.torn_lines == 1
     assert [f.key.rsplit("/", 1)[1] for f in list_local_partition(tmp_path, DAY)] == [
@@ -109,6 +111,7 @@ def test_recovery_lands_the_journaled_groups_and_rejects_a_torn_message(tmp_path
     assert landed_events(tmp_path) == [make_event(n) for n in range(3)]
     (rejection,) = rejected_records(tmp_path)
     assert "torn last message" in rejection["reason"] and rejection["source"] == "recovery"
+    assert rejection["raw"].startswith("@\x00\x00\x00")
     assert not journal.exists() and not (tmp_path / LOCKS_FOLDER / f"{'a' * 12}.lock").exists()
 
 

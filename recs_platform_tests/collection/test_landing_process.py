@@ -24,7 +24,9 @@ from recs_platform.collection.landing_files import (
     FRAME_HEADER,
     LOCKS_FOLDER,
     LandingFiles,
+    load_group,
     recover_abandoned_files,
+    split_frames,
 )
 from recs_platform.collection.parsing import CollectorLimits
 from recs_platform_tests.collection.servers import (
@@ -50,14 +52,18 @@ def test_a_group_is_acked_only_once_its_journal_is_fsynced(tmp_path, monkeypatch
     to_writer_read, to_writer = os.pipe()
     acks, acks_write = os.pipe()
     fsyncs = []
-    real_fsync = os.fsync
 
-    def watched_fsync(fd):
-        readable, _, _ = select.select([acks], [], [], 0)
-        fsyncs.append({"of_a_file": stat.S_ISREG(os.fstat(fd).st_mode), "acked": bool(readable)})
-        real_fsync(fd)
+    def watched(real_sync):
+        def watched_sync(fd):
+            readable, _, _ = select.select([acks], [], [], 0)
+            of_a_file = stat.S_ISREG(os.fstat(fd).st_mode)
+            fsyncs.append({"of_a_file": of_a_file, "acked": bool(readable)})
+            real_sync(fd)
 
-    monkeypatch.setattr(landing_files.os, "fsync", watched_fsync)
+        return watched_sync
+
+    monkeypatch.setattr(landing_files.os, "fsync", watched(os.fsync))
+    monkeypatch.setattr(landing_files.os, "fdatasync", watched(os.fdatasync))
     files = LandingFiles(tmp_path, "c" * 12, rotate_bytes=1 << 20, rotate_seconds=3600)
     writer = threading.Thread(
         target=landing_process.serve,
@@ -92,18 +98,20 @@ def test_an_acked_pixel_survives_a_crash_and_the_group_shares_one_fsync(tmp_path
     assert len(after_a_crash) == 20 and fsyncs == 1
     assert len({event["event_id"] for event in after_a_crash}) == 20
     assert {event["url"] for event in after_a_crash} == {"/"}
+    landed = landed_events(tmp_path / "landing")
+    assert len(landed) == 20 and len({event["event_id"] for event in landed}) == 20
 
 
 def test_a_batch_whose_journal_write_fails_is_refused_and_the_next_one_lands(tmp_path, monkeypatch):
-    real_fsync = os.fsync
+    real_fdatasync = os.fdatasync
     failures = [OSError(28, "No space left on device")]
 
     def full_disk_once(fd):
-        if failures and stat.S_ISREG(os.fstat(fd).st_mode):  # the journal's, not its folder's
+        if failures:
             raise failures.pop()
-        real_fsync(fd)
+        real_fdatasync(fd)
 
-    monkeypatch.setattr(landing_files.os, "fsync", full_disk_once)
+    monkeypatch.setattr(landing_files.os, "fdatasync", full_disk_once)
     files = LandingFiles(tmp_path, "f" * 12, rotate_bytes=1 << 20, rotate_seconds=3600)
     to_writer_read, to_writer = os.pipe()
     acks, acks_write = os.pipe()
@@ -127,6 +135,85 @@ def test_a_batch_whose_journal_write_fails_is_refused_and_the_next_one_lands(tmp
     assert "No space left" in answers[0]["error"] and "error" not in answers[1]
     assert after_a_crash == [make_event(2)]
     assert landed_events(tmp_path) == [make_event(2)]
+
+
+def test_lines_that_fail_to_be_written_after_the_ack_are_landed_by_the_next_writer(tmp_path):
+    files = LandingFiles(tmp_path, "8" * 12, rotate_bytes=1 << 20, rotate_seconds=3600)
+    files.take_lock(os.getpid())
+
+    def disk_full(writes):
+        raise OSError(28, "No space left on device")
+
+    files.write_lines = disk_full
+    to_writer_read, to_writer = os.pipe()
+    acks, acks_write = os.pipe()
+    failed = []
+
+    def writer_process():
+        try:
+            landing_process.serve(files, CollectorLimits(), to_writer_read, acks_write)
+        except OSError as error:
+            failed.append(error)
+
+    writer = threading.Thread(target=writer_process)
+    writer.start()
+    lines = orjson.dumps(make_event(1)) + b"\n"
+    os.write(to_writer, frame((1, [], [((EVENTS_PREFIX, DAY), lines)])))
+    select.select([acks], [], [], 30)
+    ack = orjson.loads(os.read(acks, 1000)[FRAME_HEADER.size :])
+    writer.join(timeout=30)
+    files._lock_file.close()  # the writer process is gone, and its lock with it
+    assert ack == {"group": 1, "fsyncs": 1} and failed
+    assert landed_events(tmp_path) == []
+    report = recover_abandoned_files(tmp_path)
+    assert report.lines_kept == 1 and landed_events(tmp_path) == [make_event(1)]
+
+
+def test_a_segment_ends_only_once_its_files_hold_everything_its_journal_holds(
+    tmp_path, monkeypatch
+):
+    files = LandingFiles(tmp_path, "9" * 12, rotate_bytes=1, rotate_seconds=3600)
+    real_end_segment = files.end_segment
+    ended = []
+
+    def checked_end_segment():
+        segment = files._segment
+        if segment is None:
+            return real_end_segment()
+        messages, _ = split_frames(segment.journal_path.read_bytes())
+        journaled = sum(data.count(b"\n") for m in messages for _, data in load_group(m)[2])
+        written = sum(
+            handle.temp_path.read_bytes().count(b"\n") for handle in segment.files.values()
+        )
+        ended.append((journaled, written))
+        real_end_segment()
+
+    monkeypatch.setattr(files, "end_segment", checked_end_segment)
+    to_writer_read, to_writer = os.pipe()
+    acks, acks_write = os.pipe()
+    writer = threading.Thread(
+        target=landing_process.serve,
+        args=(files, CollectorLimits(), to_writer_read, acks_write),
+    )
+    writer.start()
+    # Ten groups that come together: one journal write, then ten writes to files that are
+    # all due for rotation after the first.
+    os.write(
+        to_writer,
+        b"".join(
+            frame((n, [], [((EVENTS_PREFIX, DAY), orjson.dumps(make_event(n)) + b"\n")]))
+            for n in range(1, 11)
+        ),
+    )
+    select.select([acks], [], [], 30)
+    os.close(to_writer)
+    writer.join(timeout=30)
+    files.close()
+    assert ended and all(journaled == written for journaled, written in ended)
+    assert ended[0] == (10, 10)
+    assert sorted(e["event_id"] for e in landed_events(tmp_path)) == sorted(
+        make_event(n)["event_id"] for n in range(1, 11)
+    )
 
 
 def test_a_dead_writer_process_fails_waiting_and_later_requests_clearly(tmp_path, caplog):
