@@ -251,9 +251,9 @@ class LandingFiles:
         self._lock_file.flush()
 
     def journal(self, messages: bytes) -> None:
-        """Append a batch's framed messages to the journal and fsync it: once this returns, the
-        batch survives a crash. If it fails, the journal is cut back to where it was, so that
-        the messages after it stay readable."""
+        """Append a batch's framed messages to the journal and fdatasync it: once this returns,
+        the batch survives a crash. If it fails, the batch's bytes are zeroed again and the
+        next batch goes where it went, so that the journal stays readable to its end."""
         segment = self._segment or self._open_segment()
         start, end = segment.journal_bytes, segment.journal_bytes + len(messages)
         try:
