@@ -18,7 +18,7 @@ BIN = Path(sys.executable).parent
 REPO = Path(__file__).parents[1]
 DAY_LINE = re.compile(r"^(2026-11-\d\d)\s+(\d+)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)$", re.M)
 MODEL_LINE = re.compile(
-    r"^(oracle|popularity|markov|vsknn|gru4rec|sasrec)\s+(0\.\d+\s+0\.\d+)", re.M
+    r"^(oracle|popularity|markov|vsknn|gru4rec|sasrec|gru_transition)\s+(0\.\d+\s+0\.\d+)", re.M
 )
 TOTAL_LINE = re.compile(r"^total\s+(\d+)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)$", re.M)
 
@@ -73,7 +73,15 @@ def run_the_demo_twice(tmp_path, home, environ, monkeypatch, endpoint):
             len(days),
         )
     models = dict(MODEL_LINE.findall(first))
-    assert set(models) == {"oracle", "popularity", "markov", "vsknn", "gru4rec", "sasrec"}
+    assert set(models) == {
+        "oracle",
+        "popularity",
+        "markov",
+        "vsknn",
+        "gru4rec",
+        "sasrec",
+        "gru_transition",
+    }
     mrr = {name: float(values.split()[1]) for name, values in models.items()}
     assert mrr["oracle"] > mrr["markov"] > mrr["popularity"]
     assert "check checklist_invariants: passed" in first

@@ -62,7 +62,14 @@ def skus(sessions: DaySessions) -> list[list[str]]:
 
 @dataclass(frozen=True)
 class TrainingPlan:
-    candidates: tuple[str, ...] = ("popularity", "markov", "vsknn", "gru4rec", "sasrec")
+    candidates: tuple[str, ...] = (
+        "popularity",
+        "markov",
+        "vsknn",
+        "gru4rec",
+        "sasrec",
+        "gru_transition",
+    )
     budget: SearchBudget = field(default_factory=SearchBudget)
     overrides: dict[str, Params] = field(default_factory=dict)  # per candidate
     k: int = 20

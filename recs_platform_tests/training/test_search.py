@@ -74,11 +74,11 @@ def test_overridden_parameters_are_fixed_during_the_search():
     assert candidate("gru4rec", {"epochs": 1}).make().epochs == 1
 
 
-def test_the_transition_gru_is_a_candidate_outside_the_default_list():
+def test_the_transition_gru_is_a_default_candidate():
     from recs_platform.models.gru4rec import TransitionGRURecommender
-    from recs_platform.training.candidates import ALL_CANDIDATE_NAMES, CANDIDATE_NAMES
+    from recs_platform.training.candidates import CANDIDATE_NAMES
 
-    assert "gru_transition" in ALL_CANDIDATE_NAMES and "gru_transition" not in CANDIDATE_NAMES
+    assert "gru_transition" in CANDIDATE_NAMES
     model = candidate("gru_transition", {"epochs": 1}).make()
     assert isinstance(model, TransitionGRURecommender)
     assert model.transition_term and model.epochs == 1 and model.name == "gru_transition"
