@@ -26,13 +26,14 @@ TORCH_CANDIDATES = ("gru4rec", "sasrec", "gru_transition")
 
 def format_model_table(rows: list[dict], k: int = 20) -> str:
     """Model vs baselines vs oracle on the test days, as the demo prints it."""
-    lines = [f"{'model':<12}{'HR@' + str(k):>8}{'MRR@' + str(k):>8}{'cov@' + str(k):>8}"
+    width = max([12, *(len(row["name"]) + 2 for row in rows)])
+    lines = [f"{'model':<{width}}{'HR@' + str(k):>8}{'MRR@' + str(k):>8}{'cov@' + str(k):>8}"
              f"{'val MRR':>9}{'fit s':>8}"]  # fmt: skip
     for row in rows:
         validation = row.get("validation_mrr")
         fit = row.get("fit_seconds")
         lines.append(
-            f"{row['name']:<12}{row[f'hr_{k}']:>8.4f}{row[f'mrr_{k}']:>8.4f}"
+            f"{row['name']:<{width}}{row[f'hr_{k}']:>8.4f}{row[f'mrr_{k}']:>8.4f}"
             f"{row[f'coverage_{k}']:>8.4f}"
             f"{'' if validation is None else f'{validation:.4f}':>9}"
             f"{'' if fit is None else f'{fit:.1f}':>8}"
