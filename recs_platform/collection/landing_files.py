@@ -435,13 +435,7 @@ def _replay(
         if final_path.exists():  # published before the writer died
             continue
         folder.mkdir(parents=True, exist_ok=True)
-        temp_path = folder / f".{final_path.name}.tmp"
-        with open(temp_path, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.rename(temp_path, final_path)
-        fsync_directory(folder)
+        _publish(folder / f".{final_path.name}.tmp", final_path, data)
         report.files_published.append(final_path.relative_to(root).as_posix())
         report.lines_kept += data.count(b"\n")
     journal_path.unlink()
@@ -458,10 +452,14 @@ def _write_recovery_rejection(root: Path, journal_name: str, torn_tail: bytes) -
         torn_tail,
     )
     final_path = folder / f"recovery-{uuid.uuid4().hex[:12]}.jsonl"
-    temp_path = folder / f".{final_path.name}.tmp-recovery"
-    with open(temp_path, "xb") as stream:
-        stream.write(line)
+    _publish(folder / f".{final_path.name}.tmp-recovery", final_path, line)
+
+
+def _publish(temp_path: Path, final_path: Path, data: bytes) -> None:
+    """A whole file written by recovery: under its temporary name, fsynced, renamed."""
+    with open(temp_path, "wb") as stream:
+        stream.write(data)
         stream.flush()
         os.fsync(stream.fileno())
     os.rename(temp_path, final_path)
-    fsync_directory(folder)
+    fsync_directory(final_path.parent)

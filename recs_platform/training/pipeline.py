@@ -27,7 +27,7 @@ from recs_platform.evaluation.protocol import (
     next_item_targets,
 )
 from recs_platform.models.base import SessionRecommender
-from recs_platform.training.candidates import Params, candidate
+from recs_platform.training.candidates import CANDIDATE_NAMES, Params, candidate
 from recs_platform.training.search import SearchBudget, SearchResult, search
 
 log = logging.getLogger(__name__)
@@ -62,14 +62,7 @@ def skus(sessions: DaySessions) -> list[list[str]]:
 
 @dataclass(frozen=True)
 class TrainingPlan:
-    candidates: tuple[str, ...] = (
-        "popularity",
-        "markov",
-        "vsknn",
-        "gru4rec",
-        "sasrec",
-        "gru_transition",
-    )
+    candidates: tuple[str, ...] = CANDIDATE_NAMES
     budget: SearchBudget = field(default_factory=SearchBudget)
     overrides: dict[str, Params] = field(default_factory=dict)  # per candidate
     k: int = 20

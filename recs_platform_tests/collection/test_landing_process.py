@@ -48,9 +48,27 @@ def frame(message: object) -> bytes:
     return FRAME_HEADER.pack(len(data)) + data
 
 
-def test_a_group_is_acked_only_once_its_journal_is_fsynced(tmp_path, monkeypatch):
+def serve_in_a_thread(files: LandingFiles, errors: list | None = None):
+    """`landing_process.serve` on two pipes in a thread, as the writer process runs it: the end
+    to send groups on, the end acknowledgements come on, and the thread. An OSError that ends
+    it goes to `errors` when given."""
     to_writer_read, to_writer = os.pipe()
     acks, acks_write = os.pipe()
+
+    def run() -> None:
+        try:
+            landing_process.serve(files, CollectorLimits(), to_writer_read, acks_write)
+        except OSError as error:
+            if errors is None:
+                raise
+            errors.append(error)
+
+    writer = threading.Thread(target=run)
+    writer.start()
+    return to_writer, acks, writer
+
+
+def test_a_group_is_acked_only_once_its_journal_is_fsynced(tmp_path, monkeypatch):
     fsyncs = []
 
     def watched(real_sync):
@@ -65,11 +83,7 @@ def test_a_group_is_acked_only_once_its_journal_is_fsynced(tmp_path, monkeypatch
     monkeypatch.setattr(landing_files.os, "fsync", watched(os.fsync))
     monkeypatch.setattr(landing_files.os, "fdatasync", watched(os.fdatasync))
     files = LandingFiles(tmp_path, "c" * 12, rotate_bytes=1 << 20, rotate_seconds=3600)
-    writer = threading.Thread(
-        target=landing_process.serve,
-        args=(files, CollectorLimits(), to_writer_read, acks_write),
-    )
-    writer.start()
+    to_writer, acks, writer = serve_in_a_thread(files)
     os.write(to_writer, frame((1, [("/i", PIXEL_QUERY, NOW)], [])))
     readable, _, _ = select.select([acks], [], [], 30)
     ack = os.read(acks, 1000)
@@ -113,13 +127,7 @@ def test_a_batch_whose_journal_write_fails_is_refused_and_the_next_one_lands(tmp
 
     monkeypatch.setattr(landing_files.os, "fdatasync", full_disk_once)
     files = LandingFiles(tmp_path, "f" * 12, rotate_bytes=1 << 20, rotate_seconds=3600)
-    to_writer_read, to_writer = os.pipe()
-    acks, acks_write = os.pipe()
-    writer = threading.Thread(
-        target=landing_process.serve,
-        args=(files, CollectorLimits(), to_writer_read, acks_write),
-    )
-    writer.start()
+    to_writer, acks, writer = serve_in_a_thread(files)
     answers = []
     for number in (1, 2):
         lines = orjson.dumps(make_event(number)) + b"\n"
@@ -145,18 +153,8 @@ def test_lines_that_fail_to_be_written_after_the_ack_are_landed_by_the_next_writ
         raise OSError(28, "No space left on device")
 
     files.write_lines = disk_full
-    to_writer_read, to_writer = os.pipe()
-    acks, acks_write = os.pipe()
     failed = []
-
-    def writer_process():
-        try:
-            landing_process.serve(files, CollectorLimits(), to_writer_read, acks_write)
-        except OSError as error:
-            failed.append(error)
-
-    writer = threading.Thread(target=writer_process)
-    writer.start()
+    to_writer, acks, writer = serve_in_a_thread(files, errors=failed)
     lines = orjson.dumps(make_event(1)) + b"\n"
     os.write(to_writer, frame((1, [], [((EVENTS_PREFIX, DAY), lines)])))
     select.select([acks], [], [], 30)
@@ -189,13 +187,7 @@ def test_a_segment_ends_only_once_its_files_hold_everything_its_journal_holds(
         real_end_segment()
 
     monkeypatch.setattr(files, "end_segment", checked_end_segment)
-    to_writer_read, to_writer = os.pipe()
-    acks, acks_write = os.pipe()
-    writer = threading.Thread(
-        target=landing_process.serve,
-        args=(files, CollectorLimits(), to_writer_read, acks_write),
-    )
-    writer.start()
+    to_writer, acks, writer = serve_in_a_thread(files)
     # Ten groups that come together: one journal write, then ten writes to files that are
     # all due for rotation after the first.
     os.write(
