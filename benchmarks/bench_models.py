@@ -5,7 +5,9 @@ the default shop (`ShopConfig()`, about 210k product views), a mid-sized one wit
 and catalogue size and the default traffic (seed 11, 5,000 items: the second shop of the goals)
 and a larger one (seed 11, 20,000 items, 15,000 sessions a day: about 1.05M product views).
 Models: popularity, Markov, V-SKNN, GRU4Rec, SASRec, the transition GRU (GRU4Rec plus a learned
-first-order transition term, `TransitionGRURecommender`) and its ablation without the GRU's part
+first-order transition term, `TransitionGRURecommender`), the latent-intent chains (a mixture
+of intent-tilted Markov chains over learned item clusters, `LatentIntentRecommender`) and the
+transition GRU's ablation without the GRU's part
 (`transition_only`: the transition term and item biases alone) and without the transition term
 (`gru_no_transition`: GRU4Rec with the transition GRU's dropout), with their defaults (chosen on
 the default shop's last training day; see the models' docstrings), and the oracle (the
@@ -41,6 +43,7 @@ from recs_platform.evaluation.protocol import (
     split_by_time,
 )
 from recs_platform.models.gru4rec import GRU4RecRecommender, TransitionGRURecommender
+from recs_platform.models.latent_intent import LatentIntentRecommender
 from recs_platform.models.markov import MarkovRecommender
 from recs_platform.models.popularity import PopularityRecommender
 from recs_platform.models.sasrec import SASRecRecommender
@@ -60,7 +63,7 @@ TEST_DAYS = 2
 TEST_SESSION_STEP = {"default": 1, "large": 10, "mid": 1}
 K = 20
 BASELINES = ("popularity", "markov", "vsknn")
-TORCH = ("gru4rec", "sasrec", "gru_transition")
+TORCH = ("gru4rec", "sasrec", "gru_transition", "latent_intent")
 # Ablations of gru_transition, trained the same way: its transition term alone (T + b), and
 # its GRU part alone (GRU4Rec with gru_transition's dropout).
 ABLATIONS = ("transition_only", "gru_no_transition")
@@ -79,6 +82,7 @@ def build(model: str, shop: str):
         "gru4rec": lambda: GRU4RecRecommender(num_threads=1, **large),
         "sasrec": lambda: SASRecRecommender(num_threads=1, **large),
         "gru_transition": lambda: TransitionGRURecommender(num_threads=1, **transition),
+        "latent_intent": lambda: LatentIntentRecommender(num_threads=1, **transition),
         "transition_only": lambda: TransitionGRURecommender(
             "transition_only", num_threads=1, session_term=False, **transition
         ),

@@ -1,4 +1,7 @@
-"""Score one setting of the transition GRU (or Markov) on a benchmark shop's validation day.
+"""Score one setting of a model on a benchmark shop's validation day.
+
+The model is the transition GRU, unless the settings name another: {"model": "latent_intent"}
+(the latent-intent chains) or {"markov": true}.
 
 The shop is split as `bench_models.py` splits it (the last 2 days are the test set); of the
 days before, the last one is the validation day and the others train. The test days are never
@@ -6,6 +9,7 @@ read. Prints one JSON line: the settings, HR@20, MRR@20 and the training time.
 
 Usage: .venv/bin/python benchmarks/validate_settings.py mid '{"epochs": 15}'
        .venv/bin/python benchmarks/validate_settings.py default '{"markov": true}'
+       .venv/bin/python benchmarks/validate_settings.py mid '{"model": "latent_intent"}'
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from recs_platform.evaluation.protocol import (
     split_by_time,
 )
 from recs_platform.models.gru4rec import TransitionGRURecommender
+from recs_platform.models.latent_intent import LatentIntentRecommender
 from recs_platform.models.markov import MarkovRecommender
 from recs_platform.models.popularity import PopularityRecommender
 from recs_platform.simulation import simulate_sessions
@@ -31,7 +36,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("shop", choices=list(SHOPS))
     parser.add_argument(
-        "settings", help='TransitionGRURecommender keywords as JSON, or {"markov": true}'
+        "settings",
+        help='the model\'s keywords as JSON, with "model": "latent_intent" for that one, '
+        'or {"markov": true}',
     )
     args = parser.parse_args()
     settings = json.loads(args.settings)
@@ -41,10 +48,13 @@ def main() -> None:
     split = split_by_time(before_the_test_days, 1)
     targets = next_item_targets(split.test, PopularityRecommender().fit(split.train).item_ids)
     started = time.perf_counter()
+    keywords = {key: value for key, value in settings.items() if key != "model"}
     if settings.get("markov"):
         recommender = MarkovRecommender().fit(split.train)
+    elif settings.get("model") == "latent_intent":
+        recommender = LatentIntentRecommender(num_threads=1, **keywords).fit(split.train)
     else:
-        recommender = TransitionGRURecommender(num_threads=1, **settings).fit(split.train)
+        recommender = TransitionGRURecommender(num_threads=1, **keywords).fit(split.train)
     seconds = time.perf_counter() - started
     row, _ = evaluate_recommender(recommender, targets, K, name="validation")
     print(

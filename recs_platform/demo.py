@@ -21,7 +21,7 @@ from recs_platform.training.tracking import local_tracking
 
 # Seconds of search per candidate when `search_trials` > 1.
 SEARCH_SECONDS_PER_CANDIDATE = 120.0
-TORCH_CANDIDATES = ("gru4rec", "sasrec", "gru_transition")
+TORCH_CANDIDATES = ("gru4rec", "sasrec", "gru_transition", "latent_intent")
 
 
 def format_model_table(rows: list[dict], k: int = 20) -> str:

@@ -17,9 +17,8 @@ from recs_platform_tests.collection.servers import free_port
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).parents[1]
 DAY_LINE = re.compile(r"^(2026-11-\d\d)\s+(\d+)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)$", re.M)
-MODEL_LINE = re.compile(
-    r"^(oracle|popularity|markov|vsknn|gru4rec|sasrec|gru_transition)\s+(0\.\d+\s+0\.\d+)", re.M
-)
+MODEL_NAMES = "oracle|popularity|markov|vsknn|gru4rec|sasrec|gru_transition|latent_intent"
+MODEL_LINE = re.compile(rf"^({MODEL_NAMES})\s+(0\.\d+\s+0\.\d+)", re.M)
 TOTAL_LINE = re.compile(r"^total\s+(\d+)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)$", re.M)
 
 
@@ -81,6 +80,7 @@ def run_the_demo_twice(tmp_path, home, environ, monkeypatch, endpoint):
         "gru4rec",
         "sasrec",
         "gru_transition",
+        "latent_intent",
     }
     mrr = {name: float(values.split()[1]) for name, values in models.items()}
     assert mrr["oracle"] > mrr["markov"] > mrr["popularity"]

@@ -79,6 +79,25 @@ class SparseTransitions(nn.Module):
         rows, columns, weights = self.gather(last)
         return logits.index_put((rows, columns), weights.to(logits.dtype), accumulate=True)
 
+    def pair_weights(self, sources: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+        """T[sources[r], columns[r]] for each r (0 for a pair not seen in training)."""
+        first = self.start[sources]
+        counts = self.start[sources + 1] - first
+        # Binary search of each column inside its source's sorted row of columns.
+        low, high = first.clone(), first + counts
+        while bool((low < high).any()):
+            middle = (low + high) // 2
+            probe = self.columns[middle.clamp(max=max(len(self.columns) - 1, 0))]
+            go_right = (low < high) & (probe < columns)
+            go_left = (low < high) & ~go_right
+            low = torch.where(go_right, middle + 1, low)
+            high = torch.where(go_left, middle, high)
+        found = low < first + counts
+        position = low.clamp(max=max(len(self.columns) - 1, 0))
+        found = found & (self.columns[position] == columns) if len(self.columns) else found
+        weights = self.weight[position] if len(self.columns) else self.weight.new_zeros(len(low))
+        return torch.where(found, weights, torch.zeros_like(weights))
+
     def dense(self) -> torch.Tensor:
         """The whole [n_items + 1, n_items] matrix by code (for tests and inspection)."""
         n_codes = len(self.start) - 1

@@ -108,6 +108,26 @@ def _sasrec() -> Candidate:
     )
 
 
+def _latent_intent() -> Candidate:
+    from recs_platform.models.latent_intent import LatentIntentRecommender
+
+    def space(trial: optuna.Trial) -> Params:
+        return {
+            "intent_rank": trial.suggest_categorical("intent_rank", [4, 8, 16]),
+            "clusters": trial.suggest_categorical("clusters", [1, 20, 40, 80]),
+            "smoothing": trial.suggest_float("smoothing", 0.1, 0.6),
+            "learning_rate": trial.suggest_float("learning_rate", 5e-3, 5e-2, log=True),
+            "epochs": trial.suggest_int("epochs", 2, 12),
+        }
+
+    return Candidate(
+        "latent_intent",
+        lambda params: LatentIntentRecommender(name="latent_intent", **params),
+        {},
+        space,
+    )
+
+
 _FACTORIES: dict[str, Callable[[], Candidate]] = {
     "popularity": lambda: Candidate("popularity", lambda p: PopularityRecommender(**p)),
     "markov": lambda: Candidate("markov", lambda p: MarkovRecommender(**p)),
@@ -116,6 +136,8 @@ _FACTORIES: dict[str, Callable[[], Candidate]] = {
     "sasrec": _sasrec,
     # GRU4Rec with a learned first-order transition term (see models/gru4rec.py).
     "gru_transition": _gru_transition,
+    # A mixture of intent-tilted Markov chains over learned item clusters (models/latent_intent.py).
+    "latent_intent": _latent_intent,
 }
 # The candidates a plan trains unless told otherwise (the demo's and `session_model`'s list):
 # every one there is.

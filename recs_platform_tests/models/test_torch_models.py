@@ -1,5 +1,5 @@
-"""GRU4Rec, SASRec and the transition GRU on tiny data: they learn, repeat themselves, save,
-and fall back."""
+"""GRU4Rec, SASRec, the transition GRU and the latent-intent chains on tiny data: they learn,
+repeat themselves, save, and fall back."""
 
 import numpy as np
 import pytest
@@ -7,6 +7,7 @@ import pytest
 from recs_platform.evaluation.protocol import next_item_targets, ranks_of_targets
 from recs_platform.models.base import load_recommender
 from recs_platform.models.gru4rec import GRU4RecRecommender, TransitionGRURecommender
+from recs_platform.models.latent_intent import LatentIntentRecommender
 from recs_platform.models.popularity import PopularityRecommender
 from recs_platform.models.sasrec import SASRecRecommender
 from recs_platform.simulation import ShopConfig, simulate_sessions
@@ -33,6 +34,7 @@ SMALL = {
     },
 }
 SMALL[TransitionGRURecommender] = SMALL[GRU4RecRecommender]
+SMALL[LatentIntentRecommender] = {"intents": 4, "epochs": 4, "batch_size": 32, "clusters": 3}
 MODELS = list(SMALL)
 # The transition term needs the full softmax.
 SAMPLED_MODELS = [GRU4RecRecommender, SASRecRecommender]

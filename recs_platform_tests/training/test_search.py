@@ -82,3 +82,13 @@ def test_the_transition_gru_is_a_default_candidate():
     model = candidate("gru_transition", {"epochs": 1}).make()
     assert isinstance(model, TransitionGRURecommender)
     assert model.transition_term and model.epochs == 1 and model.name == "gru_transition"
+
+
+def test_the_latent_intent_chains_are_a_default_candidate():
+    from recs_platform.models.latent_intent import LatentIntentRecommender
+    from recs_platform.training.candidates import CANDIDATE_NAMES
+
+    assert "latent_intent" in CANDIDATE_NAMES
+    model = candidate("latent_intent", {"epochs": 1, "clusters": 5}).make()
+    assert isinstance(model, LatentIntentRecommender)
+    assert model.epochs == 1 and model.clusters == 5 and model.name == "latent_intent"

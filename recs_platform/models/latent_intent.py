@@ -1,0 +1,379 @@
+"""A mixture of K intent-tilted Markov chains, with the session's intent inferred exactly.
+
+Each session has one hidden intent z out of `intents` (learned, unlabelled). Under intent z
+
+    P(first = j | z)        = softmax_j(c_j + theta[z, j])
+    P(next = j | last i, z) = softmax_j(T[i, j] + B[cluster(i), j] + theta[z, j])
+                              over the items not yet seen in the session (`exclude_seen`)
+
+with T the learned first-order term over the item pairs seen in training (see `transitions`),
+B a background logit of j after any item of i's cluster, c first-item biases and theta[z, j]
+how much intent z favours item j (`intent_rank` factors theta = U V^T; None: theta free). The
+clusters are k-means on a spectral embedding of the training transitions (`item_clusters`):
+items that follow each other, a shop's categories. They give a rare item's unseen successors
+its category's share instead of the catalogue's popularity.
+
+The posterior over z after a prefix is Bayes' rule over the prefix's likelihood under each
+intent (a forward pass, exact, no encoder to learn), and the next-item distribution is the
+posterior-weighted mixture of the K chains. Training maximises the sessions' exact marginal
+likelihood log sum_z P(z) P(x_1 | z) prod_t P(x_t | x_1..x_{t-1}, z) with Adam. The
+log-normaliser of a chain after item i is one [clusters, K] table shared by the batch
+(exp(B) @ exp(theta)^T), plus a correction over i's observed successors, minus the items
+already seen: an epoch costs little more than counting the pairs.
+
+Leaving the seen items out matches sessions that do not revisit a product (the evaluation
+never recommends a seen item either): a return i -> j -> i is then not evidence against T[j, i],
+and what the seen items say about the intent is weighed exactly. A target seen before is kept in
+its step's normaliser, so sessions with revisits still have a finite likelihood.
+
+Initialisation: with theta = 0 every chain is the smoothed Markov chain
+P(j | i) = (1 - s) count(i, j) / count(i) + s P(j | cluster(i)) (s = `smoothing`, P(j | c)
+the transitions out of c's items with popularity-shaped pseudo-counts); theta starts small and
+random so the intents can separate. Defaults (32 intents of rank 8, 40 clusters, smoothing 0.85,
+8 epochs) were chosen on the last training day of the default and mid shops; see
+benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import sparse
+from scipy.sparse import linalg as sparse_linalg
+from torch import nn
+
+from recs_platform.models.torch_common import (
+    ProgressLogger,
+    TorchSessionRecommender,
+    pad_right,
+)
+from recs_platform.models.transitions import SparseTransitions, transition_counts
+
+
+class LatentIntentNetwork(nn.Module):
+    def __init__(
+        self,
+        n_items: int,
+        intents: int,
+        intent_rank: int | None,
+        init_scale: float,
+        sessions: list[np.ndarray] | None = None,
+        smoothing: float = 0.1,
+        seed: int = 0,
+        exclude_seen: bool = True,
+        clusters: int = 1,
+    ):
+        super().__init__()
+        self.n_items = n_items
+        self.exclude_seen = exclude_seen
+        generator = torch.Generator().manual_seed(seed)
+        if intent_rank is None:
+            self.theta_free = nn.Parameter(
+                init_scale * torch.randn(intents, n_items, generator=generator)
+            )
+        else:
+            scale = (init_scale / intent_rank**0.5) ** 0.5
+            self.intent_factors = nn.Parameter(
+                scale * torch.randn(intents, intent_rank, generator=generator)
+            )
+            self.item_factors = nn.Parameter(
+                scale * torch.randn(n_items, intent_rank, generator=generator)
+            )
+        self.intent_rank = intent_rank
+        self.prior = nn.Parameter(torch.zeros(intents))
+        # A catalogue smaller than `clusters` gets a cluster per item at most.
+        chain = _initial_chain(n_items, sessions, smoothing, min(clusters, n_items), seed)
+        cluster_of, background, first_bias, transitions = chain
+        self.register_buffer("cluster_of", cluster_of)
+        self.background = nn.Parameter(background)
+        self.first_bias = nn.Parameter(first_bias)
+        self.transitions = transitions
+
+    def theta(self) -> torch.Tensor:
+        """[K, n_items]: how much each intent favours each item (log scale)."""
+        if self.intent_rank is None:
+            return self.theta_free
+        return self.intent_factors @ self.item_factors.T
+
+    def _chain_terms(self, theta: torch.Tensor):
+        """exp(B - B_shift) [C, N], exp(theta - theta_shift) [K, N], totals [C, K], the shift.
+
+        B[c, j] is the background logit of j after any item of cluster c; without T every
+        chain is P(j | i, z) = exp(B[c(i), j] + theta[z, j]) / totals[c(i), z].
+        """
+        background_shift = self.background.detach().max()
+        theta_shift = theta.detach().max()
+        background = torch.exp(self.background - background_shift)
+        tilt = torch.exp(theta - theta_shift)
+        return background, tilt, background @ tilt.T, background_shift + theta_shift
+
+    def _entry_weights(self, theta, shift, sources, columns, pair=None) -> torch.Tensor:
+        """exp(T[source, j] + B[c(source), j] + theta[z, j] - shift) per entry: [entries, K]."""
+        logits = self.background[self.cluster_of[sources], columns][:, None] + theta[:, columns].T
+        if pair is not None:
+            logits = logits + pair[:, None]
+        return torch.exp(logits - shift)
+
+    def _log_normalisers(self, theta, terms, last, excluded=None) -> torch.Tensor:
+        """log sum_j exp(T[last, j] + B[c(last), j] + theta[z, j] - shift): [len(last), K].
+
+        `excluded` (rows, codes): items left out of row `rows[e]`'s sum (seen earlier).
+        """
+        _, _, totals, shift = terms
+        totals = totals[self.cluster_of[last]]
+        rows, columns, t = self.transitions.gather(last)
+        correction = self._entry_weights(theta, shift, last[rows], columns)
+        correction = correction * torch.expm1(t)[:, None]
+        totals = totals.index_add(0, rows, correction)
+        if excluded is not None and len(excluded[0]):
+            rows, codes = excluded
+            columns = codes - 1
+            pair = self.transitions.pair_weights(last[rows], columns)
+            seen = self._entry_weights(theta, shift, last[rows], columns, pair)
+            totals = totals.index_add(0, rows, -seen)
+        return torch.log(totals.clamp_min(1e-30))
+
+    def step_log_likelihoods(self, theta, previous, target, excluded=None):
+        """log P(target | previous, z) for every pair (codes) and every intent: [pairs, K]."""
+        terms = self._chain_terms(theta)
+        columns = target - 1
+        pair = self.transitions.pair_weights(previous, columns)
+        background = self.background[self.cluster_of[previous], columns]
+        numerator = (pair + background)[:, None] + theta[:, columns].T - terms[3]
+        return numerator - self._log_normalisers(theta, terms, previous, excluded)
+
+    def first_log_likelihoods(self, theta, first: torch.Tensor) -> torch.Tensor:
+        """log P(first item | z) + log P(z): [sessions, K]."""
+        logits = self.first_bias[None, :] + theta
+        log_first = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+        return log_first[:, first - 1].T + torch.log_softmax(self.prior, dim=0)[None, :]
+
+    def session_log_joint(self, padded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """log P(z, x_1..x_n) for each right-padded prefix and intent: [batch, K]."""
+        theta = self.theta()
+        joint = self.first_log_likelihoods(theta, padded[:, 0])
+        lengths = lengths.to(padded.device)
+        positions = torch.arange(padded.shape[1], device=padded.device)
+        inside = (positions[None, :] >= 1) & (positions[None, :] < lengths[:, None])
+        rows, steps = torch.nonzero(inside, as_tuple=True)
+        if len(rows):
+            excluded = None
+            if self.exclude_seen:
+                # Step (row, t) leaves out the distinct items before t, the target excepted.
+                step_of = torch.full_like(padded, -1)
+                step_of[rows, steps] = torch.arange(len(rows), device=padded.device)
+                earlier = positions[None, :, None] > positions[None, None, :]  # [1, t, s]
+                keep = earlier & inside[:, :, None] & _first_occurrences(padded)[:, None, :]
+                keep = keep & (padded[:, :, None] != padded[:, None, :])
+                batch, t, s = torch.nonzero(keep, as_tuple=True)
+                excluded = (step_of[batch, t], padded[batch, s])
+            step = self.step_log_likelihoods(
+                theta, padded[rows, steps - 1], padded[rows, steps], excluded
+            )
+            joint = joint.index_add(0, rows, step)
+        return joint
+
+    def next_scores(self, padded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """log P(next = j | prefix) up to a constant per row: [batch, n_items]."""
+        joint = self.session_log_joint(padded, lengths)
+        posterior = torch.softmax(joint, dim=1)
+        lengths = lengths.to(padded.device)
+        last = padded[torch.arange(len(lengths), device=padded.device), lengths - 1]
+        theta = self.theta()
+        terms = self._chain_terms(theta)
+        excluded = None
+        if self.exclude_seen:
+            positions = torch.arange(padded.shape[1], device=padded.device)
+            seen = (positions[None, :] < lengths[:, None]) & _first_occurrences(padded)
+            rows, s = torch.nonzero(seen, as_tuple=True)
+            excluded = (rows, padded[rows, s])
+        normalisers = self._log_normalisers(theta, terms, last, excluded)
+        background, tilt, _, _ = terms
+        # sum_z posterior_z exp(B + theta_z - shift) / Z_z, with the shifts cancelling out.
+        mixture = ((posterior / torch.exp(normalisers)) @ tilt) * background[self.cluster_of[last]]
+        return self.transitions.add_to(torch.log(mixture.clamp_min(1e-30)), last)
+
+
+def _first_occurrences(padded: torch.Tensor) -> torch.Tensor:
+    """[batch, L]: True where the item has not occurred earlier in its row."""
+    positions = torch.arange(padded.shape[1], device=padded.device)
+    same = padded[:, :, None] == padded[:, None, :]  # [b, s, s']
+    before = positions[None, :, None] > positions[None, None, :]
+    return ~(same & before).any(dim=2)
+
+
+def _initial_chain(n_items: int, sessions, smoothing: float, clusters: int, seed: int):
+    """Clusters, background, first-item biases and T: with theta = 0 each chain is the
+    smoothed Markov chain P(j | i) = (1 - s) count(i, j) / count(i) + s P(j | cluster of i)."""
+    if sessions is None:  # loading: the saved state fills everything
+        return (
+            torch.zeros(n_items + 1, dtype=torch.int64),
+            torch.zeros(clusters, n_items),
+            torch.zeros(n_items),
+            SparseTransitions(n_items),
+        )
+    codes = np.concatenate(sessions)
+    popularity = (np.bincount(codes - 1, minlength=n_items) + 1.0) / (len(codes) + n_items)
+    firsts = np.fromiter((session[0] for session in sessions), dtype=np.int64)
+    first_share = (np.bincount(firsts - 1, minlength=n_items) + 1.0) / (len(firsts) + n_items)
+    start, columns, counts = transition_counts(sessions, n_items)
+    row_of = np.repeat(np.arange(n_items + 1), np.diff(start))
+    cluster_of = np.zeros(n_items + 1, dtype=np.int64)
+    cluster_of[1:] = item_clusters(n_items, row_of - 1, columns, counts, clusters, seed)
+    # P(j | cluster c): the transitions out of c's items, with `prior` popularity-shaped
+    # pseudo-counts, so that every item has some mass after every cluster.
+    prior = 20.0
+    flat = cluster_of[row_of] * n_items + columns
+    into = np.bincount(flat, weights=counts, minlength=clusters * n_items).reshape(clusters, -1)
+    by_cluster = (into + prior * popularity) / (into.sum(axis=1, keepdims=True) + prior)
+    row_total = np.bincount(row_of, weights=counts, minlength=n_items + 1)
+    background = smoothing * by_cluster[cluster_of[row_of], columns]
+    pair_weight = np.log(((1 - smoothing) * counts / row_total[row_of] + background) / background)
+    return (
+        torch.tensor(cluster_of),
+        torch.tensor(np.log(smoothing * by_cluster), dtype=torch.float32),
+        torch.tensor(np.log(first_share), dtype=torch.float32),
+        SparseTransitions(n_items, start, columns, pair_weight),
+    )
+
+
+def item_clusters(
+    n_items: int,
+    sources: np.ndarray,
+    targets: np.ndarray,
+    counts: np.ndarray,
+    clusters: int,
+    seed: int = 0,
+    iterations: int = 30,
+) -> np.ndarray:
+    """A cluster per item column: k-means on a spectral embedding of the transition graph.
+
+    Items that follow each other (either way) end up together: on a shop's sessions these are
+    its categories. The embedding is the top singular vectors of the degree-normalised
+    symmetric co-occurrence matrix, rows scaled to unit length; items never in a pair share
+    whichever cluster is nearest to the zero vector.
+    """
+    if clusters <= 1:
+        return np.zeros(n_items, dtype=np.int64)
+    if clusters > n_items:
+        raise ValueError(f"clusters must be at most the {n_items} items, got {clusters}")
+    if n_items <= 3:  # too few for an embedding: one cluster per item, as far as they go
+        return np.arange(n_items, dtype=np.int64) % clusters
+    graph = sparse.coo_matrix((counts, (sources, targets)), shape=(n_items, n_items)).tocsr()
+    graph = graph + graph.T
+    degree = np.asarray(graph.sum(axis=1)).ravel()
+    scale = sparse.diags(1 / np.sqrt(np.maximum(degree, 1e-12)))
+    dimensions = min(clusters, 32, n_items - 2)
+    vectors, _, _ = sparse_linalg.svds(
+        scale @ graph @ scale, k=dimensions, random_state=seed, solver="arpack"
+    )
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    points = vectors / np.maximum(norms, 1e-12)
+    return _k_means(points, clusters, np.random.default_rng(seed), iterations)
+
+
+def _k_means(points: np.ndarray, k: int, rng: np.random.Generator, iterations: int) -> np.ndarray:
+    """Lloyd's k-means with k-means++ seeding: the cluster of each row of `points`."""
+    centres = [points[rng.integers(len(points))]]
+    distances = ((points - centres[0]) ** 2).sum(axis=1)
+    for _ in range(1, k):
+        total = distances.sum()
+        if total > 0:
+            chosen = rng.choice(len(points), p=distances / total)
+        else:  # every point is a centre already
+            chosen = rng.integers(len(points))
+        centres.append(points[chosen])
+        distances = np.minimum(distances, ((points - points[chosen]) ** 2).sum(axis=1))
+    centres = np.array(centres)
+    for _ in range(iterations):
+        # Squared distances, up to each point's own norm (the same for every centre).
+        assignment = ((centres**2).sum(axis=1) - 2 * points @ centres.T).argmin(axis=1)
+        for cluster in range(k):
+            members = points[assignment == cluster]
+            if len(members):
+                centres[cluster] = members.mean(axis=0)
+    return assignment.astype(np.int64)
+
+
+class LatentIntentRecommender(TorchSessionRecommender):
+    """The latent-intent mixture of Markov chains; see the module docstring."""
+
+    def __init__(
+        self,
+        name: str = "latent_intent",
+        *,
+        intents: int = 32,
+        intent_rank: int | None = 8,
+        init_scale: float = 0.3,
+        smoothing: float = 0.85,
+        exclude_seen: bool = True,
+        clusters: int = 40,
+        epochs: int = 8,
+        batch_size: int = 256,
+        learning_rate: float = 0.02,
+        weight_decay: float = 0.0,
+        optimizer: str = "adam",
+        seed: int = 0,
+        device: str | None = None,
+        log_interval_s: float = 10.0,
+        num_threads: int | None = None,
+    ):
+        if intents < 1:
+            raise ValueError(f"intents must be at least 1, got {intents}")
+        if intent_rank is not None and intent_rank < 1:
+            raise ValueError(f"intent_rank must be at least 1 or None, got {intent_rank}")
+        if not 0 < smoothing < 1:
+            raise ValueError(f"smoothing must be between 0 and 1, got {smoothing}")
+        if clusters < 1:
+            raise ValueError(f"clusters must be at least 1, got {clusters}")
+        hyperparameters = {
+            key: value
+            for key, value in locals().items()
+            if key not in ("self", "device", "log_interval_s", "num_threads", "__class__")
+        }
+        super().__init__(name, hyperparameters, device, log_interval_s, num_threads)
+
+    def _build_network(
+        self, n_items: int, sessions: list[np.ndarray] | None = None
+    ) -> LatentIntentNetwork:
+        return LatentIntentNetwork(
+            n_items,
+            self.intents,
+            self.intent_rank,
+            self.init_scale,
+            sessions,
+            self.smoothing,
+            self.seed,
+            self.exclude_seen,
+            self.clusters,
+        )
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        if self.optimizer != "adam":
+            return super()._optimizer()
+        return torch.optim.Adam(
+            self.network.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
+        )
+
+    def _train_epoch(
+        self,
+        sessions: list[np.ndarray],
+        optimizer: torch.optim.Optimizer,
+        rng: np.random.Generator,
+        progress: ProgressLogger,
+    ) -> None:
+        order = rng.permutation(len(sessions))
+        for start in range(0, len(order), self.batch_size):
+            batch = [sessions[index] for index in order[start : start + self.batch_size]]
+            padded, lengths = pad_right(batch)
+            padded = padded.to(self.device)
+            joint = self.network.session_log_joint(padded, lengths)
+            events = int(lengths.sum())
+            loss = -torch.logsumexp(joint, dim=1).sum() / events
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            progress.update(events, loss.item(), events)
+
+    def _prefix_scores(self, padded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.network.next_scores(padded, lengths)
