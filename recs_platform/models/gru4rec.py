@@ -35,6 +35,7 @@ from recs_platform.models.torch_common import (
     NegativeSampler,
     ProgressLogger,
     TorchSessionRecommender,
+    hyperparameters_of,
     sampled_softmax_loss,
     sampling_log_q,
 )
@@ -148,11 +149,7 @@ class GRU4RecRecommender(TorchSessionRecommender):
             raise ValueError("transition_term needs the full cross-entropy loss")
         if not (transition_term or session_term):
             raise ValueError("at least one of transition_term and session_term is needed")
-        hyperparameters = {
-            key: value
-            for key, value in locals().items()
-            if key not in ("self", "device", "log_interval_s", "num_threads", "__class__")
-        }
+        hyperparameters = hyperparameters_of(locals())
         super().__init__(name, hyperparameters, device, log_interval_s, num_threads)
 
     def _parameter_groups(self) -> list[dict]:

@@ -45,6 +45,7 @@ from torch import nn
 from recs_platform.models.torch_common import (
     ProgressLogger,
     TorchSessionRecommender,
+    hyperparameters_of,
     pad_right,
 )
 from recs_platform.models.transitions import SparseTransitions, transition_counts
@@ -107,12 +108,15 @@ class LatentIntentNetwork(nn.Module):
         tilt = torch.exp(theta - theta_shift)
         return background, tilt, background @ tilt.T, background_shift + theta_shift
 
-    def _entry_weights(self, theta, shift, sources, columns, pair=None) -> torch.Tensor:
-        """exp(T[source, j] + B[c(source), j] + theta[z, j] - shift) per entry: [entries, K]."""
+    def _entry_logits(self, theta, shift, sources, columns, pair=None) -> torch.Tensor:
+        """T[source, j] + B[c(source), j] + theta[z, j] - shift per entry: [entries, K].
+
+        T is left out (0) unless `pair` holds its weights.
+        """
         logits = self.background[self.cluster_of[sources], columns][:, None] + theta[:, columns].T
         if pair is not None:
             logits = logits + pair[:, None]
-        return torch.exp(logits - shift)
+        return logits - shift
 
     def _log_normalisers(self, theta, terms, last, excluded=None) -> torch.Tensor:
         """log sum_j exp(T[last, j] + B[c(last), j] + theta[z, j] - shift): [len(last), K].
@@ -122,24 +126,22 @@ class LatentIntentNetwork(nn.Module):
         _, _, totals, shift = terms
         totals = totals[self.cluster_of[last]]
         rows, columns, t = self.transitions.gather(last)
-        correction = self._entry_weights(theta, shift, last[rows], columns)
+        correction = torch.exp(self._entry_logits(theta, shift, last[rows], columns))
         correction = correction * torch.expm1(t)[:, None]
         totals = totals.index_add(0, rows, correction)
         if excluded is not None and len(excluded[0]):
             rows, codes = excluded
             columns = codes - 1
             pair = self.transitions.pair_weights(last[rows], columns)
-            seen = self._entry_weights(theta, shift, last[rows], columns, pair)
+            seen = torch.exp(self._entry_logits(theta, shift, last[rows], columns, pair))
             totals = totals.index_add(0, rows, -seen)
         return torch.log(totals.clamp_min(1e-30))
 
-    def step_log_likelihoods(self, theta, previous, target, excluded=None):
+    def step_log_likelihoods(self, theta, terms, previous, target, excluded=None):
         """log P(target | previous, z) for every pair (codes) and every intent: [pairs, K]."""
-        terms = self._chain_terms(theta)
         columns = target - 1
         pair = self.transitions.pair_weights(previous, columns)
-        background = self.background[self.cluster_of[previous], columns]
-        numerator = (pair + background)[:, None] + theta[:, columns].T - terms[3]
+        numerator = self._entry_logits(theta, terms[3], previous, columns, pair)
         return numerator - self._log_normalisers(theta, terms, previous, excluded)
 
     def first_log_likelihoods(self, theta, first: torch.Tensor) -> torch.Tensor:
@@ -151,6 +153,9 @@ class LatentIntentNetwork(nn.Module):
     def session_log_joint(self, padded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """log P(z, x_1..x_n) for each right-padded prefix and intent: [batch, K]."""
         theta = self.theta()
+        return self._log_joint(theta, self._chain_terms(theta), padded, lengths)
+
+    def _log_joint(self, theta, terms, padded, lengths) -> torch.Tensor:
         joint = self.first_log_likelihoods(theta, padded[:, 0])
         lengths = lengths.to(padded.device)
         positions = torch.arange(padded.shape[1], device=padded.device)
@@ -168,19 +173,18 @@ class LatentIntentNetwork(nn.Module):
                 batch, t, s = torch.nonzero(keep, as_tuple=True)
                 excluded = (step_of[batch, t], padded[batch, s])
             step = self.step_log_likelihoods(
-                theta, padded[rows, steps - 1], padded[rows, steps], excluded
+                theta, terms, padded[rows, steps - 1], padded[rows, steps], excluded
             )
             joint = joint.index_add(0, rows, step)
         return joint
 
     def next_scores(self, padded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """log P(next = j | prefix) up to a constant per row: [batch, n_items]."""
-        joint = self.session_log_joint(padded, lengths)
-        posterior = torch.softmax(joint, dim=1)
-        lengths = lengths.to(padded.device)
-        last = padded[torch.arange(len(lengths), device=padded.device), lengths - 1]
         theta = self.theta()
         terms = self._chain_terms(theta)
+        posterior = torch.softmax(self._log_joint(theta, terms, padded, lengths), dim=1)
+        lengths = lengths.to(padded.device)
+        last = padded[torch.arange(len(lengths), device=padded.device), lengths - 1]
         excluded = None
         if self.exclude_seen:
             positions = torch.arange(padded.shape[1], device=padded.device)
@@ -326,11 +330,7 @@ class LatentIntentRecommender(TorchSessionRecommender):
             raise ValueError(f"smoothing must be between 0 and 1, got {smoothing}")
         if clusters < 1:
             raise ValueError(f"clusters must be at least 1, got {clusters}")
-        hyperparameters = {
-            key: value
-            for key, value in locals().items()
-            if key not in ("self", "device", "log_interval_s", "num_threads", "__class__")
-        }
+        hyperparameters = hyperparameters_of(locals())
         super().__init__(name, hyperparameters, device, log_interval_s, num_threads)
 
     def _build_network(
@@ -346,13 +346,6 @@ class LatentIntentRecommender(TorchSessionRecommender):
             self.seed,
             self.exclude_seen,
             self.clusters,
-        )
-
-    def _optimizer(self) -> torch.optim.Optimizer:
-        if self.optimizer != "adam":
-            return super()._optimizer()
-        return torch.optim.Adam(
-            self.network.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
         )
 
     def _train_epoch(

@@ -27,6 +27,7 @@ from recs_platform.models.torch_common import (
     NegativeSampler,
     ProgressLogger,
     TorchSessionRecommender,
+    hyperparameters_of,
     pad_right,
     sampled_softmax_loss,
     sampling_log_q,
@@ -122,11 +123,7 @@ class SASRecRecommender(TorchSessionRecommender):
     ):
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}: one of {LOSSES}")
-        hyperparameters = {
-            key: value
-            for key, value in locals().items()
-            if key not in ("self", "device", "log_interval_s", "num_threads", "__class__")
-        }
+        hyperparameters = hyperparameters_of(locals())
         super().__init__(name, hyperparameters, device, log_interval_s, num_threads)
 
     def _build_network(

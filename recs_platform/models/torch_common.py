@@ -36,6 +36,15 @@ TRAINING_LOG_FILE = "training_log.json"
 Validation = Callable[[SessionRecommender], float]
 
 
+# A model's constructor arguments that are how it runs, not what it is: never saved with it.
+_RUNTIME_ARGUMENTS = ("self", "device", "log_interval_s", "num_threads", "__class__")
+
+
+def hyperparameters_of(arguments: dict[str, Any]) -> dict[str, Any]:
+    """A torch model's hyperparameters from its constructor's `locals()`."""
+    return {key: value for key, value in arguments.items() if key not in _RUNTIME_ARGUMENTS}
+
+
 def choose_device(device: str | torch.device | None = None) -> torch.device:
     """`device` if given, else CUDA when available, else the CPU."""
     if device is not None:
@@ -263,7 +272,8 @@ class TorchSessionRecommender(SessionRecommender):
         parameters = self._parameter_groups()
         name = self.hyperparameters.get("optimizer", "adam")
         if name == "adam":
-            return torch.optim.Adam(parameters, lr=self.learning_rate)
+            weight_decay = self.hyperparameters.get("weight_decay", 0.0)
+            return torch.optim.Adam(parameters, lr=self.learning_rate, weight_decay=weight_decay)
         if name == "adagrad":
             return torch.optim.Adagrad(parameters, lr=self.learning_rate)
         raise ValueError(f"unknown optimizer {name!r}: adam or adagrad")

@@ -81,22 +81,22 @@ class SparseTransitions(nn.Module):
 
     def pair_weights(self, sources: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
         """T[sources[r], columns[r]] for each r (0 for a pair not seen in training)."""
+        if len(self.columns) == 0:
+            return self.weight.new_zeros(len(sources))
         first = self.start[sources]
-        counts = self.start[sources + 1] - first
+        end = self.start[sources + 1]
         # Binary search of each column inside its source's sorted row of columns.
-        low, high = first.clone(), first + counts
+        low, high = first.clone(), end.clone()
         while bool((low < high).any()):
             middle = (low + high) // 2
-            probe = self.columns[middle.clamp(max=max(len(self.columns) - 1, 0))]
-            go_right = (low < high) & (probe < columns)
-            go_left = (low < high) & ~go_right
+            go_right = (low < high) & (
+                self.columns[middle.clamp(max=len(self.columns) - 1)] < columns
+            )
             low = torch.where(go_right, middle + 1, low)
-            high = torch.where(go_left, middle, high)
-        found = low < first + counts
-        position = low.clamp(max=max(len(self.columns) - 1, 0))
-        found = found & (self.columns[position] == columns) if len(self.columns) else found
-        weights = self.weight[position] if len(self.columns) else self.weight.new_zeros(len(low))
-        return torch.where(found, weights, torch.zeros_like(weights))
+            high = torch.where((low < high) & ~go_right, middle, high)
+        position = low.clamp(max=len(self.columns) - 1)
+        found = (low < end) & (self.columns[position] == columns)
+        return torch.where(found, self.weight[position], torch.zeros_like(self.weight[position]))
 
     def dense(self) -> torch.Tensor:
         """The whole [n_items + 1, n_items] matrix by code (for tests and inspection)."""
