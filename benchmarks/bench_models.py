@@ -6,7 +6,8 @@ and catalogue size and the default traffic (seed 11, 5,000 items: the second sho
 and a larger one (seed 11, 20,000 items, 15,000 sessions a day: about 1.05M product views).
 Models: popularity, Markov, V-SKNN, GRU4Rec, SASRec, the transition GRU (GRU4Rec plus a learned
 first-order transition term, `TransitionGRURecommender`), the latent-intent chains (a mixture
-of intent-tilted Markov chains over learned item clusters, `LatentIntentRecommender`) and the
+of intent-tilted Markov chains over learned item clusters, `LatentIntentRecommender`; alone and
+as `latent_intent_3`, the average of 3 of them from 3 seeds) and the
 transition GRU's ablation without the GRU's part
 (`transition_only`: the transition term and item biases alone) and without the transition term
 (`gru_no_transition`: GRU4Rec with the transition GRU's dropout), with their defaults (chosen on
@@ -63,7 +64,7 @@ TEST_DAYS = 2
 TEST_SESSION_STEP = {"default": 1, "large": 10, "mid": 1}
 K = 20
 BASELINES = ("popularity", "markov", "vsknn")
-TORCH = ("gru4rec", "sasrec", "gru_transition", "latent_intent")
+TORCH = ("gru4rec", "sasrec", "gru_transition", "latent_intent", "latent_intent_3")
 # Ablations of gru_transition, trained the same way: its transition term alone (T + b), and
 # its GRU part alone (GRU4Rec with gru_transition's dropout).
 ABLATIONS = ("transition_only", "gru_no_transition")
@@ -83,6 +84,9 @@ def build(model: str, shop: str):
         "sasrec": lambda: SASRecRecommender(num_threads=1, **large),
         "gru_transition": lambda: TransitionGRURecommender(num_threads=1, **transition),
         "latent_intent": lambda: LatentIntentRecommender(num_threads=1, **transition),
+        "latent_intent_3": lambda: LatentIntentRecommender(
+            "latent_intent_3", members=3, num_threads=1, **transition
+        ),
         "transition_only": lambda: TransitionGRURecommender(
             "transition_only", num_threads=1, session_term=False, **transition
         ),

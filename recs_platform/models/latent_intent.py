@@ -26,6 +26,11 @@ never recommends a seen item either): a return i -> j -> i is then not evidence 
 and what the seen items say about the intent is weighed exactly. A target seen before is kept in
 its step's normaliser, so sessions with revisits still have a finite likelihood.
 
+With `members` > 1 the recommender trains that many such networks side by side, each from its
+own seed (its initialisation, its clusters, its order of the batches), and scores by the average
+of their next-item distributions: the intents and clusters a single run finds vary from seed to
+seed, and the average is steadier than any one of them (benchmarks/README.md).
+
 Initialisation: with theta = 0 every chain is the smoothed Markov chain
 P(j | i) = (1 - s) count(i, j) / count(i) + s P(j | cluster(i)) (s = `smoothing`, P(j | c)
 the transitions out of c's items with popularity-shaped pseudo-counts); theta starts small and
@@ -150,6 +155,10 @@ class LatentIntentNetwork(nn.Module):
         log_first = logits - torch.logsumexp(logits, dim=1, keepdim=True)
         return log_first[:, first - 1].T + torch.log_softmax(self.prior, dim=0)[None, :]
 
+    def session_log_likelihoods(self, padded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """log P(x_1..x_n) of each right-padded session, the intent summed out: [batch]."""
+        return torch.logsumexp(self.session_log_joint(padded, lengths), dim=1)
+
     def session_log_joint(self, padded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """log P(z, x_1..x_n) for each right-padded prefix and intent: [batch, K]."""
         theta = self.theta()
@@ -196,6 +205,20 @@ class LatentIntentNetwork(nn.Module):
         # sum_z posterior_z exp(B + theta_z - shift) / Z_z, with the shifts cancelling out.
         mixture = ((posterior / torch.exp(normalisers)) @ tilt) * background[self.cluster_of[last]]
         return self.transitions.add_to(torch.log(mixture.clamp_min(1e-30)), last)
+
+
+class LatentIntentMembers(nn.Module):
+    """Several latent-intent networks, each from its own seed (initialisation and clusters) and
+    trained on its own order of the sessions; the next-item distribution is their average."""
+
+    def __init__(self, members: list[LatentIntentNetwork]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def next_scores(self, padded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """log of the members' average P(next = j | prefix) (each normalised over the unseen)."""
+        scores = torch.stack([member.next_scores(padded, lengths) for member in self.members])
+        return torch.logsumexp(scores, dim=0) - np.log(len(self.members))
 
 
 def _first_occurrences(padded: torch.Tensor) -> torch.Tensor:
@@ -312,6 +335,7 @@ class LatentIntentRecommender(TorchSessionRecommender):
         smoothing: float = 0.85,
         exclude_seen: bool = True,
         clusters: int = 40,
+        members: int = 1,
         epochs: int = 8,
         batch_size: int = 256,
         learning_rate: float = 0.02,
@@ -330,23 +354,29 @@ class LatentIntentRecommender(TorchSessionRecommender):
             raise ValueError(f"smoothing must be between 0 and 1, got {smoothing}")
         if clusters < 1:
             raise ValueError(f"clusters must be at least 1, got {clusters}")
+        if members < 1:
+            raise ValueError(f"members must be at least 1, got {members}")
         hyperparameters = hyperparameters_of(locals())
         super().__init__(name, hyperparameters, device, log_interval_s, num_threads)
 
     def _build_network(
         self, n_items: int, sessions: list[np.ndarray] | None = None
-    ) -> LatentIntentNetwork:
-        return LatentIntentNetwork(
-            n_items,
-            self.intents,
-            self.intent_rank,
-            self.init_scale,
-            sessions,
-            self.smoothing,
-            self.seed,
-            self.exclude_seen,
-            self.clusters,
-        )
+    ) -> LatentIntentNetwork | LatentIntentMembers:
+        networks = [
+            LatentIntentNetwork(
+                n_items,
+                self.intents,
+                self.intent_rank,
+                self.init_scale,
+                sessions,
+                self.smoothing,
+                self.seed + member,
+                self.exclude_seen,
+                self.clusters,
+            )
+            for member in range(self.members)
+        ]
+        return networks[0] if self.members == 1 else LatentIntentMembers(networks)
 
     def _train_epoch(
         self,
@@ -355,18 +385,22 @@ class LatentIntentRecommender(TorchSessionRecommender):
         rng: np.random.Generator,
         progress: ProgressLogger,
     ) -> None:
-        order = rng.permutation(len(sessions))
-        for start in range(0, len(order), self.batch_size):
-            batch = [sessions[index] for index in order[start : start + self.batch_size]]
-            padded, lengths = pad_right(batch)
-            padded = padded.to(self.device)
-            joint = self.network.session_log_joint(padded, lengths)
-            events = int(lengths.sum())
-            loss = -torch.logsumexp(joint, dim=1).sum() / events
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            progress.update(events, loss.item(), events)
+        networks = list(getattr(self.network, "members", [self.network]))
+        # Each member its own order of the sessions: its own noise, as if trained alone.
+        orders = [rng.permutation(len(sessions)) for _ in networks]
+        for start in range(0, len(sessions), self.batch_size):
+            for member, (network, order) in enumerate(zip(networks, orders, strict=True)):
+                batch = [sessions[index] for index in order[start : start + self.batch_size]]
+                padded, lengths = pad_right(batch)
+                padded = padded.to(self.device)
+                events = int(lengths.sum())
+                loss = -network.session_log_likelihoods(padded, lengths).sum() / events
+                # The other members' gradients stay None: Adam leaves their parameters alone.
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                # Events counted once per pass over the data; the loss is the members' mean.
+                progress.update(events if member == 0 else 0, loss.item(), events)
 
     def _prefix_scores(self, padded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.network.next_scores(padded, lengths)

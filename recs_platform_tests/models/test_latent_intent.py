@@ -121,6 +121,29 @@ def test_save_and_load_keep_the_clusters_and_the_chains(tmp_path):
     assert model.rank([["s03", "s06"]], k=1) == [["s09"]]
 
 
+def test_members_average_their_next_item_distributions(tmp_path):
+    train = [[f"s{(start + 3 * step) % 20:02d}" for step in range(4)] for start in range(20)] * 5
+    model = LatentIntentRecommender(num_threads=1, clusters=3, members=2, **SMALL).fit(train)
+    first, second = model.network.members
+    # Each member starts from its own seed, so they are two different models ...
+    assert not torch.equal(first.theta(), second.theta())
+    prefixes = [["s03"], ["s03", "s06", "s09"]]
+    encoded = [np.array([model.item_index()[sku] + 1 for sku in prefix]) for prefix in prefixes]
+    padded, lengths = pad_right(encoded)
+    with torch.no_grad():
+        one, other = first.next_scores(padded, lengths), second.next_scores(padded, lengths)
+    # ... and the ensemble's probabilities are the average of theirs.
+    average = np.log((np.exp(one.numpy()) + np.exp(other.numpy())) / 2)
+    np.testing.assert_allclose(model.score(prefixes), average, rtol=1e-5, atol=1e-5)
+    assert model.rank([["s03", "s06"]], k=1) == [["s09"]]
+    loaded = load_recommender(model.save(tmp_path / "model"))
+    loaded.num_threads = 1
+    np.testing.assert_array_equal(loaded.score(prefixes), model.score(prefixes))
+    # The reported loss is per member, on the scale of a single network's.
+    single = LatentIntentRecommender(num_threads=1, clusters=3, **SMALL).fit(train)
+    assert model.training_log[-1]["loss"] == pytest.approx(single.training_log[-1]["loss"], rel=0.2)
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="intents must be at least 1"):
         LatentIntentRecommender(intents=0)
@@ -130,6 +153,8 @@ def test_bad_settings_are_refused():
         LatentIntentRecommender(smoothing=1.0)
     with pytest.raises(ValueError, match="clusters must be at least 1"):
         LatentIntentRecommender(clusters=0)
+    with pytest.raises(ValueError, match="members must be at least 1"):
+        LatentIntentRecommender(members=0)
     with pytest.raises(ValueError, match="clusters must be at most the 3 items"):
         item_clusters(3, np.array([0, 1]), np.array([1, 2]), np.array([1.0, 1.0]), clusters=5)
     # The model itself caps its clusters at the catalogue's size.
