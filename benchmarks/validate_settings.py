@@ -10,6 +10,8 @@ read. Prints one JSON line: the settings, HR@20, MRR@20 and the training time.
 Usage: .venv/bin/python benchmarks/validate_settings.py mid '{"epochs": 15}'
        .venv/bin/python benchmarks/validate_settings.py default '{"markov": true}'
        .venv/bin/python benchmarks/validate_settings.py mid '{"model": "latent_intent"}'
+       .venv/bin/python benchmarks/validate_settings.py mid '{"model": "latent_intent",
+           "members": 3}'
 """
 
 from __future__ import annotations
