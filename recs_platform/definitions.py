@@ -51,7 +51,7 @@ def build_definitions(settings: Settings, resources: dict | None = None) -> dg.D
     duckdb_pool = "duckdb_writer" if warehouse_kind == "duckdb" else None
     retry = network_retry_policy(settings.env)
     raw_events = build_raw_events_asset(daily, warehouse_kind, retry)
-    dbt_assets = build_dbt_assets(settings.env, warehouse_kind, daily, retry)
+    dbt_assets = build_dbt_assets(settings.env, warehouse_kind, daily, retry, settings.data_dir)
     training_dataset = build_training_dataset_asset(duckdb_pool, retry)
     shop_dashboard = build_shop_dashboard_asset(duckdb_pool, retry)
     # The simulator leaves its configuration beside the local landing files: the oracle's ceiling.

@@ -66,8 +66,11 @@ def data_dir_with_the_shop(root: Path) -> Path:
 
 
 def day_by_day(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The reference: each day's raw_events, then that day's dbt models, one after another."""
-    monkeypatch.setenv("RECS_DATA_DIR", str(data_dir))  # dbt's profile reads it
+    """The reference: each day's raw_events, then that day's dbt models, one after another.
+
+    The Settings name the data folder; the environment names another, which dbt must not use."""
+    decoy = data_dir.parent / "not-this-data-dir"
+    monkeypatch.setenv("RECS_DATA_DIR", str(decoy))
     settings = Settings(env="local", data_dir=data_dir, partitions_start=SHOP.start)
     definitions = build_definitions(settings)
     instance = dg.DagsterInstance.ephemeral()
@@ -76,6 +79,7 @@ def day_by_day(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             partition_key=day, instance=instance
         )
         assert result.success, day
+    assert not decoy.exists(), "dbt built a warehouse outside the Settings' data folder"
 
 
 def graphql(url: str, query: str, **variables) -> dict:

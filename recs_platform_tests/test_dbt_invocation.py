@@ -1,5 +1,6 @@
 import datetime as dt
 import os
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +58,7 @@ def test_dbt_runs_only_the_tests_whose_models_are_all_built():
     window = partition_window_env(dt.date(2026, 11, 3), dt.date(2026, 11, 4))
     assert dbt_run_env(window) == {**window, "DBT_INDIRECT_SELECTION": "buildable"}
     assert dbt_run_env(no_window_env())["DBT_INDIRECT_SELECTION"] == "buildable"
+    # Given the Settings' folder, dbt's profile is pointed at it, as an absolute path.
+    relative = dbt_run_env(window, Path("data"))["RECS_DATA_DIR"]
+    assert Path(relative).is_absolute() and Path(relative) == Path("data").absolute()
+    assert "RECS_DATA_DIR" not in dbt_run_env(window)

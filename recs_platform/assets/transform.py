@@ -102,7 +102,9 @@ def build_dbt_assets(
     warehouse_kind: str,
     partitions_def: dg.PartitionsDefinition,
     retry_policy: dg.RetryPolicy | None = None,
+    data_dir: Path | None = None,
 ) -> list[dg.AssetsDefinition]:
+    """The dbt assets; dbt runs on the local warehouse under `data_dir` (see `dbt_run_env`)."""
     project = dbt_project(env)
     if not project.manifest_path.exists():
         raise FileNotFoundError(
@@ -126,7 +128,8 @@ def build_dbt_assets(
     def daily_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
         window = context.partition_time_window
         # The window goes in the environment, not --vars, so that dbt keeps its partial parse.
-        with environment(dbt_run_env(partition_window_env(window.start.date(), window.end.date()))):
+        window_env = partition_window_env(window.start.date(), window.end.date())
+        with environment(dbt_run_env(window_env, data_dir)):
             invocation = dbt.cli(dbt_build_args(), context=context)
         yield from invocation.stream()
 
@@ -143,7 +146,7 @@ def build_dbt_assets(
         retry_policy=retry_policy,
     )
     def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-        with environment(dbt_run_env(no_window_env())):
+        with environment(dbt_run_env(no_window_env(), data_dir)):
             invocation = dbt.cli(dbt_build_args(), context=context)
         yield from invocation.stream()
 

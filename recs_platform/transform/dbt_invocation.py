@@ -38,9 +38,16 @@ def partition_window_env(start: dt.date, end_exclusive: dt.date) -> dict[str, st
     return dict(zip(WINDOW_ENV_VARS, (window["min_date"], window["max_date"]), strict=True))
 
 
-def dbt_run_env(window: dict[str, str | None]) -> dict[str, str | None]:
-    """What a dbt run of the assets gets in its environment: the window, and dbt's indirect
-    selection set to `buildable`.
+def dbt_run_env(
+    window: dict[str, str | None], data_dir: Path | None = None
+) -> dict[str, str | None]:
+    """What a dbt run of the assets gets in its environment: the window, dbt's indirect
+    selection set to `buildable` and, given a `data_dir`, RECS_DATA_DIR set to it.
+
+    The local profile finds the warehouse under RECS_DATA_DIR, resolved from dbt's working
+    directory (the project), where the Settings resolve it from the caller's: passing the
+    Settings' absolute folder keeps dbt on the warehouse the other assets use, whatever the
+    environment held (a relative path, another folder, nothing).
 
     Dagster runs a subset of the models when a backfill or a user asks for some of them; with
     dbt's default (`eager`) a test that also reads an unselected model runs too, and fails on a
@@ -48,7 +55,8 @@ def dbt_run_env(window: dict[str, str | None]) -> dict[str, str | None]:
     every model it reads is selected or upstream of the selection; with the whole selection,
     every test runs as before.
     """
-    return {**window, "DBT_INDIRECT_SELECTION": "buildable"}
+    data = {} if data_dir is None else {"RECS_DATA_DIR": str(Path(data_dir).absolute())}
+    return {**window, "DBT_INDIRECT_SELECTION": "buildable", **data}
 
 
 def no_window_env() -> dict[str, None]:
