@@ -32,9 +32,11 @@ of their next-item distributions: the intents and clusters a single run finds va
 seed, and the average is steadier than any one of them (benchmarks/README.md).
 
 Initialisation: with theta = 0 every chain is the smoothed Markov chain
-P(j | i) = (1 - s) count(i, j) / count(i) + s P(j | cluster(i)) (s = `smoothing`, P(j | c)
-the transitions out of c's items with popularity-shaped pseudo-counts); theta starts small and
-random so the intents can separate. Defaults (32 intents of rank 8, 40 clusters, smoothing 0.85,
+P(j | i) = (1 - s_i) count(i, j) / count(i) + s_i P(j | cluster(i)), P(j | c) the transitions
+out of c's items with popularity-shaped pseudo-counts. The back-off's weight is Dirichlet's,
+s_i = m / (count(i) + m) with m = `pseudo_count` (an item seen often trusts its own counts
+more), or the constant `smoothing` where `pseudo_count` is None. theta starts small and random
+so the intents can separate. Defaults (32 intents of rank 8, 40 clusters, pseudo-count 1000,
 8 epochs) were chosen on the last training day of the default and mid shops; see
 benchmarks/README.md.
 """
@@ -68,6 +70,7 @@ class LatentIntentNetwork(nn.Module):
         seed: int = 0,
         exclude_seen: bool = True,
         clusters: int = 1,
+        pseudo_count: float | None = None,
     ):
         super().__init__()
         self.n_items = n_items
@@ -88,7 +91,8 @@ class LatentIntentNetwork(nn.Module):
         self.intent_rank = intent_rank
         self.prior = nn.Parameter(torch.zeros(intents))
         # A catalogue smaller than `clusters` gets a cluster per item at most.
-        chain = _initial_chain(n_items, sessions, smoothing, min(clusters, n_items), seed)
+        clusters = min(clusters, n_items)
+        chain = _initial_chain(n_items, sessions, clusters, seed, smoothing, pseudo_count)
         cluster_of, background, first_bias, transitions = chain
         self.register_buffer("cluster_of", cluster_of)
         self.background = nn.Parameter(background)
@@ -229,9 +233,17 @@ def _first_occurrences(padded: torch.Tensor) -> torch.Tensor:
     return ~(same & before).any(dim=2)
 
 
-def _initial_chain(n_items: int, sessions, smoothing: float, clusters: int, seed: int):
+def _initial_chain(
+    n_items: int,
+    sessions,
+    clusters: int,
+    seed: int,
+    smoothing: float,
+    pseudo_count: float | None,
+):
     """Clusters, background, first-item biases and T: with theta = 0 each chain is the
-    smoothed Markov chain P(j | i) = (1 - s) count(i, j) / count(i) + s P(j | cluster of i)."""
+    smoothed Markov chain P(j | i) = (1 - s_i) count(i, j) / count(i) + s_i P(j | cluster of i),
+    s_i = pseudo_count / (count(i) + pseudo_count), or `smoothing` without a pseudo-count."""
     if sessions is None:  # loading: the saved state fills everything
         return (
             torch.zeros(n_items + 1, dtype=torch.int64),
@@ -253,12 +265,18 @@ def _initial_chain(n_items: int, sessions, smoothing: float, clusters: int, seed
     flat = cluster_of[row_of] * n_items + columns
     into = np.bincount(flat, weights=counts, minlength=clusters * n_items).reshape(clusters, -1)
     by_cluster = (into + prior * popularity) / (into.sum(axis=1, keepdims=True) + prior)
-    row_total = np.bincount(row_of, weights=counts, minlength=n_items + 1)
-    background = smoothing * by_cluster[cluster_of[row_of], columns]
-    pair_weight = np.log(((1 - smoothing) * counts / row_total[row_of] + background) / background)
+    row_total = np.bincount(row_of, weights=counts, minlength=n_items + 1)[row_of]
+    if pseudo_count is None:
+        back_off = np.full(len(counts), smoothing)
+    else:
+        back_off = pseudo_count / (row_total + pseudo_count)
+    # exp(T + B) over exp(B) is the pair's smoothed probability over its back-off share. The
+    # chain after i then has normaliser 1 / s_i, and B's scale cancels in every normaliser.
+    background = back_off * by_cluster[cluster_of[row_of], columns]
+    pair_weight = np.log(((1 - back_off) * counts / row_total + background) / background)
     return (
         torch.tensor(cluster_of),
-        torch.tensor(np.log(smoothing * by_cluster), dtype=torch.float32),
+        torch.tensor(np.log(by_cluster), dtype=torch.float32),
         torch.tensor(np.log(first_share), dtype=torch.float32),
         SparseTransitions(n_items, start, columns, pair_weight),
     )
@@ -332,6 +350,7 @@ class LatentIntentRecommender(TorchSessionRecommender):
         intents: int = 32,
         intent_rank: int | None = 8,
         init_scale: float = 0.3,
+        pseudo_count: float | None = 1000.0,
         smoothing: float = 0.85,
         exclude_seen: bool = True,
         clusters: int = 40,
@@ -350,6 +369,8 @@ class LatentIntentRecommender(TorchSessionRecommender):
             raise ValueError(f"intents must be at least 1, got {intents}")
         if intent_rank is not None and intent_rank < 1:
             raise ValueError(f"intent_rank must be at least 1 or None, got {intent_rank}")
+        if pseudo_count is not None and not pseudo_count > 0:
+            raise ValueError(f"pseudo_count must be positive or None, got {pseudo_count}")
         if not 0 < smoothing < 1:
             raise ValueError(f"smoothing must be between 0 and 1, got {smoothing}")
         if clusters < 1:
@@ -373,6 +394,7 @@ class LatentIntentRecommender(TorchSessionRecommender):
                 self.seed + member,
                 self.exclude_seen,
                 self.clusters,
+                self.pseudo_count,
             )
             for member in range(self.members)
         ]

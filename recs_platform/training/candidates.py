@@ -115,7 +115,7 @@ def _latent_intent() -> Candidate:
         return {
             "intent_rank": trial.suggest_categorical("intent_rank", [4, 8, 16]),
             "clusters": trial.suggest_categorical("clusters", [1, 20, 40, 80]),
-            "smoothing": trial.suggest_float("smoothing", 0.1, 0.6),
+            "pseudo_count": trial.suggest_float("pseudo_count", 30.0, 3000.0, log=True),
             "learning_rate": trial.suggest_float("learning_rate", 5e-3, 5e-2, log=True),
             "epochs": trial.suggest_int("epochs", 2, 12),
         }

@@ -56,6 +56,34 @@ def test_the_next_item_probabilities_over_unseen_items_sum_to_one(network, prefi
     assert np.ptp(difference) < 1e-4
 
 
+@pytest.mark.parametrize("pseudo_count", [2.0, 50.0])
+def test_the_initial_chain_is_markov_with_dirichlet_back_off(pseudo_count):
+    # Item 1 is followed 40 times, item 3 only twice: 1 trusts its own counts, 3 its back-off.
+    sessions = [np.array(s) for s in [[1, 2]] * 30 + [[1, 4, 2]] * 10 + [[3, 4, 1]] * 2]
+    network = LatentIntentNetwork(
+        4, 1, None, 0.0, sessions, clusters=1, pseudo_count=pseudo_count
+    )  # one intent, theta = 0, one cluster: the chain is the smoothed Markov chain alone
+    counts = np.zeros((5, 5))
+    for session in sessions:
+        for a, b in zip(session[:-1], session[1:], strict=True):
+            counts[a, b] += 1
+    views = np.bincount(np.concatenate(sessions), minlength=5)[1:]
+    popularity = (views + 1) / (views.sum() + 4)
+    # The back-off: every transition into j, plus 20 popularity-shaped pseudo-counts.
+    back_off = (counts[:, 1:].sum(axis=0) + 20 * popularity) / (counts.sum() + 20)
+    for last in (1, 3):
+        out = counts[last, 1:].sum()
+        weight = pseudo_count / (out + pseudo_count)
+        expected = (1 - weight) * counts[last, 1:] / out + weight * back_off
+        unseen = np.arange(4) != last - 1
+        expected = expected[unseen] / expected[unseen].sum()
+        padded, lengths = pad_right([np.array([last])])
+        with torch.no_grad():
+            scores = network.next_scores(padded, lengths)[0].numpy()
+        served = np.exp(scores[unseen]) / np.exp(scores[unseen]).sum()
+        np.testing.assert_allclose(served, expected, rtol=1e-5)
+
+
 def test_without_exclusion_the_seen_items_keep_their_share(network):
     network.exclude_seen = False
     try:
@@ -151,6 +179,8 @@ def test_bad_settings_are_refused():
         LatentIntentRecommender(intent_rank=0)
     with pytest.raises(ValueError, match="smoothing must be between 0 and 1"):
         LatentIntentRecommender(smoothing=1.0)
+    with pytest.raises(ValueError, match="pseudo_count must be positive or None"):
+        LatentIntentRecommender(pseudo_count=0.0)
     with pytest.raises(ValueError, match="clusters must be at least 1"):
         LatentIntentRecommender(clusters=0)
     with pytest.raises(ValueError, match="members must be at least 1"):
