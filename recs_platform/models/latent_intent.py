@@ -43,6 +43,8 @@ benchmarks/README.md.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from scipy import sparse
@@ -379,6 +381,11 @@ class LatentIntentRecommender(TorchSessionRecommender):
             raise ValueError(f"members must be at least 1, got {members}")
         hyperparameters = hyperparameters_of(locals())
         super().__init__(name, hyperparameters, device, log_interval_s, num_threads)
+
+    @classmethod
+    def _saved_hyperparameters(cls, saved: dict[str, Any]) -> dict[str, Any]:
+        # Saved before the pseudo-count existed: trained with the constant smoothing.
+        return {"pseudo_count": None, **saved}
 
     def _build_network(
         self, n_items: int, sessions: list[np.ndarray] | None = None

@@ -372,10 +372,15 @@ class TorchSessionRecommender(SessionRecommender):
         (folder / TRAINING_LOG_FILE).write_text(json.dumps(self.training_log, indent=2))
 
     @classmethod
+    def _saved_hyperparameters(cls, saved: dict[str, Any]) -> dict[str, Any]:
+        """The constructor arguments of a model saved by an earlier version of the class."""
+        return saved
+
+    @classmethod
     def _load_state(cls, folder: Path, device: str | None = None) -> TorchSessionRecommender:
         """The saved model, on `device` (default: CUDA when available, else the CPU)."""
-        hyperparameters = json.loads((folder / HYPERPARAMETERS_FILE).read_text())
-        model = cls(**hyperparameters, device=device)
+        saved = json.loads((folder / HYPERPARAMETERS_FILE).read_text())
+        model = cls(**cls._saved_hyperparameters(saved), device=device)
         model.item_ids, arrays = load_arrays(folder)
         model.popularity = arrays["popularity"]
         model.network = model._build_network(len(model.item_ids)).to(model.device)

@@ -1,6 +1,8 @@
 """The latent-intent mixture of Markov chains: an exact likelihood, the history it reads, its
 item clusters, and the sparse pair look-up it needs."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -147,6 +149,22 @@ def test_save_and_load_keep_the_clusters_and_the_chains(tmp_path):
     np.testing.assert_array_equal(loaded.score(prefixes), model.score(prefixes))
     assert torch.equal(loaded.network.cluster_of, model.network.cluster_of)
     assert model.rank([["s03", "s06"]], k=1) == [["s09"]]
+
+
+def test_a_model_saved_before_the_pseudo_count_loads_as_trained(tmp_path):
+    train = [[f"s{(start + 3 * step) % 20:02d}" for step in range(4)] for start in range(20)] * 5
+    model = LatentIntentRecommender(num_threads=1, clusters=3, pseudo_count=None, **SMALL).fit(
+        train
+    )
+    folder = model.save(tmp_path / "model")
+    saved = json.loads((folder / "hyperparameters.json").read_text())
+    del saved["pseudo_count"]  # what an earlier version wrote
+    (folder / "hyperparameters.json").write_text(json.dumps(saved))
+    loaded = load_recommender(folder)
+    assert loaded.hyperparameters["pseudo_count"] is None
+    assert loaded.hyperparameters["smoothing"] == model.hyperparameters["smoothing"]
+    loaded.num_threads = 1
+    np.testing.assert_array_equal(loaded.score([["s03"]]), model.score([["s03"]]))
 
 
 def test_members_average_their_next_item_distributions(tmp_path):
