@@ -10,7 +10,9 @@
 --
 -- The day's own sessions only: dbt's lookback (rebuild the previous day's sessions, attach the
 -- next day's late events) finds nothing more when, as in the benchmark, only this day is loaded.
--- Parameters: $min_date (the day), $max_date (the next day, exclusive).
+-- Parameters: $min_date (the day), $max_date (the next day, exclusive). {earlier_events} is
+-- replaced by one of the two forms of the earlier days' events in bench_dbt_sessionization.py
+-- (EARLIER_EVENTS); the benchmark times both and compares dbt with the faster.
 create or replace table handwritten.sessions as
 with first_copies as (
     select
@@ -26,7 +28,7 @@ with first_copies as (
     from raw.events
     where event_date >= $min_date
         and event_date < $max_date
-        and event_id not in (select event_id from raw.events where event_date < $min_date)
+        and event_id not in ({earlier_events})
     qualify row_number() over (
         partition by event_id
         order by event_date, server_ts, source_file, line_number

@@ -223,6 +223,42 @@ def test_dbt_build_fails_on_a_broken_day_naming_the_failed_tests(tmp_path):
     assert failing[1].startswith("within_range_daily_session_stats_view_to_add_rate")
 
 
+def test_a_partition_runs_tests_read_only_the_partitions_it_rebuilt(tmp_path, built_warehouse):
+    """Two D1 rows broken after the build (a session ending before it starts, an event kept
+    twice): a run of D4 does not read D1 and passes; a run of D2 reads D1 (its lookback day,
+    whose sessions it rebuilds) and fails on both."""
+    broken = Warehouse(tmp_path / "broken")
+    broken.root.mkdir()
+    shutil.copyfile(built_warehouse.duckdb_path, broken.duckdb_path)
+    with duckdb.connect(str(broken.duckdb_path)) as conn:
+        (session_id,) = conn.execute(
+            "select min(session_id) from analytics.sessions where session_date = ?", [D1]
+        ).fetchone()
+        conn.execute(
+            "update analytics.sessions set ended_at = started_at - interval 1 hour "
+            "where session_id = ?",
+            [session_id],
+        )
+        conn.execute(
+            "insert into analytics.stg_events "
+            "select * from analytics.stg_events where event_date = ? limit 1",
+            [D1],
+        )
+
+    def window_vars(start, end):
+        return FIXTURE_VARS | {"min_date": start.isoformat(), "max_date": end.isoformat()}
+
+    d4 = broken.dbt("test", dbt_vars=window_vars(D4, next_day(D4)))
+    d2 = broken.dbt("test", dbt_vars=window_vars(D2, D3))
+
+    assert d4.returncode == 0, d4.output
+    assert d2.returncode != 0
+    assert _failing_tests(d2.output) == [
+        "expression_is_true_sessions_ended_at_started_at",
+        "unique_stg_events_event_id",
+    ]
+
+
 def test_source_freshness_reports_raw_events_stale(built_warehouse):
     """The fixture's newest partition is D4 (2026-03-04): long past the error threshold."""
     result = built_warehouse.dbt("source", "freshness")

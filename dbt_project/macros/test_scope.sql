@@ -1,0 +1,61 @@
+{#-
+    A partition run's data tests read only the partitions the run may have rewritten, not the
+    whole history: with a window [min_date, max_date) every test on a partitioned model or
+    source reads the rows whose partition column is in [min_date - lookback_days, max_date)
+    (the lookback days are those whose sessions the run rebuilds). A run without a window (a
+    full build, `dbt test` by hand) still tests every row. Without this a day's tests scanned
+    the whole warehouse, so each day's run grew with the history behind it.
+
+    The partition column of a model is its unique_key (every incremental model here replaces
+    whole partitions by it); a source table names its own in meta.partition_column. A test's
+    own `where` config still applies, and-ed with the window.
+
+    dbt renders a generic test's `model` argument through get_where_subquery; this project's
+    default__ version takes precedence over dbt's.
+-#}
+
+{% macro default__get_where_subquery(relation) -%}
+    {%- set conditions = [] -%}
+    {%- set where = config.get('where', '') -%}
+    {%- if where -%}
+        {%- do conditions.append('(' ~ where ~ ')') -%}
+    {%- endif -%}
+    {#- While parsing, dbt renders tests without this project's macros: no window then. -#}
+    {%- set window = requested_window() if execute else none -%}
+    {%- set partition_column = tested_partition_column() if window else none -%}
+    {%- if partition_column -%}
+        {%- do conditions.append(
+            in_days(partition_column, shift_days(window.start, -lookback_days()), window.end)
+        ) -%}
+    {%- endif -%}
+    {%- if conditions -%}
+        {%- set filtered -%}
+            (select * from {{ relation }} where {{ conditions | join(' and ') }}) dbt_subquery
+        {%- endset -%}
+        {%- do return(filtered) -%}
+    {%- endif -%}
+    {%- do return(relation) -%}
+{%- endmacro %}
+
+
+{% macro tested_partition_column() -%}
+    {#- The partition column of the model or source the running test is attached to, or none. -#}
+    {%- set tested = model.get('attached_node') -%}
+    {%- if not tested -%}
+        {%- set sources = [] -%}
+        {%- for node_id in model.depends_on.nodes if node_id.startswith('source.') -%}
+            {%- do sources.append(node_id) -%}
+        {%- endfor -%}
+        {%- set tested = sources[0] if sources | length == 1 else none -%}
+    {%- endif -%}
+    {%- if tested and tested in graph.nodes -%}
+        {%- set node = graph.nodes[tested] -%}
+        {%- if node.config.materialized == 'incremental' and node.config.unique_key is string -%}
+            {{ return(node.config.unique_key) }}
+        {%- endif -%}
+    {%- elif tested and tested in graph.sources -%}
+        {%- set source_meta = graph.sources[tested].config.get('meta') or {} -%}
+        {{ return(source_meta.get('partition_column')) }}
+    {%- endif -%}
+    {{ return(none) }}
+{%- endmacro %}
