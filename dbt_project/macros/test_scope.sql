@@ -6,9 +6,8 @@
     full build, `dbt test` by hand) still tests every row. Without this a day's tests scanned
     the whole warehouse, so each day's run grew with the history behind it.
 
-    The partition column of a model is its unique_key (every incremental model here replaces
-    whole partitions by it); a source table names its own in meta.partition_column. A test's
-    own `where` config still applies, and-ed with the window.
+    Every partitioned model and source names its partition column in meta.partition_column. A
+    test's own `where` config still applies, and-ed with the window.
 
     dbt renders a generic test's `model` argument through get_where_subquery; this project's
     default__ version takes precedence over dbt's.
@@ -48,14 +47,9 @@
         {%- endfor -%}
         {%- set tested = sources[0] if sources | length == 1 else none -%}
     {%- endif -%}
-    {%- if tested and tested in graph.nodes -%}
-        {%- set node = graph.nodes[tested] -%}
-        {%- if node.config.materialized == 'incremental' and node.config.unique_key is string -%}
-            {{ return(node.config.unique_key) }}
-        {%- endif -%}
-    {%- elif tested and tested in graph.sources -%}
-        {%- set source_meta = graph.sources[tested].config.get('meta') or {} -%}
-        {{ return(source_meta.get('partition_column')) }}
+    {%- set node = graph.nodes.get(tested) or graph.sources.get(tested) if tested else none -%}
+    {%- if node -%}
+        {{ return((node.config.get('meta') or {}).get('partition_column')) }}
     {%- endif -%}
     {{ return(none) }}
 {%- endmacro %}

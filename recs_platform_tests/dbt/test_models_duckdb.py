@@ -259,6 +259,42 @@ def test_a_partition_runs_tests_read_only_the_partitions_it_rebuilt(tmp_path, bu
     ]
 
 
+def test_a_day_rewrites_only_the_earlier_sessions_its_events_reach(tmp_path, built_warehouse):
+    """Every D1 session is marked in a copy of the built tables, then D2 is built again. The D1
+    session that D2's events reach (it crosses midnight, and one of its views landed late) is
+    rebuilt, unmarked; the other D1 sessions are not rewritten, so they keep the mark (a run
+    rebuilt every session of its lookback day before)."""
+    marked = Warehouse(tmp_path / "marked")
+    marked.root.mkdir()
+    shutil.copyfile(built_warehouse.duckdb_path, marked.duckdb_path)
+    with duckdb.connect(str(marked.duckdb_path)) as conn:
+        reached = {
+            row[0]
+            for row in conn.execute(
+                "select distinct session_id from analytics.int_session_events "
+                "where session_date = ? and event_date = ?",
+                [D1, D2],
+            ).fetchall()
+        }
+        conn.execute(
+            "update analytics.sessions set user_id = 'marked' where session_date = ?", [D1]
+        )
+
+    marked.build((D2, D3), extra_vars=FIXTURE_VARS).check()
+
+    d1_sessions = {
+        row["session_id"]: row["user_id"]
+        for row in duckdb_rows(marked, "sessions")
+        if row["session_date"] == D1
+    }
+    assert reached and reached < set(d1_sessions)
+    assert {session for session, user in d1_sessions.items() if user != "marked"} == reached
+    assert (
+        duckdb_checksums(marked)["int_session_events"]
+        == duckdb_checksums(built_warehouse)["int_session_events"]
+    )
+
+
 def test_source_freshness_reports_raw_events_stale(built_warehouse):
     """The fixture's newest partition is D4 (2026-03-04): long past the error threshold."""
     result = built_warehouse.dbt("source", "freshness")

@@ -1,15 +1,17 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='session_date',
+        incremental_strategy='replace_window_and_keys',
+        unique_key='session_id',
+        meta={'partition_column': 'session_date'},
     )
 }}
 
 {#-
-    A run for the window [start, end) rebuilds every session whose first event landed in
-    [start - lookback, end): those of the window, and the earlier ones that late events or
-    midnight may have added to. Their events landed in [start - lookback, end + lookback).
+    A run for the window [start, end) rebuilds the sessions whose first event landed in the
+    window, and those of the lookback days [start - lookback, start) that received an event in
+    the window (midnight, a late event): the only earlier sessions its events can change. Their
+    events landed in [start - lookback, end + lookback).
 -#}
 {%- set window = incremental_window() %}
 {%- set lookback = lookback_days() %}
@@ -73,7 +75,12 @@ sessions_to_build as (
     left join sessions_started_before_rebuild
         on sessions_started_before_rebuild.session_id = session_first_partitions.session_id
     where sessions_started_before_rebuild.session_id is null
-        and {{ in_days('session_first_partitions.session_date', rebuild_start, window.end) }}
+        and {{ rebuilt_sessions_condition(
+            'session_first_partitions.session_id',
+            'session_first_partitions.session_date',
+            'candidate_events',
+            window,
+        ) }}
     {%- endif %}
 
 ),

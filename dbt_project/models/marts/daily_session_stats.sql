@@ -3,6 +3,7 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key='partition_date',
+        meta={'partition_column': 'partition_date'},
     )
 }}
 

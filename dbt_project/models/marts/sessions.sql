@@ -1,15 +1,13 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='session_date',
+        incremental_strategy='replace_window_and_keys',
+        unique_key='session_id',
+        meta={'partition_column': 'session_date'},
     )
 }}
 
 {%- set window = incremental_window() %}
-{%- if window %}
-    {%- set rebuild_start = shift_days(window.start, -lookback_days()) %}
-{%- endif %}
 
 with session_events as (
 
@@ -26,7 +24,9 @@ with session_events as (
         is_late
     from {{ ref('int_session_events') }}
     {%- if window %}
-    where {{ in_days('session_date', rebuild_start, window.end) }}
+    where {{ rebuilt_sessions_condition(
+        'session_id', 'session_date', ref('int_session_events'), window
+    ) }}
     {%- endif %}
 
 ),

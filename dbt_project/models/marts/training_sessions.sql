@@ -1,15 +1,13 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='session_date',
+        incremental_strategy='replace_window_and_keys',
+        unique_key='session_id',
+        meta={'partition_column': 'session_date'},
     )
 }}
 
 {%- set window = incremental_window() %}
-{%- if window %}
-    {%- set rebuild_start = shift_days(window.start, -lookback_days()) %}
-{%- endif %}
 {%- set max_items = var('training_max_items') | int %}
 {%- if max_items < 2 %}
     {{ exceptions.raise_compiler_error(
@@ -28,7 +26,9 @@ with product_views as (
     from {{ ref('int_session_events') }}
     where product_action = 'detail'
     {%- if window %}
-        and {{ in_days('session_date', rebuild_start, window.end) }}
+        and {{ rebuilt_sessions_condition(
+            'session_id', 'session_date', ref('int_session_events'), window
+        ) }}
     {%- endif %}
 
 ),

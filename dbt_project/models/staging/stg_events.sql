@@ -3,6 +3,7 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key='event_date',
+        meta={'partition_column': 'event_date'},
     )
 }}
 
