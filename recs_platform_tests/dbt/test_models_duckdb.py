@@ -259,6 +259,34 @@ def test_a_partition_runs_tests_read_only_the_partitions_it_rebuilt(tmp_path, bu
     ]
 
 
+def test_relationships_find_the_parent_row_in_the_partition_the_child_names(
+    tmp_path, built_warehouse
+):
+    """A session event whose event_date no longer matches its staged event (the event exists,
+    in another partition) fails the relationships test to stg_events, which looks the parent up
+    in that partition only; a D4 run, whose rows do not name D1, does not read it and passes."""
+    moved = Warehouse(tmp_path / "moved")
+    moved.root.mkdir()
+    shutil.copyfile(built_warehouse.duckdb_path, moved.duckdb_path)
+    with duckdb.connect(str(moved.duckdb_path)) as conn:
+        conn.execute(
+            "update analytics.int_session_events set event_date = ? where event_id = "
+            "(select min(event_id) from analytics.int_session_events where event_date = ?)",
+            [D3, D1],
+        )
+
+    every_row = moved.dbt("test")
+    d4 = moved.dbt(
+        "test", dbt_vars=FIXTURE_VARS | {"min_date": D4.isoformat(), "max_date": "2026-03-05"}
+    )
+
+    assert every_row.returncode != 0
+    assert _failing_tests(every_row.output) == [
+        "relationships_int_session_events_event_id__event_id__event_date__ref_stg_events_"
+    ]
+    assert d4.returncode == 0, d4.output
+
+
 def test_a_day_rewrites_only_the_earlier_sessions_its_events_reach(tmp_path, built_warehouse):
     """Every D1 session is marked in a copy of the built tables, then D2 is built again. The D1
     session that D2's events reach (it crosses midnight, and one of its views landed late) is

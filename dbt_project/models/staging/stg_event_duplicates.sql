@@ -31,19 +31,33 @@ with window_rows as (
 
 ),
 
-repeated_events as (
+first_landings as (
 
-    select event_id
-    from window_rows
+    {# The events landed more than once: in the window, or in the window and before it (one
+       look at the earlier partitions, for the window's ids only), with the partition of their
+       first copy. #}
+    select
+        event_id,
+        min(first_event_date) as first_event_date
+    from (
+        select
+            event_id,
+            min(event_date) as first_event_date
+        from window_rows
+        group by event_id
+        having count(*) > 1
+        {%- if window %}
+        union all
+        select
+            event_id,
+            min(event_date) as first_event_date
+        from {{ source('raw', 'events') }}
+        where event_date < {{ date_literal(window.start) }}
+            and event_id in (select event_id from window_rows)
+        group by event_id
+        {%- endif %}
+    ) as repeated_landings
     group by event_id
-    having count(*) > 1
-    {%- if window %}
-    union
-    select event_id
-    from {{ source('raw', 'events') }}
-    where event_date < {{ date_literal(window.start) }}
-        and event_id in (select event_id from window_rows)
-    {%- endif %}
 
 ),
 
@@ -51,7 +65,7 @@ landed_rows as (
 
     select window_rows.*
     from window_rows
-    where event_id in (select event_id from repeated_events)
+    where event_id in (select event_id from first_landings)
 
 ),
 
@@ -61,21 +75,10 @@ kept_copies as (
         source_file,
         line_number
     from {{ ref('stg_events') }}
-    where event_id in (select event_id from repeated_events)
+    where event_id in (select event_id from first_landings)
     {%- if window %}
         and {{ in_days('event_date', window.start, window.end) }}
     {%- endif %}
-
-),
-
-first_landings as (
-
-    select
-        event_id,
-        min(event_date) as first_event_date
-    from {{ source('raw', 'events') }}
-    where event_id in (select event_id from repeated_events)
-    group by event_id
 
 )
 
