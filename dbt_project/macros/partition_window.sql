@@ -63,6 +63,13 @@
 {% endmacro %}
 
 
+{% macro lookback_start(window) %}
+    {#- The first partition a run of `window` may rewrite: its sessions' partitions begin up to
+        lookback_days before the window, since the window's events can still reach them. -#}
+    {{ return(shift_days(window.start, -lookback_days())) }}
+{% endmacro %}
+
+
 {% macro shift_days(day, days) %}
     {{ return(day + modules.datetime.timedelta(days=days)) }}
 {% endmacro %}

@@ -42,7 +42,7 @@
     (
         {{ in_days(session_date, window.start, window.end) }}
         or (
-            {{ in_days(session_date, shift_days(window.start, -lookback_days()), window.start) }}
+            {{ in_days(session_date, lookback_start(window), window.start) }}
             and {{ session_id }} in (
                 select session_id
                 from {{ events }}

@@ -24,7 +24,7 @@
     {%- set partition_column = tested_partition_column() if window else none -%}
     {%- if partition_column -%}
         {%- do conditions.append(
-            in_days(partition_column, shift_days(window.start, -lookback_days()), window.end)
+            in_days(partition_column, lookback_start(window), window.end)
         ) -%}
     {%- endif -%}
     {%- if conditions -%}

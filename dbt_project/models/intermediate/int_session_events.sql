@@ -16,7 +16,7 @@
 {%- set window = incremental_window() %}
 {%- set lookback = lookback_days() %}
 {%- if window %}
-    {%- set rebuild_start = shift_days(window.start, -lookback) %}
+    {%- set rebuild_start = lookback_start(window) %}
     {%- set scan_end = shift_days(window.end, lookback) %}
 {%- endif %}
 

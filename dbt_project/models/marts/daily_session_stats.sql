@@ -15,7 +15,7 @@
 {%- set requested = requested_window() %}
 {%- set window = incremental_window() %}
 {%- if window %}
-    {%- set rebuild_start = shift_days(window.start, -lookback_days()) %}
+    {%- set rebuild_start = lookback_start(window) %}
 {%- endif %}
 {%- if requested and (requested.end - requested.start).days > 10000 %}
     {{ exceptions.raise_compiler_error("A partition window of more than 10000 days is not supported") }}
