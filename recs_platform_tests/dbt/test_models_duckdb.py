@@ -264,7 +264,8 @@ def test_relationships_find_the_parent_row_in_the_partition_the_child_names(
 ):
     """A session event whose event_date no longer matches its staged event (the event exists,
     in another partition) fails the relationships test to stg_events, which looks the parent up
-    in that partition only; a D4 run, whose rows do not name D1, does not read it and passes."""
+    in that partition only. A D4 run tests the sessions of D3 and D4 only (the moved event's
+    session began on D1), so it passes."""
     moved = Warehouse(tmp_path / "moved")
     moved.root.mkdir()
     shutil.copyfile(built_warehouse.duckdb_path, moved.duckdb_path)
