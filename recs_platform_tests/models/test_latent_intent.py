@@ -13,7 +13,7 @@ from recs_platform.models.latent_intent import (
     LatentIntentRecommender,
     item_clusters,
 )
-from recs_platform.models.torch_common import pad_right
+from recs_platform.models.torch_common import HYPERPARAMETERS_FILE, pad_right
 from recs_platform.models.transitions import SparseTransitions, transition_counts
 
 N_ITEMS = 30
@@ -157,9 +157,9 @@ def test_a_model_saved_before_the_pseudo_count_loads_as_trained(tmp_path):
         train
     )
     folder = model.save(tmp_path / "model")
-    saved = json.loads((folder / "hyperparameters.json").read_text())
+    saved = json.loads((folder / HYPERPARAMETERS_FILE).read_text())
     del saved["pseudo_count"]  # what an earlier version wrote
-    (folder / "hyperparameters.json").write_text(json.dumps(saved))
+    (folder / HYPERPARAMETERS_FILE).write_text(json.dumps(saved))
     loaded = load_recommender(folder)
     assert loaded.hyperparameters["pseudo_count"] is None
     assert loaded.hyperparameters["smoothing"] == model.hyperparameters["smoothing"]
