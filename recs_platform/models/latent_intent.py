@@ -414,7 +414,10 @@ class LatentIntentRecommender(TorchSessionRecommender):
         rng: np.random.Generator,
         progress: ProgressLogger,
     ) -> None:
-        networks = list(getattr(self.network, "members", [self.network]))
+        if isinstance(self.network, LatentIntentMembers):
+            networks = list(self.network.members)
+        else:
+            networks = [self.network]
         # Each member its own order of the sessions: its own noise, as if trained alone.
         orders = [rng.permutation(len(sessions)) for _ in networks]
         for start in range(0, len(sessions), self.batch_size):
