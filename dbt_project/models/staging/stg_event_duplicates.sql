@@ -61,14 +61,6 @@ first_landings as (
 
 ),
 
-landed_rows as (
-
-    select window_rows.*
-    from window_rows
-    where event_id in (select event_id from first_landings)
-
-),
-
 kept_copies as (
 
     select
@@ -83,18 +75,18 @@ kept_copies as (
 )
 
 select
-    cast(landed_rows.event_id as varchar) as event_id,
-    cast(landed_rows.session_id as varchar) as session_id,
-    cast(landed_rows.server_ts as bigint) as server_ts_ms,
-    {{ epoch_ms_to_timestamp('landed_rows.server_ts') }} as server_at,
-    cast(landed_rows.event_date as date) as event_date,
+    cast(window_rows.event_id as varchar) as event_id,
+    cast(window_rows.session_id as varchar) as session_id,
+    cast(window_rows.server_ts as bigint) as server_ts_ms,
+    {{ epoch_ms_to_timestamp('window_rows.server_ts') }} as server_at,
+    cast(window_rows.event_date as date) as event_date,
     cast(first_landings.first_event_date as date) as first_event_date,
-    cast(landed_rows.source_file as varchar) as source_file,
-    cast(landed_rows.line_number as bigint) as line_number
-from landed_rows
+    cast(window_rows.source_file as varchar) as source_file,
+    cast(window_rows.line_number as bigint) as line_number
+from window_rows
 inner join first_landings
-    on first_landings.event_id = landed_rows.event_id
+    on first_landings.event_id = window_rows.event_id
 left join kept_copies
-    on kept_copies.source_file = landed_rows.source_file
-    and kept_copies.line_number = landed_rows.line_number
+    on kept_copies.source_file = window_rows.source_file
+    and kept_copies.line_number = window_rows.line_number
 where kept_copies.source_file is null
