@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import time
 
 import dagster as dg
@@ -40,6 +42,16 @@ def format_model_table(rows: list[dict], k: int = 20) -> str:
             + ("  <- chosen" if row.get("chosen") else "")
         )
     return "\n".join(lines)
+
+
+def invocation_command(endpoint_url: str, session: list[str], k: int = 5) -> str:
+    """A curl command asking the endpoint for `k` items after `session`. The endpoint takes
+    JSON only; curl's `-d` alone would send a form's content type, answered with a 415."""
+    body = json.dumps({"session": session, "k": k})
+    return (
+        f"curl -s {endpoint_url}/invocations -H 'Content-Type: application/json' "
+        f"-d {shlex.quote(body)}"
+    )
 
 
 def _simulated_already(settings: Settings, seed: int) -> bool:
@@ -172,11 +184,18 @@ def run_demo(
     endpoint = {key: value.value for key, value in deployed[0].metadata.items()}
     for check in result.get_asset_check_evaluations():
         print(f"check {check.check_name}: {'passed' if check.passed else 'FAILED'}")
+    most_viewed = [
+        sku
+        for (sku,) in warehouse.query(
+            "SELECT product_sku FROM analytics.item_stats GROUP BY product_sku "
+            "ORDER BY sum(view_count) DESC, product_sku LIMIT 2"
+        )
+    ]
     print(
         f"Version {endpoint['model_version']} ({endpoint['recommender']}) serves at "
         f"{endpoint['endpoint_url']} ({endpoint['action']}); it keeps running after the demo.\n"
-        f"Ask it: curl -s {endpoint['endpoint_url']}/invocations "
-        '-d \'{"session": ["<a sku>"], "k": 5}\'\n'
+        f"Ask it (a session that viewed the shop's two most viewed products): "
+        f"{invocation_command(endpoint['endpoint_url'], most_viewed)}\n"
         "Stop it: .venv/bin/recs-platform serve --stop"
     )
 

@@ -1,7 +1,9 @@
 """`make demo` end to end: the default shop, every day loaded, runs recorded in the instance."""
 
+import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -101,6 +103,14 @@ def run_the_demo_twice(tmp_path, home, environ, monkeypatch, endpoint):
     assert "make dev" in summary and "shop_dashboard.html" in summary
     answer = httpx.post(f"{endpoint.url}/invocations", json={"session": []}).json()
     assert answer["model"]["version"] == "1" and len(answer["predictions"][0]["items"]) == 10
+    # The command the demo prints works as printed (the endpoint answers only JSON requests).
+    ask = re.search(r"^Ask it \(.*\): (curl .+)$", first, re.M).group(1)
+    asked = subprocess.run(shlex.split(ask), capture_output=True, text=True, timeout=30)
+    assert asked.returncode == 0, asked.stderr
+    prediction = json.loads(asked.stdout)["predictions"][0]
+    session = json.loads(shlex.split(ask)[-1])["session"]
+    assert len(session) == 2 and prediction["unknown"] == [] and prediction["fallback"] is None
+    assert len(prediction["items"]) == 5 and not set(session) & set(prediction["items"])
 
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.DagsterInstance.get() as instance:
