@@ -1,21 +1,13 @@
 """Sensors and schedules: Dagster itself decides when assets run."""
 
 import datetime as dt
-import hashlib
 import json
 
 import dagster as dg
 
-from recs_platform.events.landing import LandingFile
+from recs_platform.assets.ingest import FILES_LOADED_METADATA
+from recs_platform.events.landing import files_fingerprint
 from recs_platform.resources import LandingZone, Notifier
-
-
-def files_fingerprint(files: list[LandingFile]) -> str:
-    """Changes whenever a finalized file appears in (or leaves) a day's landing partition."""
-    digest = hashlib.sha1()
-    for landing_file in sorted(files, key=lambda f: f.key):
-        digest.update(f"{landing_file.key}:{landing_file.size}\n".encode())
-    return digest.hexdigest()[:16]
 
 
 def changed_partitions(
@@ -37,6 +29,19 @@ def changed_partitions(
     return to_request, outside, cursor
 
 
+def loaded_fingerprint(instance: dg.DagsterInstance, partition_key: str) -> str | None:
+    """files_fingerprint() of the files the latest materialization of this raw_events partition
+    loaded (by the sensor, a backfill, the demo or a user), None if it has none."""
+    partition = dg.AssetRecordsFilter(
+        asset_key=dg.AssetKey("raw_events"), asset_partitions=[partition_key]
+    )
+    latest = instance.fetch_materializations(partition, limit=1).records
+    if not latest:
+        return None
+    loaded = latest[0].asset_materialization.metadata.get(FILES_LOADED_METADATA)
+    return None if loaded is None else loaded.value.get(partition_key)
+
+
 def build_landing_sensor(
     job_name: str, partitions_def: dg.PartitionsDefinition
 ) -> dg.SensorDefinition:
@@ -47,8 +52,9 @@ def build_landing_sensor(
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             "Requests the raw_events partition of every day whose finalized landing files changed "
-            "since the last tick (late files for old days included); the run key names the files, "
-            "so the same files are never loaded twice."
+            "since the last tick (late files for old days included), unless its latest "
+            "materialization loaded these files already; the run key names the files, so the "
+            "same files are never loaded twice."
         ),
     )
     def landing_zone_sensor(context: dg.SensorEvaluationContext, landing: LandingZone):
@@ -63,6 +69,12 @@ def build_landing_sensor(
         if outside:
             context.log.warning(f"landing days outside the raw_events partitions: {outside}")
         context.update_cursor(json.dumps(cursor, sort_keys=True))
+        # A fresh cursor (a new deployment, a reset) sees every day as changed: the days whose
+        # latest materialization loaded these very files are not loaded again.
+        loaded = [key for key, fp in to_request if loaded_fingerprint(context.instance, key) == fp]
+        if loaded:
+            context.log.info(f"already loaded with the files they hold now: {loaded}")
+        to_request = [(key, fp) for key, fp in to_request if key not in loaded]
         if not to_request:
             return dg.SkipReason("no new landing files")
         return [

@@ -4,7 +4,7 @@ import json
 import dagster as dg
 
 from recs_platform.automation import changed_partitions
-from recs_platform.definitions import build_definitions
+from recs_platform.definitions import INGEST_JOB, build_definitions
 from recs_platform.events.s3_landing import upload_landing_folder
 from recs_platform.resources import LocalLandingZone, S3LandingZone
 from recs_platform.settings import Settings
@@ -14,11 +14,12 @@ from recs_platform_tests.fakes import s3_resource_for
 OLD_DAY = DAY - dt.timedelta(days=1)
 
 
-def tick(definitions, landing_root, cursor=None, landing=None):
+def tick(definitions, landing_root, cursor=None, landing=None, instance=None):
     with dg.build_sensor_context(
         cursor=cursor,
         resources={"landing": landing or LocalLandingZone(root=str(landing_root))},
         repository_def=definitions.get_repository_def(),
+        instance=instance or dg.DagsterInstance.ephemeral(),
     ) as context:
         result = definitions.resolve_sensor_def("landing_zone_sensor").evaluate_tick(context)
     return result.run_requests, result.cursor
@@ -51,6 +52,35 @@ def test_the_sensor_requests_each_changed_day_once_late_files_included(tmp_path)
     assert [r.partition_key for r in late] == [OLD_DAY.isoformat()]
     assert late[0].run_key not in {r.run_key for r in first}
     assert set(json.loads(cursor)) == {OLD_DAY.isoformat(), DAY.isoformat()}
+
+
+def test_a_fresh_cursor_skips_the_days_already_loaded_with_the_files_they_hold(tmp_path):
+    # `make demo`, a backfill or a user loads days without the sensor; a new deployment of the
+    # sensor (or a reset cursor) then sees every day as changed.
+    definitions = build_definitions(
+        Settings(env="local", data_dir=tmp_path, partitions_start=dt.date(2026, 11, 1))
+    )
+    landing = tmp_path / "landing"
+    write_good_file(landing, [make_event(n) for n in range(3)])
+    write_good_file(landing, [make_event(9, server_ts=make_event(9)["server_ts"] - 86_400_000)])
+    with dg.instance_for_test() as instance:
+        backfill = definitions.resolve_job_def(INGEST_JOB).execute_in_process(
+            instance=instance,
+            tags={
+                "dagster/asset_partition_range_start": OLD_DAY.isoformat(),
+                "dagster/asset_partition_range_end": DAY.isoformat(),
+            },
+        )
+        assert backfill.success
+
+        requests, cursor = tick(definitions, landing, instance=instance)
+        assert requests == []
+        assert set(json.loads(cursor)) == {OLD_DAY.isoformat(), DAY.isoformat()}
+
+        write_good_file(landing, [make_event(20)], producer="late")
+        for fresh_or_kept in (None, cursor):
+            (request,), _ = tick(definitions, landing, fresh_or_kept, instance=instance)
+            assert request.partition_key == DAY.isoformat()
 
 
 def test_days_before_the_partitions_wait_until_their_partition_exists():

@@ -8,6 +8,8 @@ from recs_platform.resources import LandingZone, Warehouse
 from recs_platform.warehouse.schema import PartitionLoad
 
 REJECTED_SHARE_CHECK = "rejected_share_below_threshold"
+# Metadata of a materialization: {day: files_fingerprint()} of the landing files it loaded.
+FILES_LOADED_METADATA = "files_fingerprint_by_day"
 
 
 class RawEventsConfig(dg.Config):
@@ -78,6 +80,7 @@ def build_raw_events_asset(
             "bytes": total.bytes,
             "corrupt_files": total.corrupt_files,
             "empty_day": total.files == 0,
+            FILES_LOADED_METADATA: {str(load.event_date): load.files_fingerprint for load in loads},
         }
         if len(loads) > 1:
             metadata["days"] = dg.MetadataValue.md(_days_table(loads))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import gzip
+import hashlib
 import os
 import re
 import uuid
@@ -61,6 +62,14 @@ class LandingFile:
 
     key: str
     size: int
+
+
+def files_fingerprint(files: Iterable[LandingFile]) -> str:
+    """Changes whenever a finalized file appears in (or leaves) a day's landing partition."""
+    digest = hashlib.sha1()
+    for landing_file in sorted(files, key=lambda f: f.key):
+        digest.update(f"{landing_file.key}:{landing_file.size}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def list_local_partition(root: Path, day: dt.date) -> list[LandingFile]:

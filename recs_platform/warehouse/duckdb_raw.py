@@ -265,7 +265,7 @@ def load_raw_events_partition(
     if files:
         paths_and_keys = [[str(landing_root / f.key), f.key] for f in files]
         conn.executemany("INSERT INTO file_keys VALUES (?, ?)", paths_and_keys)
-    load = PartitionLoad(event_date=day, files=len(files), bytes=sum(f.size for f in files))
+    load = PartitionLoad.of_files(day, files)
     if files:
         try:
             _stage_with_duckdb(conn, landing_root, files)

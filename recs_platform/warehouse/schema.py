@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from recs_platform.events.landing import LandingFile, files_fingerprint
+
 RAW_SCHEMA = "raw"
 EVENTS_TABLE = "events"
 REJECTED_TABLE = "rejected_events"
@@ -55,6 +57,19 @@ class PartitionLoad:
     files: int = 0
     bytes: int = 0
     corrupt_files: list[str] = field(default_factory=list)
+    # files_fingerprint() of the files loaded: the landing sensor skips a day whose latest
+    # materialization loaded the files it sees now.
+    files_fingerprint: str = ""
+
+    @classmethod
+    def of_files(cls, day: dt.date, files: list[LandingFile]) -> PartitionLoad:
+        """A load of `files` into `day` before any row is counted."""
+        return cls(
+            event_date=day,
+            files=len(files),
+            bytes=sum(f.size for f in files),
+            files_fingerprint=files_fingerprint(files),
+        )
 
     @property
     def rejected_share(self) -> float:

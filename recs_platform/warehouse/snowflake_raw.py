@@ -200,7 +200,7 @@ def load_raw_events_partition(
     if not getattr(conn, "is_pyformat", True):
         raise ValueError("the Snowflake loader binds client-side: use paramstyle 'pyformat'")
     ensure_raw_tables(conn)
-    load = PartitionLoad(event_date=day, files=len(files), bytes=sum(f.size for f in files))
+    load = PartitionLoad.of_files(day, files)
     token = f"{day:%Y%m%d}_{uuid.uuid4().hex[:12]}"
     cursor = conn.cursor()
     events = _StagingTable(
