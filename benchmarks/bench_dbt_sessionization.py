@@ -10,10 +10,10 @@ Python parent that runs only that process, so the peak is the command's own):
 - `dbt build` of that partition: the command the Dagster asset `daily_dbt_models` runs
   (`dbt_build_args()` with the environment `dbt_run_env(partition_window_env(day, day + 1))`:
   the window, and dbt's `buildable` indirect selection, so a test runs only when every model
-  it reads is selected or upstream), `--select config.materialized:incremental`, target
-  `local`, JSON logs, a fresh target folder holding a copy of the parsed project's
-  `partial_parse.msgpack`, as dagster-dbt does). The tables exist, so each run is the
-  incremental one that replaces the day;
+  it reads is selected or upstream), `--select DAILY_BUILD_SELECTOR` (the incremental models
+  and the tests of the raw.events source), target `local`, JSON logs, a fresh target folder
+  holding a copy of the parsed project's `partial_parse.msgpack`, as dagster-dbt does). The
+  tables exist, so each run is the incremental one that replaces the day;
 - `dbt run` of the same selection (the models without the data tests);
 - dbt with nothing selected (startup and partial parse, no SQL: dbt's fixed cost), the window
   in the environment as the asset passes it, and the same with the window as `--vars` instead
@@ -62,6 +62,7 @@ from report import save_and_print
 from recs_platform.events.landing import list_local_partition
 from recs_platform.simulation import ShopConfig, simulate_to_landing
 from recs_platform.transform.dbt_invocation import (
+    DAILY_BUILD_SELECTOR,
     DBT_EXECUTABLE,
     DBT_PROJECT_DIR,
     INCREMENTAL_SELECTOR,
@@ -298,7 +299,7 @@ def build_args(command: str = "build", select: bool = True, as_vars: bool = Fals
         window = partition_window_vars(DAY, DAY + dt.timedelta(days=1))
         args += ["--vars", json.dumps(window, sort_keys=True)]
     if select:
-        return [*args, "--select", INCREMENTAL_SELECTOR]
+        return [*args, "--select", DAILY_BUILD_SELECTOR]
     # Nothing selected: dbt starts, parses and stops.
     return [*args, "--select", INCREMENTAL_SELECTOR, "--exclude", INCREMENTAL_SELECTOR]
 

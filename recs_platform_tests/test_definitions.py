@@ -1,9 +1,11 @@
 import datetime as dt
+import json
 import socket
 
 import dagster as dg
 import pytest
 
+from recs_platform.assets.transform import dbt_project
 from recs_platform.definitions import INGEST_JOB, build_definitions, defs
 from recs_platform.settings import Settings, SettingsError
 
@@ -141,6 +143,22 @@ def test_the_dbt_models_hang_off_raw_events_partitioned_by_day(tmp_path):
     )
     checks = graph.get(dg.AssetKey("sessions")).check_keys
     assert checks, "dbt tests appear as asset checks"
+
+
+def test_every_dbt_test_is_an_asset_check_of_what_it_tests(tmp_path):
+    manifest = json.loads(dbt_project("local").manifest_path.read_text())
+    dbt_tests = {
+        node["name"] for node in manifest["nodes"].values() if node["resource_type"] == "test"
+    }
+    settings = Settings(env="local", data_dir=tmp_path, partitions_start=dt.date(2026, 11, 1))
+    graph = build_definitions(settings).resolve_asset_graph()
+    checked_asset = {key.name: key.asset_key for key in graph.asset_check_keys}
+    assert dbt_tests - set(checked_asset) == set()
+    # The source's tests check raw_events; a singular test of three tables the one it names.
+    assert checked_asset["source_not_null_raw_events_event_id"] == dg.AssetKey("raw_events")
+    assert checked_asset["landed_rows_are_kept_or_duplicates"] == dg.AssetKey(
+        "stg_event_duplicates"
+    )
 
 
 def test_every_asset_touching_the_duckdb_file_shares_one_pool(tmp_path):

@@ -1,6 +1,8 @@
 {#- Every raw row of a partition is either the copy stg_events keeps or a row of
     stg_event_duplicates. Fails on a partition where the counts disagree (a raw partition
-    reloaded without re-running dbt on it, say). With a window in --vars only its days. -#}
+    reloaded without re-running dbt on it, say). With a window in --vars only its days.
+    Three parents: meta.dagster.ref attaches it to stg_event_duplicates as an asset check. -#}
+{{ config(meta={'dagster': {'ref': {'name': 'stg_event_duplicates'}}}) }}
 {%- set window = requested_window() %}
 
 with raw_rows as (

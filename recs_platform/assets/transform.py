@@ -14,12 +14,14 @@ import dagster as dg
 from dagster_dbt import (
     DagsterDbtProjectPreparer,
     DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
     DbtCliResource,
     DbtProject,
     dbt_assets,
 )
 
 from recs_platform.transform.dbt_invocation import (
+    DAILY_BUILD_SELECTOR,
     DBT_EXECUTABLE,
     DBT_PROJECT_DIR,
     INCREMENTAL_SELECTOR,
@@ -76,7 +78,8 @@ class WarehouseTranslator(DagsterDbtTranslator):
     """dbt nodes in the `warehouse` group; the raw.events source is the `raw_events` asset."""
 
     def __init__(self, warehouse_kind: str):
-        super().__init__()
+        # The tests on raw.events become checks of raw_events, run by the dbt build after it.
+        super().__init__(DagsterDbtTranslatorSettings(enable_source_tests_as_checks=True))
         self.warehouse_kind = warehouse_kind
 
     def get_asset_spec(self, manifest: dict[str, Any], unique_id: str, project) -> dg.AssetSpec:
@@ -117,7 +120,7 @@ def build_dbt_assets(
     @dbt_assets(
         manifest=project.manifest_path,
         project=project,
-        select=INCREMENTAL_SELECTOR,
+        select=DAILY_BUILD_SELECTOR,
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
         dagster_dbt_translator=translator,

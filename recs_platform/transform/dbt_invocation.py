@@ -21,6 +21,9 @@ DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 # The dbt installed beside this Python, whether or not its virtual environment is on PATH.
 DBT_EXECUTABLE = Path(sys.executable).parent / "dbt"
 INCREMENTAL_SELECTOR = "config.materialized:incremental"
+# What a partition's run builds: the incremental models, and the tests of the raw.events source
+# (checks of raw_events, scoped to the window like every test).
+DAILY_BUILD_SELECTOR = f"{INCREMENTAL_SELECTOR} source:raw.events"
 # Read by the macro requested_window() (dbt_project/macros/partition_window.sql).
 WINDOW_ENV_VARS = ("RECS_PARTITION_MIN_DATE", "RECS_PARTITION_MAX_DATE")
 
