@@ -6,7 +6,7 @@ import dagster as dg
 import pytest
 
 from recs_platform.assets.transform import dbt_project
-from recs_platform.definitions import INGEST_JOB, build_definitions, defs
+from recs_platform.definitions import DAILY_JOB, INGEST_JOB, WAREHOUSE_JOB, build_definitions, defs
 from recs_platform.settings import Settings, SettingsError
 
 
@@ -159,6 +159,17 @@ def test_every_dbt_test_is_an_asset_check_of_what_it_tests(tmp_path):
     assert checked_asset["landed_rows_are_kept_or_duplicates"] == dg.AssetKey(
         "stg_event_duplicates"
     )
+    # The dbt build runs them all; loading a day runs only its own check, never dbt.
+    definitions = build_definitions(settings)
+
+    def checks_of(job: str) -> set[str]:
+        return {
+            key.name
+            for key in definitions.resolve_job_def(job).asset_layer.asset_graph.asset_check_keys
+        }
+
+    assert dbt_tests <= checks_of(WAREHOUSE_JOB) and dbt_tests <= checks_of(DAILY_JOB)
+    assert checks_of(INGEST_JOB) == {"rejected_share_below_threshold"}
 
 
 def test_every_asset_touching_the_duckdb_file_shares_one_pool(tmp_path):
