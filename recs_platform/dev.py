@@ -26,6 +26,8 @@ from recs_platform.training.tracking import local_tracking
 
 BIN = Path(sys.executable).parent
 STARTUP_TIMEOUT_S = 180.0
+# Seconds the services get to stop after SIGTERM (all at once) before they are killed.
+STOP_GRACE_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -111,11 +113,16 @@ def run_dev(settings: Settings, ports: DevPorts = DevPorts()) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        # A second Ctrl-C (or a SIGTERM) while stopping would leave the services running.
+        interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("Stopping the local stack...", flush=True)
-        for service in stack:
-            _stop(service)
-        endpoint.stop()
+        try:
+            _stop_all(stack)
+            endpoint.stop()
+        finally:
+            signal.signal(signal.SIGINT, interrupt)
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _wait_until_ready(service: Service, stopping: threading.Event) -> None:
@@ -131,14 +138,19 @@ def _wait_until_ready(service: Service, stopping: threading.Event) -> None:
         raise RuntimeError(f"{service.name} did not answer {service.ready_url} in time")
 
 
-def _stop(service: Service) -> None:
-    if service.process is None or service.process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(service.process.pid, signal.SIGTERM)
-    try:
-        service.process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
+def _stop_all(stack: list[Service], grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM to every service's process group at once, then SIGKILL to those still running
+    after `grace_s`: stopping takes the slowest service's time, not the sum of them all."""
+    running = [s for s in stack if s.process is not None and s.process.poll() is None]
+    for service in running:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(service.process.pid, signal.SIGKILL)
-        service.process.wait(timeout=10)
+            os.killpg(service.process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for service in running:
+        try:
+            service.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"{service.name} did not stop in {grace_s:.0f} s; killing it.", flush=True)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(service.process.pid, signal.SIGKILL)
+            service.process.wait(timeout=10)

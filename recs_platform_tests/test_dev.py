@@ -68,9 +68,15 @@ def test_one_command_starts_the_stack_and_ctrl_c_stops_it_all(tmp_path: Path) ->
         process.send_signal(signal.SIGINT)  # what Ctrl-C sends
         assert process.wait(timeout=90) == 0
     finally:
+        # Killing `dev` itself would leave its services running (each in its own session):
+        # Ctrl-C it (again, ignored while it stops them), and kill it only if that hangs.
         if process.poll() is None:
-            process.kill()
-            process.wait(timeout=30)
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=30)
     for name, url in urls.items():
         with pytest.raises(httpx.TransportError):
             httpx.get(url, timeout=2)
