@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -54,6 +55,9 @@ def test_one_command_starts_the_stack_and_ctrl_c_stops_it_all(tmp_path: Path) ->
         for _ in range(5):  # the table of services
             lines.append(process.stdout.readline())
         printed = "".join(lines)
+        # Keep reading what the stack prints (Dagster logs every run and tick): a full pipe
+        # would block `dev` and its services in a write and hang them on Ctrl-C.
+        threading.Thread(target=lines.extend, args=(process.stdout,), daemon=True).start()
         urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
         for name in ("dagster", "mlflow", "collector"):
             assert re.search(re.escape(urls[name]), printed), (name, printed[-2000:])
@@ -66,7 +70,7 @@ def test_one_command_starts_the_stack_and_ctrl_c_stops_it_all(tmp_path: Path) ->
         assert "no model yet" in printed
 
         process.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        assert process.wait(timeout=90) == 0
+        assert process.wait(timeout=90) == 0, "".join(lines)[-3000:]
     finally:
         # Killing `dev` itself would leave its services running (each in its own session):
         # Ctrl-C it (again, ignored while it stops them), and kill it only if that hangs.
