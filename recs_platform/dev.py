@@ -85,6 +85,9 @@ def run_dev(settings: Settings, ports: DevPorts = DevPorts()) -> int:
     stack = services(settings, ports)
     stopping = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    # Started from a background job of a script (`cmd &`), the process inherits SIGINT ignored
+    # and Python then never raises KeyboardInterrupt: Ctrl-C, or `kill -INT`, must stop it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         for service in stack:
             service.process = subprocess.Popen(
