@@ -5,7 +5,7 @@ import json
 
 import dagster as dg
 
-from recs_platform.assets.ingest import FILES_LOADED_METADATA
+from recs_platform.assets.ingest import FILES_LOADED_METADATA, RAW_EVENTS_KEY
 from recs_platform.events.landing import files_fingerprint
 from recs_platform.resources import LandingZone, Notifier
 
@@ -32,9 +32,7 @@ def changed_partitions(
 def loaded_fingerprint(instance: dg.DagsterInstance, partition_key: str) -> str | None:
     """files_fingerprint() of the files the latest materialization of this raw_events partition
     loaded (by the sensor, a backfill, the demo or a user), None if it has none."""
-    partition = dg.AssetRecordsFilter(
-        asset_key=dg.AssetKey("raw_events"), asset_partitions=[partition_key]
-    )
+    partition = dg.AssetRecordsFilter(asset_key=RAW_EVENTS_KEY, asset_partitions=[partition_key])
     latest = instance.fetch_materializations(partition, limit=1).records
     if not latest:
         return None

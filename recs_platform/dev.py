@@ -87,7 +87,7 @@ def run_dev(settings: Settings, ports: DevPorts = DevPorts()) -> int:
     previous = signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     # Started from a background job of a script (`cmd &`), the process inherits SIGINT ignored
     # and Python then never raises KeyboardInterrupt: Ctrl-C, or `kill -INT`, must stop it.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous_interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         for service in stack:
             service.process = subprocess.Popen(
@@ -117,14 +117,14 @@ def run_dev(settings: Settings, ports: DevPorts = DevPorts()) -> int:
         return 0
     finally:
         # A second Ctrl-C (or a SIGTERM) while stopping would leave the services running.
-        interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("Stopping the local stack...", flush=True)
         try:
             _stop_all(stack)
             endpoint.stop()
         finally:
-            signal.signal(signal.SIGINT, interrupt)
+            signal.signal(signal.SIGINT, previous_interrupt)
             signal.signal(signal.SIGTERM, previous)
 
 

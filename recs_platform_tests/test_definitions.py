@@ -151,7 +151,8 @@ def test_every_dbt_test_is_an_asset_check_of_what_it_tests(tmp_path):
         node["name"] for node in manifest["nodes"].values() if node["resource_type"] == "test"
     }
     settings = Settings(env="local", data_dir=tmp_path, partitions_start=dt.date(2026, 11, 1))
-    graph = build_definitions(settings).resolve_asset_graph()
+    definitions = build_definitions(settings)
+    graph = definitions.resolve_asset_graph()
     checked_asset = {key.name: key.asset_key for key in graph.asset_check_keys}
     assert dbt_tests - set(checked_asset) == set()
     # The source's tests check raw_events; a singular test of three tables the one it names.
@@ -160,7 +161,6 @@ def test_every_dbt_test_is_an_asset_check_of_what_it_tests(tmp_path):
         "stg_event_duplicates"
     )
     # The dbt build runs them all; loading a day runs only its own check, never dbt.
-    definitions = build_definitions(settings)
 
     def checks_of(job: str) -> set[str]:
         return {

@@ -7,6 +7,7 @@ import dagster as dg
 from recs_platform.resources import LandingZone, Warehouse
 from recs_platform.warehouse.schema import PartitionLoad
 
+RAW_EVENTS_KEY = dg.AssetKey("raw_events")
 REJECTED_SHARE_CHECK = "rejected_share_below_threshold"
 # Metadata of a materialization: {day: files_fingerprint()} of the landing files it loaded.
 FILES_LOADED_METADATA = "files_fingerprint_by_day"

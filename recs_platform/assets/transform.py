@@ -20,6 +20,7 @@ from dagster_dbt import (
     dbt_assets,
 )
 
+from recs_platform.assets.ingest import RAW_EVENTS_KEY
 from recs_platform.transform.dbt_invocation import (
     DAILY_BUILD_SELECTOR,
     DBT_EXECUTABLE,
@@ -86,7 +87,7 @@ class WarehouseTranslator(DagsterDbtTranslator):
         spec = super().get_asset_spec(manifest, unique_id, project)
         node = manifest["sources"].get(unique_id)
         if node is not None and (node["source_name"], node["name"]) == RAW_EVENTS_SOURCE:
-            return spec.replace_attributes(key=dg.AssetKey("raw_events"))
+            return spec.replace_attributes(key=RAW_EVENTS_KEY)
         return spec.replace_attributes(group_name="warehouse", kinds={"dbt", self.warehouse_kind})
 
 
