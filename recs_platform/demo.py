@@ -24,6 +24,10 @@ from recs_platform.training.tracking import local_tracking
 # Seconds of search per candidate when `search_trials` > 1.
 SEARCH_SECONDS_PER_CANDIDATE = 120.0
 TORCH_CANDIDATES = ("gru4rec", "sasrec", "gru_transition", "latent_intent")
+# The demo's runs print their log from INFO up: Dagster's DEBUG events (run and step start,
+# resource init, outputs; about 550 lines) buried the demo's own tables. Every event still goes
+# to the run's log in the instance, which the Dagster UI shows (make dev).
+CONSOLE_FROM_INFO = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
 def format_model_table(rows: list[dict], k: int = 20) -> str:
@@ -99,7 +103,9 @@ def run_demo(
                 f"{day}: outside the partitions (RECS_PARTITIONS_START={settings.partitions_start})"
             )
             continue
-        result = job.execute_in_process(partition_key=day.isoformat(), instance=instance)
+        result = job.execute_in_process(
+            partition_key=day.isoformat(), instance=instance, run_config=CONSOLE_FROM_INFO
+        )
         metadata = result.asset_materializations_for_node("raw_events")[0].metadata
         rows.append((day, *(metadata[name].value for name in ("files", "rows", "rejected_rows"))))
 
@@ -128,6 +134,7 @@ def run_demo(
         )
         result = defs.resolve_job_def(WAREHOUSE_JOB).execute_in_process(
             instance=instance,
+            run_config=CONSOLE_FROM_INFO,
             tags={
                 "dagster/asset_partition_range_start": loaded_days[0],
                 "dagster/asset_partition_range_end": loaded_days[-1],
@@ -153,7 +160,7 @@ def run_demo(
         }
     result = defs.resolve_job_def(TRAINING_JOB).execute_in_process(
         instance=instance,
-        run_config={"ops": {"session_model": {"config": training}}},
+        run_config={**CONSOLE_FROM_INFO, "ops": {"session_model": {"config": training}}},
         raise_on_error=False,
     )
     materialized = result.asset_materializations_for_node("session_model")
@@ -175,7 +182,7 @@ def run_demo(
 
     print("\n== 5. Deploying the champion to the local endpoint")
     result = defs.resolve_job_def(DEPLOY_JOB).execute_in_process(
-        instance=instance, raise_on_error=False
+        instance=instance, run_config=CONSOLE_FROM_INFO, raise_on_error=False
     )
     deployed = result.asset_materializations_for_node("recommendation_endpoint")
     if not deployed:
@@ -200,7 +207,9 @@ def run_demo(
     )
 
     print("\n== 6. The shop dashboard")
-    result = defs.resolve_job_def(DASHBOARD_JOB).execute_in_process(instance=instance)
+    result = defs.resolve_job_def(DASHBOARD_JOB).execute_in_process(
+        instance=instance, run_config=CONSOLE_FROM_INFO
+    )
     report = result.asset_materializations_for_node("shop_dashboard")[0].metadata["report"]
     print(f"Open {report.value} in a browser.")
 
