@@ -17,9 +17,10 @@ $(INSTALLED): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
-# The dbt manifest the Dagster definitions read (never parsed at import).
+# The dbt manifest the Dagster definitions read (never parsed at import), parsed as their runs
+# invoke dbt (target, data folder), so that each run reuses the parse instead of re-parsing.
 dbt-manifest: install
-	cd dbt_project && ../$(BIN)/dbt parse --profiles-dir . --quiet
+	$(BIN)/recs-platform dbt-manifest
 
 demo: install dbt-manifest $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/recs-platform demo

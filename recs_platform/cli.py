@@ -182,6 +182,14 @@ def _dev(args: argparse.Namespace, settings: Settings) -> int:
     return run_dev(settings, DevPorts(args.dagster_port, args.mlflow_port, args.collector_port))
 
 
+def _dbt_manifest(args: argparse.Namespace, settings: Settings) -> int:
+    from recs_platform.transform.manifest import prepare_manifest
+
+    manifest = prepare_manifest(settings.env, settings.data_dir)
+    print(f"dbt manifest for target {settings.env}, data in {settings.data_dir}: {manifest}")
+    return 0
+
+
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from recs_platform.demo import run_demo
 
@@ -298,6 +306,13 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--mlflow-port", type=_positive_int, default=5000)
     dev.add_argument("--collector-port", type=_positive_int, default=8000)
     dev.set_defaults(run=_dev)
+
+    manifest = commands.add_parser(
+        "dbt-manifest",
+        help="parse the dbt project for the Dagster definitions (make dbt-manifest) as their runs "
+        "invoke dbt (target RECS_ENV, data under RECS_DATA_DIR), so each run reuses the parse",
+    )
+    manifest.set_defaults(run=_dbt_manifest)
 
     demo = commands.add_parser(
         "demo",

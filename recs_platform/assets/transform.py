@@ -23,7 +23,6 @@ from dagster_dbt import (
 from recs_platform.assets.ingest import RAW_EVENTS_KEY
 from recs_platform.transform.dbt_invocation import (
     DAILY_BUILD_SELECTOR,
-    DBT_EXECUTABLE,
     DBT_PROJECT_DIR,
     INCREMENTAL_SELECTOR,
     dbt_build_args,
@@ -32,21 +31,27 @@ from recs_platform.transform.dbt_invocation import (
     no_window_env,
     partition_window_env,
 )
+from recs_platform.transform.manifest import prepare_manifest
 
 RAW_EVENTS_SOURCE = ("raw", "events")
 
 
 class ManifestPreparer(DagsterDbtProjectPreparer):
     """Under `dagster dev`, re-parse the project when a file of it changed since the manifest,
-    with the dbt beside this Python (the default preparer looks for `dbt` on PATH, which an
-    unactivated virtual environment lacks). `dagster dev` loads the code in every run and step
-    process too: an unconditional parse cost each of them seconds."""
+    as `make dbt-manifest` does (`prepare_manifest`: the dbt beside this Python, which the
+    default preparer looks for on PATH, and the runs' target and data folder). `dagster dev`
+    loads the code in every run and step process too: an unconditional parse cost each of them
+    seconds."""
+
+    def __init__(self, data_dir: Path | None = None):
+        super().__init__()
+        self.data_dir = data_dir
 
     def prepare(self, project: DbtProject) -> None:
-        if not manifest_is_stale(project):
-            return
-        dbt = DbtCliResource(project_dir=project, dbt_executable=str(DBT_EXECUTABLE))
-        dbt.cli(["parse", "--quiet"], target_path=project.target_path).wait()
+        if manifest_is_stale(project):
+            prepare_manifest(
+                project.target, self.data_dir, Path(project.project_dir) / project.target_path
+            )
 
 
 PROJECT_FILE_SUFFIXES = {".sql", ".yml", ".yaml", ".csv", ".md"}
@@ -69,9 +74,9 @@ def manifest_is_stale(project: DbtProject) -> bool:
 
 
 @functools.cache
-def dbt_project(target: str) -> DbtProject:
+def dbt_project(target: str, data_dir: Path | None = None) -> DbtProject:
     project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target=target)
-    ManifestPreparer().prepare_if_dev(project)
+    ManifestPreparer(data_dir).prepare_if_dev(project)
     return project
 
 
@@ -109,7 +114,7 @@ def build_dbt_assets(
     data_dir: Path | None = None,
 ) -> list[dg.AssetsDefinition]:
     """The dbt assets; dbt runs on the local warehouse under `data_dir` (see `dbt_run_env`)."""
-    project = dbt_project(env)
+    project = dbt_project(env, data_dir)
     if not project.manifest_path.exists():
         raise FileNotFoundError(
             f"dbt manifest {project.manifest_path} is missing: run `make dbt-manifest` "
