@@ -18,7 +18,6 @@ from pathlib import Path
 from recs_platform.transform.dbt_invocation import (
     DBT_EXECUTABLE,
     DBT_PROJECT_DIR,
-    WINDOW_ENV_VARS,
     dbt_run_env,
     no_window_env,
 )
@@ -26,22 +25,12 @@ from recs_platform.transform.dbt_invocation import (
 TARGET_PATH = DBT_PROJECT_DIR / "target"
 
 
-def dbt_parse_args(target: str) -> list[str]:
-    return ["parse", "--target", target, "--quiet"]
-
-
 def parse_environment(data_dir: Path | None, target_path: Path) -> dict[str, str]:
     """The environment of the parse: the caller's, with what a run of the assets gets (no
     window, the data folder) and dbt's folders."""
-    run_env = dbt_run_env(no_window_env(), data_dir)
-    environ = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in WINDOW_ENV_VARS and name not in run_env
-    }
+    environ = {**os.environ, **dbt_run_env(no_window_env(), data_dir)}
     return {
-        **environ,
-        **{name: value for name, value in run_env.items() if value is not None},
+        **{name: value for name, value in environ.items() if value is not None},
         "DBT_PROJECT_DIR": str(DBT_PROJECT_DIR),
         "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
         "DBT_TARGET_PATH": str(target_path),
@@ -54,7 +43,7 @@ def prepare_manifest(target: str, data_dir: Path | None, target_path: Path = TAR
     manifest's path. Raises with dbt's own message when the project does not parse."""
     target_path = Path(target_path).absolute()
     result = subprocess.run(
-        [str(DBT_EXECUTABLE), *dbt_parse_args(target)],
+        [str(DBT_EXECUTABLE), "parse", "--target", target, "--quiet"],
         env=parse_environment(data_dir, target_path),
         cwd=DBT_PROJECT_DIR,
         capture_output=True,
