@@ -80,6 +80,9 @@ class NextItemTargets:
     candidate_items: list[str]
     sessions: int
     skipped_unknown: int  # targets not among the candidates (never seen in training)
+    # Targets already in their prefix (a return to a product): under exclude-seen no
+    # recommender may show them, so they are not targets.
+    skipped_seen: int = 0
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -88,19 +91,34 @@ class NextItemTargets:
 def next_item_targets(
     test_sessions: Sequence[tuple[Hashable, Sequence[str]]], candidate_items: Sequence[str]
 ) -> NextItemTargets:
-    """For each session, prefix = first t items, target = item t + 1, for every t >= 1."""
+    """For each session, prefix = first t items, target = item t + 1, for every t >= 1.
+
+    A target never seen in training, or already in its prefix (a return visit, which no
+    recommender may show under exclude-seen), is skipped and counted.
+    """
     candidates = set(candidate_items)
     prefixes, targets, days = [], [], []
-    skipped = 0
+    skipped_unknown = skipped_seen = 0
     for day, items in test_sessions:
         for position in range(1, len(items)):
             if items[position] not in candidates:
-                skipped += 1
+                skipped_unknown += 1
+                continue
+            if items[position] in items[:position]:
+                skipped_seen += 1
                 continue
             prefixes.append(tuple(items[:position]))
             targets.append(items[position])
             days.append(day)
-    return NextItemTargets(prefixes, targets, days, sorted(candidates), len(test_sessions), skipped)
+    return NextItemTargets(
+        prefixes,
+        targets,
+        days,
+        sorted(candidates),
+        len(test_sessions),
+        skipped_unknown,
+        skipped_seen,
+    )
 
 
 def training_counts(
@@ -269,6 +287,7 @@ class EvaluationReport:
     candidates: int
     skipped_unknown: int
     title: str = "next-item evaluation"
+    skipped_seen: int = 0
     ks: tuple[int, ...] = ()  # the cutoffs of HR and MRR; empty means just k
 
     def row(self, name: str) -> EvaluationRow:
@@ -294,6 +313,7 @@ class EvaluationReport:
             "sessions": self.sessions,
             "candidates": self.candidates,
             "skipped_unknown": self.skipped_unknown,
+            "skipped_seen": self.skipped_seen,
             "rows": [row.as_dict() for row in self.rows],
         }
 
@@ -316,7 +336,8 @@ class EvaluationReport:
         lines = [
             f"{self.title}: {self.targets:,} targets from {self.sessions:,} test sessions, "
             f"{self.candidates:,} candidate items, {self.skipped_unknown:,} targets skipped "
-            "(not in training)",
+            "(not in training)"
+            + (f", {self.skipped_seen:,} (return visits)" if self.skipped_seen else ""),
             f"{'model':<{width}}"
             + "".join(f"  {header:>{w}}" for header, w in zip(headers, widths, strict=True)),
         ]
@@ -432,6 +453,7 @@ def evaluate(
         skipped_unknown=targets.skipped_unknown,
         title=title,
         ks=tuple(all_ks),
+        skipped_seen=targets.skipped_seen,
     )
 
 

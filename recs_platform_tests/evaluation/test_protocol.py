@@ -52,6 +52,16 @@ def test_targets_at_every_position_skipping_items_unknown_to_training():
     assert targets.candidate_items == ["a", "b", "c", "d"]
 
 
+def test_a_return_to_a_product_of_the_prefix_is_no_target():
+    # b -> a -> c -> a: the second a is a return visit no exclude-seen recommender may show.
+    targets = next_item_targets([(5, ["b", "a", "c", "a", "d"])], ["a", "b", "c", "d"])
+    assert targets.targets == ["a", "c", "d"]
+    assert targets.prefixes[-1] == ("b", "a", "c", "a")
+    assert (targets.skipped_seen, targets.skipped_unknown) == (1, 0)
+    report = evaluate({"fixed": FixedScores({"a": 1.0})}, targets, k=2)
+    assert report.skipped_seen == 1 and "1 (return visits)" in report.format_table()
+
+
 def test_ranks_map_each_model_onto_the_candidates_and_exclude_seen_items():
     targets = next_item_targets([(5, ["a", "b", "e", "d"])], ["a", "b", "c", "d"])
     # The model does not know "a" (scored -inf) and knows "x", which is no candidate.
