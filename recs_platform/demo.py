@@ -34,14 +34,16 @@ def format_model_table(rows: list[dict], k: int = 20) -> str:
     """Model vs baselines vs oracle on the test days, as the demo prints it."""
     width = max([12, *(len(row["name"]) + 2 for row in rows)])
     lines = [f"{'model':<{width}}{'HR@' + str(k):>8}{'MRR@' + str(k):>8}{'cov@' + str(k):>8}"
-             f"{'val MRR':>9}{'fit s':>8}"]  # fmt: skip
+             f"{'val MRR':>9}{'val 95% interval':>18}{'fit s':>8}"]  # fmt: skip
     for row in rows:
         validation = row.get("validation_mrr")
+        low, high = row.get("validation_mrr_low"), row.get("validation_mrr_high")
         fit = row.get("fit_seconds")
         lines.append(
             f"{row['name']:<{width}}{row[f'hr_{k}']:>8.4f}{row[f'mrr_{k}']:>8.4f}"
             f"{row[f'coverage_{k}']:>8.4f}"
             f"{'' if validation is None else f'{validation:.4f}':>9}"
+            f"{'' if low is None else f'{low:.4f}-{high:.4f}':>18}"
             f"{'' if fit is None else f'{fit:.1f}':>8}"
             + ("  <- chosen" if row.get("chosen") else "")
         )
@@ -169,6 +171,10 @@ def run_demo(
         return 1
     metadata = {key: value.value for key, value in materialized[0].metadata.items()}
     print(format_model_table(metadata["evaluation_rows"]))
+    print(
+        f"chosen: {metadata['selection']}\n(rule: {metadata['selection_rule']}; on the test "
+        f"day the best was {metadata['best_on_test']}, regret {metadata['selection_regret']:.1%})"
+    )
     for check in result.get_asset_check_evaluations():
         print(f"check {check.check_name}: {'passed' if check.passed else 'FAILED'}"
               + (f" ({check.description})" if check.description else ""))  # fmt: skip

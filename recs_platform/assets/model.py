@@ -35,6 +35,9 @@ class SessionModelConfig(dg.Config):
     """Parameters per candidate that replace its defaults, e.g. {"gru4rec": {"epochs": 3}}."""
     k: int = 20
     seed: int = 0
+    patience: int | None = 2
+    """Torch candidates stop once this many epochs in a row did not beat their best validation
+    MRR, and the refit trains for the best epoch count; null: every epoch of `epochs`."""
     shop_config_path: str | None = None
     """A simulated shop's `shop.json`: evaluate its oracle on the same targets as the ceiling."""
 
@@ -49,6 +52,7 @@ def _markdown_table(rows: list[dict], k: int) -> str:
         (f"coverage@{k}", f"coverage_{k}"),
         (f"popularity bias@{k}", f"popularity_bias_{k}"),
         ("validation MRR", "validation_mrr"),
+        ("95% interval", "validation_interval"),
         ("fit s", "fit_seconds"),
     ]
     lines = [
@@ -61,6 +65,9 @@ def _markdown_table(rows: list[dict], k: int) -> str:
             value = row.get(key)
             if key == "name" and row.get("chosen"):
                 value = f"**{value}** (chosen)"
+            if key == "validation_interval" and row.get("validation_mrr_low") is not None:
+                value = f"{row['validation_mrr_low']:.4f}-{row['validation_mrr_high']:.4f}"
+                value += " (within noise of the best)" if row.get("within_noise") else ""
             cells.append(f"{value:.4f}" if isinstance(value, float) else str(value or ""))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -88,6 +95,11 @@ def _log_outcome(outcome: TrainingOutcome, plan: TrainingPlan) -> None:
         for step, entry in enumerate(getattr(trained.recommender, "training_log", []) or []):
             numbers = {key: value for key, value in entry.items() if isinstance(value, float)}
             mlflow.log_metrics({f"{name}.train.{key}": v for key, v in numbers.items()}, step=step)
+    mlflow.log_metrics({"selection_regret": outcome.regret})
+    mlflow.set_tags(
+        {"selection_rule": outcome.selection.rule, "best_on_test": outcome.best_on_test}
+    )
+    mlflow.log_dict(outcome.selection.as_dict(), "selection/validation_scores.json")
     mlflow.log_dict({"rows": outcome.table()}, "evaluation/test_metrics.json")
     mlflow.log_text(_markdown_table(outcome.table(), plan.k), "evaluation/test_metrics.md")
     mlflow.log_dict(outcome.checklist.as_dict(), "checklist/checklist.json")
@@ -145,11 +157,13 @@ def build_session_model_asset(default_shop_config: Path | None) -> dg.AssetsDefi
             ),
         ],
         description=(
-            "Trains the candidate recommenders on training_dataset (Optuna search on the "
-            "validation days, refit on train + validation), evaluates them and the simulator's "
-            "oracle on the test days, logs everything to MLflow, registers the model with the "
-            "best validation MRR as a version of `session-recommender`, and moves alias "
-            "`champion` to it when its checklist passes and it beats the current champion."
+            "Trains the candidate recommenders on training_dataset (Optuna search and early "
+            "stopping on the validation days, refit on train + validation, a blend of them "
+            "weighed on the validation days), evaluates them and the simulator's oracle on the "
+            "test days, logs everything to MLflow, registers the candidate chosen by the "
+            "one-standard-error rule on the bootstrapped validation MRR as a version of "
+            "`session-recommender`, and moves alias `champion` to it when its checklist passes "
+            "and it beats the current champion."
         ),
     )
     def session_model(
@@ -164,6 +178,7 @@ def build_session_model_asset(default_shop_config: Path | None) -> dg.AssetsDefi
             overrides=config.overrides,
             k=config.k,
             seed=config.seed,
+            patience=config.patience,
         )
         splits = DatasetSplits.from_frame(training_dataset)
         oracle = _oracle_for(config, default_shop_config)
@@ -208,6 +223,10 @@ def build_session_model_asset(default_shop_config: Path | None) -> dg.AssetsDefi
                 f"test_hr_{k}": outcome.report.row(outcome.chosen.name).as_dict()[f"hr_{k}"],
                 "test_targets": len(outcome.test_targets),
                 "skipped_unseen_targets": outcome.report.skipped_unknown,
+                "selection": outcome.selection.describe(),
+                "selection_rule": outcome.selection.rule,
+                "best_on_test": outcome.best_on_test,
+                "selection_regret": outcome.regret,
                 "evaluation": dg.MetadataValue.md(_markdown_table(table, k)),
                 "evaluation_rows": dg.MetadataValue.json(json.loads(json.dumps(table))),
             },

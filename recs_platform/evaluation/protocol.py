@@ -83,6 +83,9 @@ class NextItemTargets:
     # Targets already in their prefix (a return to a product): under exclude-seen no
     # recommender may show them, so they are not targets.
     skipped_seen: int = 0
+    # The position in `test_sessions` of the session each target comes from (the bootstrap's
+    # resampling unit).
+    session_of_target: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -97,9 +100,9 @@ def next_item_targets(
     recommender may show under exclude-seen), is skipped and counted.
     """
     candidates = set(candidate_items)
-    prefixes, targets, days = [], [], []
+    prefixes, targets, days, session_of_target = [], [], [], []
     skipped_unknown = skipped_seen = 0
-    for day, items in test_sessions:
+    for session, (day, items) in enumerate(test_sessions):
         for position in range(1, len(items)):
             if items[position] not in candidates:
                 skipped_unknown += 1
@@ -110,6 +113,7 @@ def next_item_targets(
             prefixes.append(tuple(items[:position]))
             targets.append(items[position])
             days.append(day)
+            session_of_target.append(session)
     return NextItemTargets(
         prefixes,
         targets,
@@ -118,6 +122,7 @@ def next_item_targets(
         len(test_sessions),
         skipped_unknown,
         skipped_seen,
+        session_of_target,
     )
 
 
@@ -460,7 +465,8 @@ def evaluate(
 def shop_headroom(config: ShopConfig, test_days: int = 2, k: int = 20) -> EvaluationReport:
     """Oracle, first-order Markov chain and popularity on the simulated shop's last days.
 
-    The oracle (the exact next-product distribution) is scored on the same targets: the ceiling.
+    The oracle (the exact next-product distribution of the shop's family) is scored on the same
+    targets: the ceiling. Returns to a product seen earlier in the session are not targets.
     """
     sessions = [(session.day, session.skus) for session in simulate_sessions(config)]
     split = split_by_time(sessions, test_days)
@@ -473,5 +479,8 @@ def shop_headroom(config: ShopConfig, test_days: int = 2, k: int = 20) -> Evalua
         targets,
         k=k,
         train_sessions=split.train,
-        title=f"shop headroom (seed {config.seed}, last {test_days} of {config.days} days)",
+        title=(
+            f"shop headroom ({config.family} family, seed {config.seed}, "
+            f"last {test_days} of {config.days} days)"
+        ),
     )

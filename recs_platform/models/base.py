@@ -27,6 +27,22 @@ class SessionRecommender(ABC):
     def score(self, prefixes: Sequence[Sequence[str]]) -> np.ndarray:
         """Scores [len(prefixes), len(item_ids)]; higher means more likely next."""
 
+    def probabilities(self, prefixes: Sequence[Sequence[str]]) -> np.ndarray:
+        """P(next = j | prefix) over `item_ids`, rows summing to 1 (items of the prefix included).
+
+        By default the scores read as unnormalised weights (counts, similarities), which must
+        not be negative; a model whose scores are logits overrides this with their softmax.
+        A row of zeros becomes uniform.
+        """
+        scores = np.asarray(self.score(prefixes), dtype=np.float64)
+        if (scores < 0).any():
+            raise ValueError(
+                f"{self.name}: negative scores are no weights; override probabilities()"
+            )
+        totals = scores.sum(axis=1, keepdims=True)
+        uniform = np.full_like(scores, 1.0 / max(scores.shape[1], 1))
+        return np.where(totals > 0, scores / np.where(totals > 0, totals, 1.0), uniform)
+
     def save(self, folder: Path) -> Path:
         """Write the fitted model to `folder` (created): a manifest plus the model's own files."""
         check_fitted(self)

@@ -343,6 +343,21 @@ class TorchSessionRecommender(SessionRecommender):
         self.network.eval()
         return self
 
+    def best_epoch(self) -> int:
+        """The epoch (from 1) whose network the model kept: the best on validation, else the
+        last one trained."""
+        scored = [entry.get("validation") for entry in self.training_log]
+        if not scored or scored[0] is None:
+            return len(self.training_log)
+        return int(np.argmax(scored)) + 1
+
+    def best_validation(self) -> float:
+        """The validation figure of the epoch kept (fitted with `validation` only)."""
+        value = self.training_log[self.best_epoch() - 1].get("validation")
+        if value is None:
+            raise ValueError(f"{self.name} was fitted without validation")
+        return float(value)
+
     # --- scoring -----------------------------------------------------------------------------
 
     def score(self, prefixes: Sequence[Sequence[str]]) -> np.ndarray:
@@ -350,18 +365,30 @@ class TorchSessionRecommender(SessionRecommender):
         with torch_threads(self.num_threads):
             return self._score(prefixes)
 
-    def _score(self, prefixes: Sequence[Sequence[str]]) -> np.ndarray:
+    def _score(self, prefixes: Sequence[Sequence[str]], softmax: bool = False) -> np.ndarray:
+        """The network's logits per prefix (with `softmax`, its next-item distribution); a
+        prefix with no known item gets the popularity counts (their shares)."""
         encoded = encode_sessions(prefixes, self.item_index())
-        scores = np.tile(self.popularity, (len(prefixes), 1))
+        fallback = self.popularity / self.popularity.sum() if softmax else self.popularity
+        scores = np.tile(fallback, (len(prefixes), 1))
         known = [row for row, prefix in enumerate(encoded) if len(prefix)]
         self.network.eval()
         with torch.no_grad():
             for start in range(0, len(known), self.score_batch_size):
                 rows = known[start : start + self.score_batch_size]
                 padded, lengths = pad_right([self._truncate(encoded[row]) for row in rows])
-                batch_scores = self._prefix_scores(padded.to(self.device), lengths)
-                scores[rows] = batch_scores.float().cpu().numpy()
+                batch_scores = self._prefix_scores(padded.to(self.device), lengths).float()
+                if softmax:
+                    batch_scores = torch.softmax(batch_scores, dim=1)
+                scores[rows] = batch_scores.cpu().numpy()
         return scores
+
+    def probabilities(self, prefixes: Sequence[Sequence[str]]) -> np.ndarray:
+        """The softmax of the logits: what the network was trained to predict."""
+        check_fitted(self)
+        with torch_threads(self.num_threads):
+            probabilities = self._score(prefixes, softmax=True)
+        return probabilities / probabilities.sum(axis=1, keepdims=True)
 
     # --- persistence -------------------------------------------------------------------------
 

@@ -53,15 +53,18 @@ def _vsknn() -> Candidate:
     return Candidate("vsknn", lambda params: VSKNNRecommender(name="vsknn", **params), {}, space)
 
 
-def _gru_space(max_epochs: int) -> Callable[[optuna.Trial], Params]:
-    """The search space of the GRU models (GRU4Rec, with or without the transition term)."""
+def _gru_space() -> Callable[[optuna.Trial], Params]:
+    """The search space of the GRU models (GRU4Rec, with or without the transition term).
+
+    No torch candidate searches its epoch count: early stopping on the validation day finds it
+    (the plan's `patience`), the candidate's `epochs` being the most it may train.
+    """
 
     def space(trial: optuna.Trial) -> Params:
         return {
             "hidden_size": trial.suggest_categorical("hidden_size", [64, 128, 256]),
             "learning_rate": trial.suggest_float("learning_rate", 5e-4, 1e-2, log=True),
             "dropout_hidden": trial.suggest_float("dropout_hidden", 0.0, 0.5),
-            "epochs": trial.suggest_int("epochs", 2, max_epochs),
         }
 
     return space
@@ -74,7 +77,7 @@ def _gru4rec() -> Candidate:
         "gru4rec",
         lambda params: GRU4RecRecommender(name="gru4rec", **params),
         {},
-        _gru_space(max_epochs=8),
+        _gru_space(),
     )
 
 
@@ -85,7 +88,7 @@ def _gru_transition() -> Candidate:
         "gru_transition",
         lambda params: TransitionGRURecommender(name="gru_transition", **params),
         {},
-        _gru_space(max_epochs=10),
+        _gru_space(),
     )
 
 
@@ -97,7 +100,6 @@ def _sasrec() -> Candidate:
             "dimensions": trial.suggest_categorical("dimensions", [32, 64, 128]),
             "learning_rate": trial.suggest_float("learning_rate", 5e-4, 1e-2, log=True),
             "dropout": trial.suggest_float("dropout", 0.0, 0.5),
-            "epochs": trial.suggest_int("epochs", 2, 10),
         }
 
     return Candidate(
@@ -117,7 +119,6 @@ def _latent_intent() -> Candidate:
             "clusters": trial.suggest_categorical("clusters", [1, 20, 40, 80]),
             "pseudo_count": trial.suggest_float("pseudo_count", 30.0, 3000.0, log=True),
             "learning_rate": trial.suggest_float("learning_rate", 5e-3, 5e-2, log=True),
-            "epochs": trial.suggest_int("epochs", 2, 12),
         }
 
     return Candidate(
@@ -139,13 +140,20 @@ _FACTORIES: dict[str, Callable[[], Candidate]] = {
     # A mixture of intent-tilted Markov chains over learned item clusters (models/latent_intent.py).
     "latent_intent": _latent_intent,
 }
+# The mixture of the other candidates' next-item distributions, its weights fitted on the
+# validation day (models/blend.py); the training pipeline builds it from the candidates it
+# trained, so it has no factory here. Its overrides: `prior_strength`, `min_weight`.
+BLEND = "blend"
+BLEND_SETTINGS = ("prior_strength", "min_weight")
 # The candidates a plan trains unless told otherwise (the demo's and `session_model`'s list):
 # every one there is.
-CANDIDATE_NAMES = tuple(_FACTORIES)
+CANDIDATE_NAMES = (*_FACTORIES, BLEND)
 
 
 def candidate(name: str, overrides: Params | None = None) -> Candidate:
     """The named candidate; `overrides` replace its defaults and are not searched."""
+    if name == BLEND:
+        raise ValueError("the blend is built by the training pipeline from the other candidates")
     if name not in _FACTORIES:
         choices = ", ".join(CANDIDATE_NAMES)
         raise ValueError(f"unknown candidate {name!r}; choose from {choices}")

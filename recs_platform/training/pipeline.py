@@ -1,11 +1,17 @@
 """From the training dataset to a chosen, checked recommender: search, refit, evaluate, compare.
 
-1. Each candidate is searched on the train split and scored on the validation split (MRR@k).
-2. The chosen configuration of each candidate is refitted on train + validation.
-3. Every refitted candidate, and the oracle when the data is a simulated shop, is evaluated on the
-   same test targets; the candidate with the best validation MRR@k is the one proposed (the test
-   days are never used to choose).
-4. The proposal's behavioural checklist runs on the test targets.
+1. Each candidate is searched on the train split and scored on the validation split (MRR@k); a
+   torch candidate is scored after every epoch and stops early (the plan's `patience`).
+2. The chosen configuration of each candidate is refitted on train + validation, a torch one
+   for the epoch count early stopping found.
+3. The blend (when planned) mixes the candidates' next-item distributions with weights fitted
+   on the validation day; its own validation score is cross-fitted (two halves of the day).
+4. The candidate to serve is chosen on the validation day alone, by the one-standard-error rule
+   on the session-bootstrapped MRR@k (`selection.py`): the test days never choose.
+5. Every refitted candidate, and the oracle when the data is a simulated shop, is evaluated on the
+   same test targets; the regret (the served candidate's test MRR@k against the best one's)
+   says what the choice cost.
+6. The proposal's behavioural checklist runs on the test targets.
 Registering and promoting is the caller's business (`tracking.py`); nothing here imports Dagster.
 """
 
@@ -17,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from recs_platform.evaluation.checklist import Checklist, run_checklist
@@ -25,10 +32,20 @@ from recs_platform.evaluation.protocol import (
     NextItemTargets,
     evaluate,
     next_item_targets,
+    ranks_of_targets,
 )
+from recs_platform.evaluation.uncertainty import reciprocal_ranks
 from recs_platform.models.base import SessionRecommender
-from recs_platform.training.candidates import CANDIDATE_NAMES, Params, candidate
+from recs_platform.models.blend import BlendRecommender, length_buckets, weights_by_bucket
+from recs_platform.training.candidates import (
+    BLEND,
+    BLEND_SETTINGS,
+    CANDIDATE_NAMES,
+    Params,
+    candidate,
+)
 from recs_platform.training.search import SearchBudget, SearchResult, search
+from recs_platform.training.selection import Selection, select
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +85,9 @@ class TrainingPlan:
     k: int = 20
     seed: int = 0
     new_item_days: int = 2
+    # Torch candidates stop once this many epochs in a row did not beat their best validation
+    # MRR; None: they train their `epochs` in full.
+    patience: int | None = 2
 
     def __post_init__(self) -> None:
         if not self.candidates:
@@ -75,16 +95,31 @@ class TrainingPlan:
         unknown = set(self.overrides) - set(self.candidates)
         if unknown:
             raise ValueError(f"overrides for candidates not in the plan: {sorted(unknown)}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be at least 1 or None, got {self.patience}")
+        if BLEND in self.candidates and len(self.members_of_blend) < 2:
+            raise ValueError("the blend needs at least two other candidates in the plan")
+        unknown_settings = set(self.overrides.get(BLEND, {})) - set(BLEND_SETTINGS)
+        if unknown_settings:
+            raise ValueError(
+                f"blend settings {sorted(unknown_settings)} unknown; it takes {BLEND_SETTINGS}"
+            )
+
+    @property
+    def members_of_blend(self) -> tuple[str, ...]:
+        return tuple(name for name in self.candidates if name != BLEND)
 
 
 @dataclass
 class TrainedCandidate:
     name: str
-    params: Params
+    params: Params  # the refit's: the search's best, with the epoch count early stopping found
     validation_mrr: float
-    fit_seconds: float
-    recommender: SessionRecommender
-    search: SearchResult
+    fit_seconds: float  # the refit on train + validation
+    recommender: SessionRecommender  # refitted on train + validation
+    search: SearchResult | None  # None for the blend, which is not searched
+    validation_model: SessionRecommender  # fitted on train only: what validation scored
+    validation_reciprocal_ranks: np.ndarray  # per validation target, 0 outside the top k
 
 
 @dataclass
@@ -96,16 +131,34 @@ class TrainingOutcome:
     checklist: Checklist
     train_sessions: int
     test_sessions: int
+    selection: Selection
+
+    @property
+    def best_on_test(self) -> str:
+        """The candidate with the best test MRR@k (known only after the fact: never chooses)."""
+        return max(self.candidates, key=lambda name: self.report.row(name).mrr)
+
+    @property
+    def regret(self) -> float:
+        """How much test MRR@k the served candidate gave up against the best one of the same
+        run: 1 - served / best (0 when the best was served)."""
+        best = self.report.row(self.best_on_test).mrr
+        return 1 - self.report.row(self.chosen.name).mrr / best if best > 0 else 0.0
 
     def table(self) -> list[dict]:
-        """One row per model: test metrics, validation MRR and fit time (oracle: test only)."""
+        """One row per model: test metrics, validation MRR with its 95% interval, whether it is
+        within noise of the validation leader, and fit time (oracle: test only)."""
         rows = []
         for row in self.report.rows:
             trained = self.candidates.get(row.name)
+            score = self.selection.scores.get(row.name)
             rows.append(
                 {
                     **row.as_dict(),
                     "validation_mrr": trained.validation_mrr if trained else None,
+                    "validation_mrr_low": score.low if score else None,
+                    "validation_mrr_high": score.high if score else None,
+                    "within_noise": score.within_noise if score else None,
                     "fit_seconds": trained.fit_seconds if trained else None,
                     "chosen": row.name == self.chosen.name,
                 }
@@ -129,10 +182,15 @@ def train_and_choose(
         report = evaluate({recommender.name: recommender}, validation_targets, k=plan.k)
         return report.rows[0].mrr
 
+    def reciprocal_ranks_of(recommender: SessionRecommender, rows=None) -> np.ndarray:
+        return reciprocal_ranks(ranks_of_targets(recommender, validation_targets, rows), plan.k)
+
     trained: dict[str, TrainedCandidate] = {}
-    for name in plan.candidates:
+    for name in plan.members_of_blend:
         chosen_candidate = candidate(name, plan.overrides.get(name))
-        result = search(chosen_candidate, train, validation_mrr, plan.budget, seed=plan.seed)
+        result = search(
+            chosen_candidate, train, validation_mrr, plan.budget, plan.seed, plan.patience
+        )
         started = time.perf_counter()
         recommender = chosen_candidate.make(result.best_params).fit(train_and_validation)
         fit_seconds = time.perf_counter() - started
@@ -145,9 +203,21 @@ def train_and_choose(
             fit_seconds,
             recommender,
             result,
+            result.best_model,
+            reciprocal_ranks_of(result.best_model),
+        )
+    if BLEND in plan.candidates:
+        trained[BLEND] = _train_blend(
+            trained, validation_targets, reciprocal_ranks_of, plan.overrides.get(BLEND, {})
         )
 
-    chosen = max(trained.values(), key=lambda item: item.validation_mrr)
+    selection = select(
+        {name: item.validation_reciprocal_ranks for name, item in trained.items()},
+        validation_targets.session_of_target,
+        seed=plan.seed,
+    )
+    log.info("chosen by the %s: %s", selection.rule, selection.describe())
+    chosen = trained[selection.chosen]
     test_targets = next_item_targets(splits.test, chosen.recommender.item_ids)
     if not len(test_targets):
         raise ValueError("the test split has no next-item targets among the training items")
@@ -176,6 +246,59 @@ def train_and_choose(
         checklist=checklist,
         train_sessions=len(train_and_validation),
         test_sessions=len(splits.test),
+        selection=selection,
+    )
+
+
+def _train_blend(
+    trained: dict[str, TrainedCandidate],
+    validation_targets: NextItemTargets,
+    reciprocal_ranks_of: Callable[..., np.ndarray],
+    settings: Params,
+) -> TrainedCandidate:
+    """The blend of every trained candidate, weighed on the validation day.
+
+    Its validation score must not come from the targets its weights were fitted on, so it is
+    cross-fitted: the validation sessions fall in two halves (by position), the weights fitted on
+    one half score the other. The blend served takes the weights fitted on the whole day and the
+    members refitted on train + validation, without those weighing under `min_weight`.
+    """
+    started = time.perf_counter()
+    prior_strength = float(settings.get("prior_strength", 100.0))
+    on_train = BlendRecommender(
+        [item.validation_model for item in trained.values()], prior_strength=prior_strength
+    )
+    prefixes, targets = validation_targets.prefixes, validation_targets.targets
+    likelihoods = on_train.target_likelihoods(prefixes, targets)
+    buckets = length_buckets([len(prefix) for prefix in prefixes], on_train.bounds)
+    n_buckets = len(on_train.bounds) + 1
+    half = np.asarray(validation_targets.session_of_target) % 2
+    out_of_fold = np.zeros(len(targets))
+    for fold in (0, 1):
+        fitted_on, scored = np.flatnonzero(half != fold), np.flatnonzero(half == fold)
+        on_train.weights = weights_by_bucket(
+            likelihoods[fitted_on], buckets[fitted_on], n_buckets, prior_strength
+        )
+        out_of_fold[scored] = reciprocal_ranks_of(on_train, scored.tolist())
+    weights = weights_by_bucket(likelihoods, buckets, n_buckets, prior_strength)
+    served = BlendRecommender(
+        [item.recommender for item in trained.values()], weights, prior_strength=prior_strength
+    ).without_small_weights(float(settings.get("min_weight", 0.01)))
+    on_train.weights = weights
+    log.info("blend: validation MRR %.4f (cross-fitted), weights by prefix length %s",
+             out_of_fold.mean(), served.described_weights())  # fmt: skip
+    return TrainedCandidate(
+        name=BLEND,
+        params={
+            "prior_strength": prior_strength,
+            "weights": served.described_weights(),
+        },
+        validation_mrr=float(out_of_fold.mean()),
+        fit_seconds=time.perf_counter() - started,
+        recommender=served,
+        search=None,
+        validation_model=on_train,
+        validation_reciprocal_ranks=out_of_fold,
     )
 
 

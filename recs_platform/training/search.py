@@ -11,6 +11,7 @@ import mlflow
 import optuna
 
 from recs_platform.models.base import SessionRecommender
+from recs_platform.models.torch_common import TorchSessionRecommender
 from recs_platform.training.candidates import Candidate, Params
 
 log = logging.getLogger(__name__)
@@ -29,9 +30,24 @@ class SearchBudget:
 @dataclass
 class SearchResult:
     candidate: str
-    best_params: Params
+    best_params: Params  # with the epoch count early stopping found, for the refit
     best_value: float
     trials: list[dict] = field(default_factory=list)  # params, value, seconds per trial
+    best_model: SessionRecommender | None = None  # the best trial's model, fitted on train
+
+
+def fit_on_train(
+    recommender: SessionRecommender,
+    train_sessions: Sequence[Sequence[str]],
+    validation_score: Callable[[SessionRecommender], float],
+    patience: int | None,
+) -> tuple[SessionRecommender, Params]:
+    """Fit; a torch model with `patience` is scored every epoch and stops early (it keeps its
+    best epoch). Returns the model and what the refit must reuse: the epoch count found."""
+    if patience is None or not isinstance(recommender, TorchSessionRecommender):
+        return recommender.fit(train_sessions), {}
+    recommender.fit(train_sessions, validation=validation_score, patience=patience)
+    return recommender, {"epochs": recommender.best_epoch()}
 
 
 def search(
@@ -40,22 +56,35 @@ def search(
     validation_score: Callable[[SessionRecommender], float],
     budget: SearchBudget,
     seed: int = 0,
+    patience: int | None = None,
 ) -> SearchResult:
     """Fits `candidate` on `train_sessions` per trial and maximises `validation_score`.
 
     The defaults are always the first trial (outside the Optuna study), so the search never
     returns something worse than them on validation. A candidate without a search space, or a
-    budget of at most 1 trial, is fitted once with its defaults. Each trial is a nested MLflow
-    run when a run is active.
+    budget of at most 1 trial, is fitted once with its defaults. With `patience`, each torch
+    trial is scored after every epoch and stops once `patience` epochs in a row did not beat its
+    best; its epoch count (the candidate's `epochs` is then the most it may train) is the best
+    epoch's, kept in the trial's parameters so that the refit trains as long. Each trial is a
+    nested MLflow run when a run is active.
     """
     trials: list[dict] = []
+    models: dict[int, SessionRecommender] = {}
 
     def fit_and_score(params: Params, trial_number: int) -> float:
         started = time.perf_counter()
-        recommender = candidate.make(params).fit(train_sessions)
-        value = validation_score(recommender)
+        recommender, found = fit_on_train(
+            candidate.make(params), train_sessions, validation_score, patience
+        )
+        params.update(found)
+        # An early-stopped model was scored at its best epoch already, and keeps that epoch.
+        value = recommender.best_validation() if found else validation_score(recommender)
         seconds = time.perf_counter() - started
         trials.append({"trial": trial_number, "params": params, "value": value, "seconds": seconds})
+        best_so_far = max((trial["value"] for trial in trials[:-1]), default=-float("inf"))
+        if value > best_so_far:  # only the best trial's model is kept
+            models.clear()
+            models[trial_number] = recommender
         log.info("%s trial %d: validation %.4f in %.1f s %s", candidate.name, trial_number,
                  value, seconds, params)  # fmt: skip
         if mlflow.active_run() is not None:
@@ -66,9 +95,10 @@ def search(
         return value
 
     started = time.perf_counter()
-    best_params, best_value = {}, fit_and_score({}, 0)
+    best_params: Params = {}
+    best_value = fit_and_score(best_params, 0)
     if candidate.search_space is None or budget.trials <= 1:
-        return SearchResult(candidate.name, best_params, best_value, trials)
+        return SearchResult(candidate.name, best_params, best_value, trials, models[0])
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
@@ -79,7 +109,6 @@ def search(
             n_trials=budget.trials - 1,
             timeout=remaining_s,
         )
-    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if completed and study.best_value > best_value:
-        best_params, best_value = dict(study.best_params), float(study.best_value)
-    return SearchResult(candidate.name, best_params, best_value, trials)
+    best = max(trials, key=lambda trial: trial["value"])  # the first of equals: the defaults
+    (model,) = models.values()
+    return SearchResult(candidate.name, dict(best["params"]), best["value"], trials, model)

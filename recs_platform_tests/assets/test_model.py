@@ -10,6 +10,7 @@ from recs_platform.definitions import build_definitions
 from recs_platform.settings import Settings
 from recs_platform.simulation import SHOP_CONFIG_FILE, ShopConfig, simulate_sessions
 from recs_platform.training import tracking
+from recs_platform.training.selection import RULE
 
 SHOP = ShopConfig(days=6, sessions_per_day=400, n_items=300, n_categories=10, seed=3)
 FAST_GRU = {"epochs": 3, "hidden_size": 32, "embedding_size": 32, "batch_size": 64}
@@ -94,6 +95,23 @@ def test_the_first_model_is_trained_tracked_registered_and_promoted(data_dir):
     assert "oracle.hr_20" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert {"evaluation/test_metrics.md", "evaluation/mrr_hr.png"} <= artifacts
+    # The choice: the rule, each candidate's validation MRR with its interval, and its regret.
+    assert metadata["selection_rule"].value == RULE == run.data.tags["selection_rule"]
+    assert metadata["selection"].value.startswith(chosen)
+    for name in ("popularity", "markov", "gru4rec"):
+        low, high = rows[name]["validation_mrr_low"], rows[name]["validation_mrr_high"]
+        assert low <= rows[name]["validation_mrr"] <= high
+    assert "95% interval" in metadata["evaluation"].value
+    best = max(rows[name]["mrr_20"] for name in ("popularity", "markov", "gru4rec"))
+    regret = metadata["selection_regret"].value
+    assert regret == pytest.approx(1 - rows[chosen]["mrr_20"] / best)
+    assert run.data.metrics["selection_regret"] == pytest.approx(regret)
+    scores = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/selection/validation_scores.json")
+    assert scores["chosen"] == chosen and set(scores["scores"]) == {
+        "popularity",
+        "markov",
+        "gru4rec",
+    }
     loaded = tracking.load_registered(metadata["model_uri"].value)
     assert loaded.name == chosen
 

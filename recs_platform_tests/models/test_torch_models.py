@@ -169,6 +169,21 @@ def test_validation_keeps_the_best_epoch_and_patience_stops(model_class):
     model = small(model_class, epochs=6).fit(TRAIN[:100], validation=validation, patience=2)
     assert [record["validation"] for record in model.training_log] == [0.5, 0.9, 0.1, 0.2]
     np.testing.assert_array_equal(model.score([["p05", "p06"]]), snapshots[1])
+    assert (model.best_epoch(), model.best_validation()) == (2, 0.9)
+
+
+@pytest.mark.parametrize("model_class", MODELS, ids=lambda cls: cls.__name__)
+def test_probabilities_are_the_softmax_of_the_scores(model_class):
+    model = small(model_class, epochs=1).fit(TRAIN[:100])
+    prefixes = [["p05", "p06"], ["never-seen"], []]
+    probabilities = model.probabilities(prefixes)
+    assert probabilities.sum(axis=1) == pytest.approx(np.ones(3))
+    scores = model.score(prefixes[:1])[0]
+    softmax = np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum()
+    assert probabilities[0] == pytest.approx(softmax, rel=1e-4, abs=1e-9)
+    # A prefix the network cannot read gets the training popularity shares.
+    assert probabilities[1] == pytest.approx(model.popularity / model.popularity.sum())
+    assert model.best_epoch() == 1  # fitted without validation: the last epoch
 
 
 @pytest.mark.parametrize("model_class", SAMPLED_MODELS, ids=lambda cls: cls.__name__)

@@ -92,3 +92,31 @@ def test_the_latent_intent_chains_are_a_default_candidate():
     model = candidate("latent_intent", {"epochs": 1, "clusters": 5}).make()
     assert isinstance(model, LatentIntentRecommender)
     assert model.epochs == 1 and model.clusters == 5 and model.name == "latent_intent"
+
+
+def test_torch_trials_stop_early_and_hand_the_epoch_count_to_the_refit():
+    from recs_platform.models.gru4rec import GRU4RecRecommender
+
+    # The validation figure rises for two epochs, then falls: patience 2 stops after epoch 4.
+    figures = iter([0.1, 0.3, 0.2, 0.25, 0.9, 0.9])
+    gru = candidate(
+        "gru4rec", {"epochs": 6, "hidden_size": 8, "embedding_size": 8, "batch_size": 4}
+    )
+    sessions = [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"]] * 4
+    result = search(gru, sessions, lambda model: next(figures), SearchBudget(trials=1), patience=2)
+    assert result.best_params == {"epochs": 2} and result.best_value == 0.3
+    assert isinstance(result.best_model, GRU4RecRecommender)
+    assert len(result.best_model.training_log) == 4
+    assert gru.make(result.best_params).epochs == 2
+    # Without patience every epoch is trained and nothing is handed on.
+    figures = iter([0.5] * 7)
+    fixed = search(gru, sessions, lambda model: next(figures), SearchBudget(trials=1))
+    assert fixed.best_params == {} and len(fixed.best_model.training_log) == 6
+
+
+def test_the_blend_is_a_default_candidate_built_by_the_pipeline():
+    from recs_platform.training.candidates import BLEND, CANDIDATE_NAMES
+
+    assert CANDIDATE_NAMES[-1] == BLEND
+    with pytest.raises(ValueError, match="built by the training pipeline"):
+        candidate(BLEND)

@@ -1,0 +1,119 @@
+"""The blend: mixture weights by EM, distributions over the unseen items, length buckets, saving."""
+
+import numpy as np
+import pytest
+
+from recs_platform.models.base import load_recommender
+from recs_platform.models.blend import (
+    BlendRecommender,
+    length_buckets,
+    mixture_weights,
+    weights_by_bucket,
+)
+from recs_platform.models.markov import MarkovRecommender
+from recs_platform.models.popularity import PopularityRecommender
+
+# Occurrences: a 2, b 3, c 3, d 1. Transitions: a->b 2, b->c 2, c->d 1, c->a 1.
+SESSIONS = [["a", "b", "c"], ["b", "c", "d"], ["c", "a", "b"]]
+
+
+def members():
+    return [MarkovRecommender().fit(SESSIONS), PopularityRecommender().fit(SESSIONS)]
+
+
+def test_em_finds_the_maximum_likelihood_weights():
+    # Member 0 alone explains targets 1 and 3, member 1 target 2: the optimum is (2/3, 1/3).
+    likelihoods = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    assert mixture_weights(likelihoods) == pytest.approx([2 / 3, 1 / 3])
+    # A member better on every target takes all the weight.
+    assert mixture_weights(np.array([[0.5, 0.25], [0.4, 0.1]])) == pytest.approx([1, 0], abs=1e-6)
+    # Targets no member gives any probability say nothing.
+    with_blank = np.vstack([likelihoods, [[0.0, 0.0]]])
+    assert mixture_weights(with_blank) == pytest.approx([2 / 3, 1 / 3])
+
+
+def test_the_prior_pulls_a_bucket_with_few_targets_towards_it():
+    likelihoods = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    # MAP: (2 + 3 * 0.5) / (3 + 3) for member 0.
+    weights = mixture_weights(likelihoods, np.array([0.5, 0.5]), prior_strength=3)
+    assert weights == pytest.approx([3.5 / 6, 2.5 / 6])
+    # No targets at all: the prior itself.
+    empty = mixture_weights(np.zeros((0, 2)), np.array([0.3, 0.7]), prior_strength=10)
+    assert empty == pytest.approx([0.3, 0.7])
+    with pytest.raises(ValueError, match="non-negative"):
+        mixture_weights(np.array([[-1.0, 1.0]]))
+
+
+def test_prefix_lengths_fall_in_buckets_1_2_3to4_5plus():
+    assert length_buckets([1, 2, 3, 4, 5, 9], (1, 2, 4)).tolist() == [0, 1, 2, 2, 3, 3]
+    by_bucket = weights_by_bucket(
+        np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([0, 3]), 4, prior_strength=1.0
+    )
+    assert by_bucket.shape == (4, 2)
+    assert by_bucket[0, 0] > 0.5 > by_bucket[3, 0]
+    assert by_bucket[1] == pytest.approx([0.5, 0.5])  # no targets: the overall weights
+
+
+def test_each_member_speaks_over_the_unseen_items_only():
+    blend = BlendRecommender(members())
+    assert blend.item_ids == ["a", "b", "c", "d"]
+    rows = blend.member_probabilities([["a", "b"]])
+    markov, popularity = rows[:, 0]
+    # After b, Markov saw only c (twice): everything but a sliver of popularity on c.
+    assert markov[[0, 1]].tolist() == [0.0, 0.0] and markov.sum() == pytest.approx(1.0)
+    assert markov[2] > 0.8
+    # Popularity over the unseen c (3) and d (1).
+    assert popularity.tolist() == pytest.approx([0, 0, 0.75, 0.25])
+    scores = blend.score([["a", "b"]])[0]
+    assert scores == pytest.approx(0.5 * markov + 0.5 * popularity)
+    assert blend.rank([["a", "b"]], k=2) == [["c", "d"]]
+
+
+def test_weights_fitted_on_held_out_pairs_follow_the_better_member():
+    blend = BlendRecommender(members(), prior_strength=0.0)
+    # Held-out pairs that always follow the chain: Markov earns the weight in every bucket
+    # that has targets; popularity keeps a little for the pairs the chain never saw.
+    prefixes = [["a"], ["b"], ["a", "b"], ["b", "c"], ["a", "b", "c"]]
+    targets = ["b", "c", "c", "d", "d"]
+    blend.fit_weights(prefixes, targets)
+    overall = mixture_weights(blend.target_likelihoods(prefixes, targets))
+    assert overall[0] > 0.6
+    assert blend.weights[0, 0] > 0.9 and blend.weights.sum(axis=1) == pytest.approx(np.ones(4))
+    described = blend.described_weights()
+    assert list(described) == ["1", "2", "3-4", "5+"]
+    assert set(described["1"]) == {"markov", "popularity"}
+
+
+def test_targets_no_member_knows_are_refused():
+    with pytest.raises(ValueError, match="unknown to every member: \\['zz'\\]"):
+        BlendRecommender(members()).target_likelihoods([["a"]], ["zz"])
+
+
+def test_small_weights_are_dropped_and_the_rest_renormalised():
+    weights = np.array([[0.995, 0.005]] * 4)
+    blend = BlendRecommender(members(), weights).without_small_weights(0.01)
+    assert [member.name for member in blend.members] == ["markov"]
+    assert blend.weights.tolist() == [[1.0]] * 4
+    kept = BlendRecommender(members(), np.array([[0.995, 0.005]] * 3 + [[0.5, 0.5]]))
+    assert kept.without_small_weights(0.01) is kept
+
+
+def test_a_saved_blend_loads_and_scores_the_same(tmp_path):
+    weights = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.6, 0.4]])
+    blend = BlendRecommender(members(), weights)
+    blend.save(tmp_path / "blend")
+    loaded = load_recommender(tmp_path / "blend")
+    assert isinstance(loaded, BlendRecommender)
+    assert [member.name for member in loaded.members] == ["markov", "popularity"]
+    prefixes = [["a"], ["b", "c"], ["c", "a", "b", "d", "a"], ["unknown"]]
+    assert loaded.score(prefixes) == pytest.approx(blend.score(prefixes))
+
+
+def test_refitting_refits_every_member_and_keeps_the_weights():
+    weights = np.array([[0.9, 0.1]] * 4)
+    blend = BlendRecommender([MarkovRecommender(), PopularityRecommender()], weights)
+    assert blend.item_ids == []
+    blend.fit(SESSIONS + [["d", "e"]])
+    assert blend.item_ids == ["a", "b", "c", "d", "e"]
+    assert blend.weights.tolist() == weights.tolist()
+    assert blend.rank([["d"]], k=1) == [["e"]]

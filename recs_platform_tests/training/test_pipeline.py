@@ -1,0 +1,129 @@
+"""train_and_choose: early stopping, the cross-fitted blend, the selection rule and the regret."""
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from recs_platform.evaluation.protocol import next_item_targets, ranks_of_targets
+from recs_platform.evaluation.uncertainty import reciprocal_ranks
+from recs_platform.models.blend import BlendRecommender, length_buckets, weights_by_bucket
+from recs_platform.simulation import ShopConfig, simulate_sessions
+from recs_platform.simulation.oracle import Oracle
+from recs_platform.training import tracking
+from recs_platform.training.pipeline import DatasetSplits, TrainingPlan, train_and_choose
+from recs_platform.training.search import SearchBudget
+from recs_platform.training.selection import RULE
+
+SHOP = ShopConfig(days=6, sessions_per_day=400, n_items=300, n_categories=10, seed=3)
+FAST_GRU = {"epochs": 4, "hidden_size": 32, "embedding_size": 32, "batch_size": 64}
+
+
+@pytest.fixture(scope="module")
+def splits():
+    sessions = [session for session in simulate_sessions(SHOP) if len(session.skus) >= 2]
+    days = sorted({session.date for session in sessions})
+
+    def of(chosen_days):
+        return [(s.date, list(s.skus)) for s in sessions if s.date in chosen_days]
+
+    return DatasetSplits(of(days[:-2]), of(days[-2:-1]), of(days[-1:]))
+
+
+@pytest.fixture(scope="module")
+def outcome(splits):
+    plan = TrainingPlan(
+        candidates=("popularity", "markov", "gru4rec", "blend"),
+        budget=SearchBudget(trials=1),
+        overrides={"gru4rec": FAST_GRU},
+    )
+    return train_and_choose(splits, plan, Oracle(SHOP).ranker)
+
+
+def test_the_torch_candidate_stopped_early_and_was_refitted_as_long(outcome):
+    gru = outcome.candidates["gru4rec"]
+    on_train = gru.validation_model
+    assert all("validation" in record for record in on_train.training_log)
+    assert gru.params["epochs"] == on_train.best_epoch() <= 4
+    assert len(gru.recommender.training_log) == on_train.best_epoch()
+    assert gru.validation_mrr == pytest.approx(on_train.best_validation())
+
+
+def test_the_blend_is_cross_fitted_on_validation_and_served_refitted(outcome, splits):
+    blend = outcome.candidates["blend"]
+    assert isinstance(blend.recommender, BlendRecommender)
+    # Served: the members refitted on train + validation, not those validation scored.
+    served = {member.name: member for member in blend.recommender.members}
+    for name, member in served.items():
+        assert member is outcome.candidates[name].recommender
+    assert blend.validation_mrr == pytest.approx(blend.validation_reciprocal_ranks.mean())
+    # Cross-fitted: the targets of the odd validation sessions are scored by weights fitted on
+    # the even sessions' targets alone.
+    on_train = blend.validation_model
+    targets = next_item_targets(
+        splits.validation, outcome.candidates["popularity"].validation_model.item_ids
+    )
+    session = np.asarray(targets.session_of_target)
+    odd, even = np.flatnonzero(session % 2 == 1), np.flatnonzero(session % 2 == 0)
+    likelihoods = on_train.target_likelihoods(targets.prefixes, targets.targets)
+    buckets = length_buckets([len(prefix) for prefix in targets.prefixes], on_train.bounds)
+    even_weights = weights_by_bucket(likelihoods[even], buckets[even], 4, on_train.prior_strength)
+    ranks = ranks_of_targets(BlendRecommender(on_train.members, even_weights), targets, odd)
+    assert blend.validation_reciprocal_ranks[odd] == pytest.approx(reciprocal_ranks(ranks, 20))
+    weights = blend.params["weights"]
+    assert set(weights) == {"1", "2", "3-4", "5+"}
+    for by_member in weights.values():
+        assert sum(by_member.values()) == pytest.approx(1.0)
+    assert max(weights["1"], key=weights["1"].get) == "markov"
+
+
+def test_every_candidate_has_an_interval_and_the_rule_chose(outcome):
+    selection = outcome.selection
+    assert selection.rule == RULE and set(selection.scores) == set(outcome.candidates)
+    for name, score in selection.scores.items():
+        assert score.mrr == pytest.approx(outcome.candidates[name].validation_mrr)
+        assert score.low <= score.mrr <= score.high
+    chosen = selection.scores[outcome.chosen.name]
+    assert chosen.within_noise
+    # Nothing simpler than the chosen one is within noise of the leader.
+    simpler = [s for s in selection.scores.values() if s.within_noise and s.name != chosen.name]
+    assert all(s.name in ("gru4rec", "blend") for s in simpler)
+    rows = {row["name"]: row for row in outcome.table()}
+    assert rows[outcome.chosen.name]["chosen"] and rows["oracle"]["validation_mrr_low"] is None
+    assert rows["markov"]["validation_mrr_low"] == pytest.approx(selection.scores["markov"].low)
+
+
+def test_the_regret_compares_the_served_candidate_with_the_best_on_test(outcome):
+    test_mrr = {name: outcome.report.row(name).mrr for name in outcome.candidates}
+    best = max(test_mrr.values())
+    assert outcome.best_on_test == max(test_mrr, key=test_mrr.get)
+    assert outcome.regret == pytest.approx(1 - test_mrr[outcome.chosen.name] / best)
+    assert 0 <= outcome.regret < 0.1
+
+
+def test_a_logged_blend_predicts_like_itself(outcome, tmp_path):
+    blend = outcome.candidates["blend"].recommender
+    uri, artifacts = tracking.local_tracking(tmp_path)
+    tracking.use_experiment(uri, tracking.EXPERIMENT, artifacts)
+    sessions = [items for _, items in outcome_sessions(outcome)]
+    with mlflow.start_run():
+        logged = tracking.log_and_register(blend, sessions)
+    pyfunc = mlflow.pyfunc.load_model(logged.model_uri)
+    predictions = pyfunc.predict(pd.DataFrame({"session": sessions, "k": [5] * len(sessions)}))
+    assert predictions["items"].tolist() == blend.rank(sessions, k=5)
+    loaded = tracking.load_registered(logged.model_uri)
+    np.testing.assert_allclose(loaded.score(sessions), blend.score(sessions))
+
+
+def outcome_sessions(outcome):
+    prefixes = outcome.test_targets.prefixes[:3]
+    return [(None, list(prefix)) for prefix in prefixes]
+
+
+def test_a_blend_needs_two_other_candidates():
+    with pytest.raises(ValueError, match="at least two other candidates"):
+        TrainingPlan(candidates=("markov", "blend"))
+    with pytest.raises(ValueError, match="blend settings \\['epochs'\\] unknown"):
+        TrainingPlan(
+            candidates=("markov", "popularity", "blend"), overrides={"blend": {"epochs": 1}}
+        )
