@@ -42,15 +42,23 @@ def _shop_config(args: argparse.Namespace):
             sessions_per_day=args.sessions_per_day,
             n_items=args.items,
             seed=args.seed,
+            family=args.family,
         )
     except ValueError as error:
         raise UsageError(str(error)) from error
 
 
 def _add_shop_arguments(parser: argparse.ArgumentParser) -> None:
-    from recs_platform.simulation import ShopConfig
+    from recs_platform.simulation import FAMILY_NAMES, FAMILY_SUMMARIES, ShopConfig
 
     defaults = ShopConfig()
+    parser.add_argument(
+        "--family",
+        choices=FAMILY_NAMES,
+        default=defaults.family,
+        help="the shoppers' generating process (README, 'The synthetic shop'): "
+        + "; ".join(f"{name}: {FAMILY_SUMMARIES[name]}" for name in FAMILY_NAMES),
+    )
     parser.add_argument("--start", type=_date, default=defaults.start, help="first day (UTC)")
     parser.add_argument("--days", type=_positive_int, default=defaults.days)
     parser.add_argument("--sessions-per-day", type=_positive_int, default=defaults.sessions_per_day)
@@ -202,6 +210,8 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from recs_platform.training.candidates import CANDIDATE_NAMES
+
     parser = argparse.ArgumentParser(
         prog="recs-platform",
         description="In-session product recommendations: simulate, import, load, train, serve.",
@@ -330,13 +340,16 @@ def build_parser() -> argparse.ArgumentParser:
         "the demo's default is a small search: the defaults and one trial)",
     )
     demo.add_argument(
-        "--epochs", type=int, default=3, help="epochs of the torch models (0: their defaults)"
+        "--epochs",
+        type=int,
+        default=3,
+        help="the most epochs a torch model trains (early stopping may stop it sooner; "
+        "0: their defaults)",
     )
     demo.add_argument(
         "--candidates",
         default=None,
-        help="comma-separated candidates to train (default: all: "
-        "popularity,markov,vsknn,gru4rec,sasrec)",
+        help=f"comma-separated candidates to train (default: all: {','.join(CANDIDATE_NAMES)})",
     )
     demo.set_defaults(run=_demo)
     return parser

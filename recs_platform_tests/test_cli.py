@@ -124,3 +124,30 @@ def test_simulate_explains_a_shop_that_cannot_exist(tmp_path):
     assert result.returncode == 2
     assert "invalid ShopConfig: n_items (3) must be at least twice n_categories" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_simulate_a_family_and_its_oracle_reads_the_shop_back(tmp_path):
+    from recs_platform.simulation import SHOP_CONFIG_FILE, Oracle, ShopConfig
+
+    command = [BIN / "recs-platform", "simulate", "--family", "complements"]
+    command += ["--days", "2", "--sessions-per-day", "200", "--items", "300", "--seed", "5"]
+    result = run(command, tmp_path)
+    assert result.returncode == 0, result.stderr
+    config = ShopConfig.read(tmp_path / "landing" / SHOP_CONFIG_FILE)
+    assert (config.family, config.n_items, config.seed) == ("complements", 300, 5)
+    oracle = Oracle(config)
+    assert oracle.family.name == "complements"
+    assert oracle.next_item_probabilities([], 0).sum() > 0.99
+
+    unknown = run([BIN / "recs-platform", "simulate", "--family", "bargains"], tmp_path)
+    assert unknown.returncode == 2
+    assert "invalid choice: 'bargains'" in unknown.stderr and "revisits" in unknown.stderr
+
+
+def test_headroom_of_a_family(tmp_path):
+    command = [BIN / "recs-platform", "headroom", "--family", "trends", "--days", "3"]
+    command += ["--sessions-per-day", "300", "--items", "300", "--test-days", "1"]
+    result = run(command, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "shop headroom (trends family, seed 7, last 1 of 3 days)" in result.stdout
+    assert re.search(r"^oracle\s+0\.\d+", result.stdout, re.M)

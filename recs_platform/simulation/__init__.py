@@ -68,7 +68,8 @@ UTC midnight, landing in the next day's folder.
 """
 
 from recs_platform.simulation.catalogue import Catalogue, build_catalogue
-from recs_platform.simulation.config import ShopConfig
+from recs_platform.simulation.config import FAMILY_NAMES, ShopConfig
+from recs_platform.simulation.families import FAMILY_SUMMARIES, ShopFamily, build_family
 from recs_platform.simulation.generator import (
     SHOP_CONFIG_FILE,
     Intent,
@@ -82,16 +83,20 @@ from recs_platform.simulation.oracle import Oracle, OracleRanker
 from recs_platform.simulation.stats import SimulationReport, gini
 
 __all__ = [
+    "FAMILY_NAMES",
+    "FAMILY_SUMMARIES",
     "SHOP_CONFIG_FILE",
     "Catalogue",
     "Intent",
     "Oracle",
     "OracleRanker",
     "ShopConfig",
+    "ShopFamily",
     "SimulatedDay",
     "SimulatedSession",
     "SimulationReport",
     "build_catalogue",
+    "build_family",
     "gini",
     "simulate_days",
     "simulate_sessions",

@@ -10,9 +10,12 @@ from recs_platform.simulation.config import ShopConfig
 
 # Independent random streams derived from the seed: the catalogue, then per day the product
 # sequences and the events around them (so sequences never depend on how events are rendered).
+# A family's own structures (hidden orders, accessory lists, surges) come from a stream of its
+# own, so adding a family changes neither the catalogue nor another family's shop.
 CATALOGUE_STREAM = 0
 SEQUENCE_STREAM = 1
 EVENT_STREAM = 2
+FAMILY_STREAM = 3
 
 
 def stream_rng(config: ShopConfig, stream: int, day: int = 0) -> np.random.Generator:

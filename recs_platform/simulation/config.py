@@ -16,6 +16,10 @@ DEFAULT_HOUR_PROFILE = (
     1.4, 1.35, 1.3, 1.3, 1.35, 1.5, 1.7, 1.9, 2.0, 1.8, 1.3, 0.8,
 )  # fmt: skip
 
+# The shop families (generating processes), each with its exact oracle; see
+# `recs_platform.simulation.families` and the package docstring.
+FAMILY_NAMES = ("intent", "ordered", "complements", "trends", "revisits", "mixed")
+
 
 @dataclass(frozen=True)
 class ShopConfig:
@@ -31,6 +35,9 @@ class ShopConfig:
     n_items: int = 2000
     n_categories: int = 40
     seed: int = 7
+    # Which generating process the shoppers follow (one of FAMILY_NAMES); the catalogue is the
+    # same for every family.
+    family: str = "intent"
 
     # Catalogue.
     n_styles: int = 4
@@ -93,6 +100,8 @@ class ShopConfig:
             value = getattr(self, field.name)
             if field.type == "int" and (not isinstance(value, int) or isinstance(value, bool)):
                 yield f"{field.name} must be an int, got {value!r}"
+            if field.type == "str" and not isinstance(value, str):
+                yield f"{field.name} must be a string, got {value!r}"
             if field.type == "float" and not (
                 isinstance(value, int | float)
                 and not isinstance(value, bool)
@@ -101,6 +110,8 @@ class ShopConfig:
                 yield f"{field.name} must be a finite number, got {value!r}"
 
     def _range_problems(self):
+        if self.family not in FAMILY_NAMES:
+            yield f"family must be one of {', '.join(FAMILY_NAMES)}, got {self.family!r}"
         positive_ints = (
             "days",
             "sessions_per_day",

@@ -86,3 +86,24 @@ class ShopDay:
             weights = self.neighbour_weight[previous, :count] * catalogue.intent_tilt[:, slots]
             rows[:, slots] += neighbour * weights / weights.sum(axis=1, keepdims=True)
         return rows
+
+    def mixture_rows_of(self, previous: np.ndarray, intents: np.ndarray) -> np.ndarray:
+        """M_z(j | i, d) for each pair (i, z) of `previous` and `intents`: [B, n_items].
+
+        The rows of `mixture_rows`, one (previous item, intent) pair per row, before the
+        exclusion of seen products.
+        """
+        catalogue = self.catalogue
+        rows_index = np.arange(len(previous))
+        neighbour, own, other = self.source_weights(previous)
+        category = catalogue.category[previous]
+        category_factor = other[:, None] * self.category_switch[category]
+        category_factor[rows_index, category] = own
+        rows = self.share_in_category[intents] * category_factor[:, catalogue.category]
+        weights = self.neighbour_tilted_weights(previous, intents)
+        total = weights.sum(axis=1)
+        slots = catalogue.neighbours[previous]
+        valid = (slots >= 0) & (neighbour > 0)[:, None]
+        share = neighbour[:, None] * weights / np.where(total > 0, total, 1.0)[:, None]
+        rows[np.broadcast_to(rows_index[:, None], slots.shape)[valid], slots[valid]] += share[valid]
+        return rows

@@ -22,7 +22,8 @@ from recs_platform.simulation.catalogue import (
 )
 from recs_platform.simulation.config import ShopConfig
 from recs_platform.simulation.dynamics import ShopDay
-from recs_platform.simulation.sampler import DaySampler
+from recs_platform.simulation.families import ShopFamily, build_family
+from recs_platform.simulation.sampler import DaySampler, sample_views
 from recs_platform.simulation.stats import SimulationReport, gini
 
 SOURCE = "simulator"
@@ -54,31 +55,40 @@ class Intent:
 
 @dataclass(frozen=True)
 class SimulatedSession:
-    """One session's distinct product views in order (no consecutive repeats) and its intent."""
+    """One session's product views in order (never the same product twice in a row) and its
+    latent state: the family's state index, and the intent in the intent family (else None)."""
 
     session_id: str
     day: int
     date: dt.date
-    intent: Intent
+    intent: Intent | None
     items: tuple[int, ...]
     skus: tuple[str, ...]
+    state: int = 0
 
 
 @dataclass(frozen=True)
 class SimulatedDay:
     """The sessions starting on one day, as arrays: session s viewed
-    `items[offsets[s]:offsets[s + 1]]`; its intent index is style * n_price_levels + price."""
+    `items[offsets[s]:offsets[s + 1]]` in the latent state `states[s]` of the shop's family (in
+    the intent family its intent index, style * n_price_levels + price level)."""
 
     day: int
     date: dt.date
     session_ids: list[str]
-    intents: np.ndarray
+    states: np.ndarray
     offsets: np.ndarray
     items: np.ndarray
+    family: str = "intent"
 
     @property
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
+
+    @property
+    def intents(self) -> np.ndarray | None:
+        """Each session's intent index in the intent family; None in the others."""
+        return self.states if self.family == "intent" else None
 
 
 def _epoch_ms(day: dt.date) -> int:
@@ -93,11 +103,40 @@ def session_lengths(config: ShopConfig, rng: np.random.Generator, count: int) ->
     return np.minimum(lengths, config.max_session_length)
 
 
-def simulate_day(config: ShopConfig, catalogue: Catalogue, day: int) -> SimulatedDay:
+def simulate_day(
+    config: ShopConfig, catalogue: Catalogue, day: int, family: ShopFamily | None = None
+) -> SimulatedDay:
+    """The sessions starting on day `day`; `family` is `config.family` on `catalogue` (built
+    here when not given)."""
     rng = stream_rng(config, SEQUENCE_STREAM, day)
+    count = config.sessions_on(day)
+    if config.family == "intent":
+        states, views, lengths = _intent_views(config, catalogue, day, rng, count)
+    else:
+        family = family if family is not None else build_family(config, catalogue)
+        states = rng.choice(family.n_states, size=count, p=family.state_prior())
+        views = sample_views(family, day, rng, states, session_lengths(config, rng, count))
+        lengths = (views >= 0).sum(axis=1)
+    date = config.date_of(day)
+    prefix = f"s{config.seed}-{date:%Y%m%d}-"
+    return SimulatedDay(
+        day=day,
+        date=date,
+        session_ids=[f"{prefix}{index:06d}" for index in range(count)],
+        states=states,
+        offsets=np.concatenate([[0], np.cumsum(lengths)]),
+        items=views[np.arange(views.shape[1])[None, :] < lengths[:, None]],
+        family=config.family,
+    )
+
+
+def _intent_views(
+    config: ShopConfig, catalogue: Catalogue, day: int, rng: np.random.Generator, count: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(intents, views [count, longest], lengths) of the intent family's sessions, drawn by
+    the rejection sampler (faster than the generic one, and the draws the shop always had)."""
     shop_day = ShopDay(config, catalogue, day)
     sampler = DaySampler(shop_day)
-    count = config.sessions_on(day)
     intents = rng.integers(config.n_intents, size=count)
     # A session also ends once it has seen every product available that day.
     lengths = np.minimum(session_lengths(config, rng, count), int(shop_day.available.sum()))
@@ -110,23 +149,15 @@ def simulate_day(config: ShopConfig, catalogue: Catalogue, day: int) -> Simulate
         views[active, position] = sampler.next(
             rng, views[active, position - 1], intents[active], views[active, :position]
         )
-    date = config.date_of(day)
-    prefix = f"s{config.seed}-{date:%Y%m%d}-"
-    return SimulatedDay(
-        day=day,
-        date=date,
-        session_ids=[f"{prefix}{index:06d}" for index in range(count)],
-        intents=intents,
-        offsets=np.concatenate([[0], np.cumsum(lengths)]),
-        items=views[np.arange(longest)[None, :] < lengths[:, None]],
-    )
+    return intents, views, lengths
 
 
 def simulate_days(config: ShopConfig, catalogue: Catalogue | None = None) -> Iterator[SimulatedDay]:
     """The sessions of each day in turn; the same ones `simulate_to_landing` writes."""
     catalogue = catalogue if catalogue is not None else build_catalogue(config)
+    family = build_family(config, catalogue)
     for day in range(config.days):
-        yield simulate_day(config, catalogue, day)
+        yield simulate_day(config, catalogue, day, family)
 
 
 def simulate_sessions(config: ShopConfig) -> list[SimulatedSession]:
@@ -135,15 +166,19 @@ def simulate_sessions(config: ShopConfig) -> list[SimulatedSession]:
     for simulated in simulate_days(config, catalogue):
         for index, session_id in enumerate(simulated.session_ids):
             items = simulated.items[simulated.offsets[index] : simulated.offsets[index + 1]]
-            intent = int(simulated.intents[index])
+            state = int(simulated.states[index])
+            intent = None
+            if simulated.intents is not None:
+                intent = Intent(*divmod(state, config.n_price_levels))
             sessions.append(
                 SimulatedSession(
                     session_id=session_id,
                     day=simulated.day,
                     date=simulated.date,
-                    intent=Intent(*divmod(intent, config.n_price_levels)),
+                    intent=intent,
                     items=tuple(items.tolist()),
                     skus=tuple(catalogue.skus[item] for item in items),
+                    state=state,
                 )
             )
     return sessions

@@ -10,63 +10,88 @@ import numpy as np
 from recs_platform.models.base import SessionRecommender
 from recs_platform.simulation.catalogue import build_catalogue
 from recs_platform.simulation.config import ShopConfig
-from recs_platform.simulation.dynamics import ShopDay
+from recs_platform.simulation.families import build_family
 
 _CACHE_LIMIT = 50_000
+# Step rows kept for reuse: scoring a prefix and then its extension by one product (how the
+# evaluation walks a session) needs the prefix's rows twice.
+_STEP_ROWS_LIMIT = 16
 
 
 class Oracle:
     """Knows the generator's parameters; computes P(next product | prefix, day) in closed form.
 
-    The intent z is unknown: the posterior over z given the prefix weighs each intent's
-    likelihood of the whole prefix, every step with the same exclusion the generator applies.
+    The session's latent state (the intent, the family of a mixed shop's session) is unknown:
+    the posterior over the states given the prefix weighs each state's prior by its likelihood
+    of the whole prefix, every step the very probability the generator drew it with. The
+    next-product distribution mixes the states' next-step rows over that posterior.
     """
 
     def __init__(self, config: ShopConfig):
         self.config = config
         self.catalogue = build_catalogue(config)
-        self._days: dict[int, ShopDay] = {}
+        self.family = build_family(config, self.catalogue)
+        self._log_prior = np.log(self.family.state_prior())
         self._log_likelihoods: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
+        self._step_rows: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
 
     def day_index(self, day: int | dt.date) -> int:
         if isinstance(day, dt.date):
             return (day - self.config.start).days
         return int(day)
 
-    def shop_day(self, day: int | dt.date) -> ShopDay:
-        index = self.day_index(day)
-        if index not in self._days:
-            self._days[index] = ShopDay(self.config, self.catalogue, index)
-        return self._days[index]
+    def step_rows(self, prefix_item_indices: Sequence[int], day: int | dt.date) -> np.ndarray:
+        """P(next view = j | prefix, state, day) for every latent state: [n_states, n_items].
+
+        A row is zero where that state cannot continue. Returns to seen products included (in
+        families with revisits); the array is shared, do not change it.
+        """
+        day = self.day_index(day)
+        prefix = tuple(int(item) for item in prefix_item_indices)
+        key = (day, prefix)
+        rows = self._step_rows.get(key)
+        if rows is None:
+            n_states = self.family.n_states
+            history = np.tile(np.array(prefix, dtype=np.int64), (n_states, 1))
+            rows = self.family.step_probabilities(day, history, np.arange(n_states))
+            if len(self._step_rows) >= _STEP_ROWS_LIMIT:
+                del self._step_rows[next(iter(self._step_rows))]
+            self._step_rows[key] = rows
+        return rows
 
     def next_item_probabilities_by_intent(
         self, prefix_item_indices: Sequence[int], day: int | dt.date
     ) -> np.ndarray:
-        """P_z(next = j | prefix, day) for every intent z: [n_intents, n_items], rows sum to 1."""
-        prefix = tuple(prefix_item_indices)
-        shop_day = self.shop_day(day)
-        if not prefix:
-            return shop_day.first_probabilities()
-        rows = shop_day.mixture_rows(prefix[-1])
-        rows[:, list(prefix)] = 0.0
-        unseen_mass = rows.sum(axis=1, keepdims=True)
-        if not (unseen_mass > 0).all():
+        """P_z(next = j | prefix, day) for every intent z: [n_intents, n_items], rows sum to 1.
+
+        The intent family only.
+        """
+        self._require_intent_family()
+        rows = self.step_rows(self._checked_prefix(prefix_item_indices), day)
+        if not (rows.sum(axis=1) > 0).all():
             raise ValueError(
-                f"no product is left to view after {len(prefix)} products on day {shop_day.day}"
+                f"no product is left to view after {len(prefix_item_indices)} products"
             )
-        return rows / unseen_mass
+        return rows.copy()
+
+    def _require_intent_family(self) -> None:
+        if self.config.family != "intent":
+            raise ValueError(
+                f"the {self.config.family} shop has no intents; use state_posterior and "
+                "next_item_probabilities"
+            )
 
     def _log_likelihood(self, prefix: tuple[int, ...], day: int) -> np.ndarray:
-        """log P(prefix | z, day) for every intent z."""
+        """log P(prefix | state, day) for every latent state."""
         if not prefix:
-            return np.zeros(self.config.n_intents)
+            return np.zeros(self.family.n_states)
         key = (day, prefix)
         cached = self._log_likelihoods.get(key)
         if cached is not None:
             return cached
         earlier = self._log_likelihood(prefix[:-1], day)
         with np.errstate(divide="ignore"):
-            step = np.log(self.next_item_probabilities_by_intent(prefix[:-1], day)[:, prefix[-1]])
+            step = np.log(self.step_rows(prefix[:-1], day)[:, prefix[-1]])
         log_likelihood = earlier + step
         if len(self._log_likelihoods) >= _CACHE_LIMIT:
             self._log_likelihoods.clear()
@@ -77,33 +102,58 @@ class Oracle:
         items = tuple(int(item) for item in prefix)
         if any(not 0 <= item < self.catalogue.n_items for item in items):
             raise ValueError(f"prefix {items} has an item outside the catalogue")
-        if len(set(items)) != len(items):
+        if not self.family.revisits and len(set(items)) != len(items):
             raise ValueError(f"prefix {items} views a product twice; the shop never does")
         return items
+
+    def state_posterior(self, prefix_item_indices: Sequence[int], day: int | dt.date) -> np.ndarray:
+        """P(state | prefix, day) over the family's latent states."""
+        day = self.day_index(day)
+        prefix = self._checked_prefix(prefix_item_indices)
+        log_posterior = self._log_prior + self._log_likelihood(prefix, day)
+        if not np.isfinite(log_posterior).any():
+            raise ValueError(
+                f"prefix {prefix} is impossible on day {day} in the {self.config.family} shop "
+                "(a product not yet launched? a product viewed twice in a row?)"
+            )
+        weights = np.exp(log_posterior - log_posterior.max())
+        return weights / weights.sum()
 
     def intent_posterior(
         self, prefix_item_indices: Sequence[int], day: int | dt.date
     ) -> np.ndarray:
-        """P(z | prefix, day), intents indexed style * n_price_levels + price level."""
+        """P(z | prefix, day), intents indexed style * n_price_levels + price level.
+
+        The intent family only; `state_posterior` in every family.
+        """
+        self._require_intent_family()
+        return self.state_posterior(prefix_item_indices, day)
+
+    def next_view_probabilities(
+        self, prefix_item_indices: Sequence[int], day: int | dt.date
+    ) -> np.ndarray:
+        """P(next product view = j | prefix, day), returns to seen products included."""
         day = self.day_index(day)
-        log_likelihood = self._log_likelihood(self._checked_prefix(prefix_item_indices), day)
-        if not np.isfinite(log_likelihood).any():
+        prefix = self._checked_prefix(prefix_item_indices)
+        probabilities = self.state_posterior(prefix, day) @ self.step_rows(prefix, day)
+        if not probabilities.sum() > 0:
             raise ValueError(
-                f"prefix {tuple(prefix_item_indices)} is impossible on day {day} "
-                "(a product not yet launched?)"
+                f"no product is left to view after {len(prefix)} products on day {day}"
             )
-        # Uniform prior over intents.
-        weights = np.exp(log_likelihood - log_likelihood.max())
-        return weights / weights.sum()
+        return probabilities / probabilities.sum()
 
     def next_item_probabilities(
         self, prefix_item_indices: Sequence[int], day: int | dt.date
     ) -> np.ndarray:
-        """P(next product = j | prefix, day) over the catalogue; zero on seen and unavailable."""
-        day = self.day_index(day)
+        """P(next new product = j | prefix, day) over the catalogue; zero on seen and unavailable
+        products. What a recommender ranks: no one may show a product the session has seen."""
         prefix = self._checked_prefix(prefix_item_indices)
-        posterior = self.intent_posterior(prefix, day)
-        return posterior @ self.next_item_probabilities_by_intent(prefix, day)
+        probabilities = self.next_view_probabilities(prefix, day).copy()
+        probabilities[list(prefix)] = 0.0
+        total = probabilities.sum()
+        if not total > 0:
+            raise ValueError(f"no new product is left to view after {len(prefix)} products")
+        return probabilities / total
 
     def ranker(self, day: int | dt.date) -> OracleRanker:
         return OracleRanker(self, self.day_index(day))

@@ -1,10 +1,15 @@
-"""Sampling product sequences for all sessions of a day at once (session-parallel steps)."""
+"""Sampling product sequences for all sessions of a day at once (session-parallel steps).
+
+`DaySampler` draws the intent family by rejection from its mixture (fast, and today's draws);
+`sample_views` draws any family from its `step_probabilities` rows by inverse CDF.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from recs_platform.simulation.dynamics import ShopDay
+from recs_platform.simulation.families.base import ShopFamily
 
 # Rounds of rejection before the rare leftovers (sessions that have seen most of the products
 # they are likely to see) are drawn from the exact renormalised distribution instead.
@@ -107,3 +112,49 @@ class DaySampler:
             probabilities[history[row][history[row] >= 0]] = 0.0
             result[row] = rng.choice(self.n_items, p=probabilities / probabilities.sum())
         return result
+
+
+# Probabilities the generic sampler holds at once ([rows, n_items] float64): 8 MB a block.
+BLOCK_CELLS = 1_000_000
+
+
+def draw_from_rows(rows: np.ndarray, uniform: np.ndarray) -> np.ndarray:
+    """One index per row ~ the row's weights, by inverse CDF with `uniform` in [0, 1); -1 for a
+    row without mass. An index with zero weight is never drawn."""
+    cumulative = np.cumsum(rows, axis=1)
+    total = cumulative[:, -1]
+    drawn = (cumulative <= (uniform * total)[:, None]).sum(axis=1)
+    # u * total can round up to total itself: take the last index with weight.
+    last_with_weight = rows.shape[1] - 1 - np.argmax(rows[:, ::-1] > 0, axis=1)
+    drawn = np.minimum(drawn, last_with_weight)
+    return np.where(total > 0, drawn, -1)
+
+
+def sample_views(
+    family: ShopFamily,
+    day: int,
+    rng: np.random.Generator,
+    states: np.ndarray,
+    lengths: np.ndarray,
+) -> np.ndarray:
+    """Every session's product views, drawn position by position from the family's rows.
+
+    [sessions, max(lengths)], -1 after a session's last view: a session ends at its length or
+    earlier, when its row has no mass (nothing left it may view). Rows are computed for blocks
+    of sessions (`BLOCK_CELLS`), so memory does not grow with the day's sessions; the draws do
+    not depend on the block size.
+    """
+    count = len(states)
+    longest = int(lengths.max()) if count else 0
+    views = np.full((count, longest), -1, dtype=np.int64)
+    alive = np.ones(count, dtype=bool)
+    block = max(1, BLOCK_CELLS // family.catalogue.n_items)
+    for position in range(longest):
+        active = np.flatnonzero(alive & (lengths > position))
+        uniform = rng.random(len(active))
+        for start in range(0, len(active), block):
+            sessions = active[start : start + block]
+            rows = family.step_probabilities(day, views[sessions, :position], states[sessions])
+            views[sessions, position] = draw_from_rows(rows, uniform[start : start + block])
+        alive[active] = views[active, position] >= 0
+    return views

@@ -1,5 +1,6 @@
 import dataclasses
 import datetime as dt
+import json
 
 import pytest
 
@@ -54,3 +55,26 @@ def test_json_round_trip_and_a_clear_error_for_a_file_that_is_not_a_config(tmp_p
     broken.write_text('{"start": "2026-03-02", "colour": "blue"}')
     with pytest.raises(ValueError, match=r"shop.json is not a shop configuration.*colour"):
         ShopConfig.read(broken)
+
+
+def test_the_family_round_trips_and_an_older_shop_file_reads_as_the_intent_shop(tmp_path):
+    config = ShopConfig(family="complements", seed=3)
+    assert ShopConfig.from_json(config.to_json()) == config
+    assert '"family": "complements"' in config.to_json()
+    values = json.loads(ShopConfig(seed=3).to_json())
+    del values["family"]
+    older = tmp_path / "shop.json"
+    older.write_text(json.dumps(values))
+    assert ShopConfig.read(older) == ShopConfig(seed=3)
+    assert ShopConfig.read(older).family == "intent"
+
+
+def test_an_unknown_family_is_refused_with_the_known_ones():
+    with pytest.raises(ValueError, match="invalid ShopConfig") as error:
+        ShopConfig(family="bargains")
+    assert (
+        "family must be one of intent, ordered, complements, trends, revisits, mixed, "
+        "got 'bargains'"
+    ) in str(error.value)
+    with pytest.raises(ValueError, match="family must be a string, got 3"):
+        ShopConfig(family=3)

@@ -180,3 +180,24 @@ def test_gini_on_hand_computed_cases():
 def test_the_shop_configuration_is_written_beside_the_events(small_shop):
     root, _, _ = small_shop
     assert ShopConfig.read(root / SHOP_CONFIG_FILE) == SMALL_SHOP
+
+
+def test_a_shop_with_return_visits_lands_its_repeated_views(tmp_path):
+    """The same renderer serves every family: a session that goes back to a product lands a
+    second detail of it, which stays once reloads (consecutive repeats) are removed."""
+    config = ShopConfig(days=2, sessions_per_day=300, seed=5, family="revisits")
+    simulate_to_landing(config, tmp_path)
+    details = {
+        event["event_id"]: event
+        for _, event in read_landing(tmp_path)
+        if event["product_action"] == "detail"
+    }
+    landed = defaultdict(list)
+    for event in sorted(details.values(), key=lambda event: event["client_ts"]):
+        views = landed[event["session_id"]]
+        if not views or views[-1] != event["product_sku"]:
+            views.append(event["product_sku"])
+    sessions = {session.session_id: list(session.skus) for session in simulate_sessions(config)}
+    assert landed == sessions
+    assert sum(len(skus) - len(set(skus)) for skus in sessions.values()) > 100
+    assert ShopConfig.read(tmp_path / SHOP_CONFIG_FILE).family == "revisits"
