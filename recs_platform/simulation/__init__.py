@@ -1,6 +1,10 @@
 """A synthetic shop whose best possible next-product ranking (the oracle) is known exactly.
 
-The generative model, in the order the simulator draws it (all from one seed):
+The shop is a family of shops (`ShopConfig.family`): one catalogue, several generating
+processes of the sessions' product sequences, each with its exact oracle. The default family,
+`intent`, is described first, in the order the simulator draws it (all from one seed); the
+other families follow ("Other families"), then what every family shares (session lengths,
+the oracle, the events).
 
 Catalogue. N items (`n_items`) in C categories (`n_categories`). Category sizes follow a Zipf
 law (share of the category of rank r ~ r^-a_cat); item base popularity too (base_j ~ r_j^-a_pop
@@ -44,16 +48,61 @@ session: the next product is drawn from M restricted to unseen products,
 which the simulator samples by rejection and the oracle computes in closed form. A session
 lives on the day it starts (d), even when its events cross midnight.
 
-Session length (distinct product views) is independent of everything else: 1 + NegativeBinomial
-with mean `mean_session_length` (5), capped at `max_session_length` (50), and shorter only when
-every product available that day has been viewed.
+Other families. Each has its own structures, drawn from a random stream of its own (the
+catalogue stays the same), and a small jump component eps GlobalPop_d(j) with
+GlobalPop_d(j) = pop_j(d) / sum_k pop_k(d), so a session can always continue. Nbr_d(j | i) and
+CatPop_d(j | c) are the intent family's without the tilt. Unless a family says otherwise, the
+first product ~ GlobalPop_d, the next one is drawn from the family's mixture restricted to
+unseen products and renormalised, and a component with no available product drops out.
+Each family's module (`families/`) has its parameters and why they are plausible.
 
-Oracle. Given a prefix x_1..x_t on day d, the posterior over intents is
+- `ordered` (`families/ordered.py`): each category's products have a hidden order (a random
+  permutation: a price or size the logs do not show). After item i (category c, position q),
+  with delta the sign of the last step if it moved inside c (else no direction):
 
-    P(z | x) ~ GlobalPop_z(x_1, d) * prod_{s=2..t} P_z(x_s | x_1..x_{s-1}, d),
+      P(j) ~ 0.95 [0.8 Walk(j | i, delta) + 0.2 sum_{c' != c} Q(c' | c) CatPop_d(j | c')]
+             + 0.05 GlobalPop_d(j),
+      Walk(j | i, delta) ~ 0.5^(|s| - 1) (0.85 if sign(s) = delta else 0.15) pop_j(d)
 
-with each step's exclusion renormalisation, and the next-product distribution is
-sum_z P(z | x) P_z(j | x, d). No recommender can rank better in expectation.
+  over the available products j of c at position q + s, s != 0 (0.5 each way without delta).
+- `complements` (`families/complements.py`): 40 % of the categories are accessories; each main
+  category has 2 accessory categories, each main item m 5 accessories from them (drawn ~
+  popularity; weights a_mj = popularity times LogNormal(0, 0.5)), Acc(j | m) ~ a_mj avail_d(j).
+  With the anchor m = the last main item of the prefix: first ~ 0.85 MainPop_d + 0.15
+  AccessoryPop_d; after a main item i, 0.55 Acc(j | i) + 0.35 Nbr_d(j | i) + 0.1 GlobalPop_d;
+  after an accessory i, 0.5 Acc(j | m) + 0.3 Nbr_d(j | m) + 0.1 CatPop_d(j | cat(i)) + 0.1
+  GlobalPop_d, or without an anchor 0.45 CatPop_d(j | cat(i)) + 0.45 ServedPop_d(j | cat(i))
+  + 0.1 GlobalPop_d (ServedPop: popularity among the main items of the categories cat(i)
+  serves).
+- `trends` (`families/trends.py`): 15 % of the items surge once, on day t_j (the launch day for
+  an item launched in the window, else uniform over [-3, days)), by A_j ~ LogNormal(log 8,
+  0.5), fading with tau = 2 days: pop'_j(d) = pop_j(d) (1 + A_j exp(-(d - t_j) / tau)
+  [d >= t_j]). First ~ GlobalPop'_d; after i, 0.5 Nbr'_d(j | i) (weights times the surge
+  factor) + 0.3 CatPop'_d(j | cat(i)) + 0.2 GlobalPop'_d(j).
+- `revisits` (`families/revisits.py`): with r_1 (the last), r_2, r_3 the last three distinct
+  products in the order of their last view: with probability 0.25 (when r_2 exists) a return
+  to r_2 (0.6) or r_3 (0.4), renormalised over those that exist; otherwise a new product ~
+  0.95 sum_l w_l [0.7 Nbr_d(j | r_l) + 0.3 CatPop_d(j | cat(r_l))] + 0.05 GlobalPop_d(j),
+  w = (0.5, 0.3, 0.2) over the r_l that exist, restricted to unseen products and renormalised.
+  A product is never viewed twice in a row.
+- `mixed` (`families/mixed.py`): each session draws one of the five families above with equal
+  shares, then that family's latent state; which one is hidden.
+
+Session length (product views) is independent of everything else: 1 + NegativeBinomial with
+mean `mean_session_length` (5), capped at `max_session_length` (50), and shorter only when the
+session has nothing left it may view (every product available that day seen, in the families
+without returns).
+
+Oracle. A family has latent states s (the intent z; in a mixed shop the pair (family, that
+family's state); one state where the prefix tells everything) with a prior P(s). Given a
+prefix x_1..x_t on day d, the posterior is
+
+    P(s | x) ~ P(s) * prod_{k=1..t} P_s(x_k | x_1..x_{k-1}, d),
+
+each step's probability the one the generator drew it with (exclusion renormalisation
+included), and the next-product distribution is sum_s P(s | x) P_s(j | x, d), restricted to
+the products not in the prefix and renormalised: what a recommender ranks, as none may show a
+seen product. No recommender can rank better in expectation.
 
 Events. Around each product view (an `event_product`/`detail` event at `/p/<sku>`) the simulator
 adds plain page views (home, category and search pages) before it, a reload (the same detail
