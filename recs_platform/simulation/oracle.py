@@ -15,7 +15,7 @@ from recs_platform.simulation.families import build_family
 _CACHE_LIMIT = 50_000
 # Step rows kept for reuse: scoring a prefix and then its extension by one product (how the
 # evaluation walks a session) needs the prefix's rows twice.
-_STEP_ROWS_LIMIT = 16
+_STEP_ROWS_LIMIT = 4
 
 
 class Oracle:

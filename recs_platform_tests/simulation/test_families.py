@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from recs_platform.evaluation.protocol import next_item_targets
-from recs_platform.simulation import FAMILY_NAMES, Oracle, ShopConfig, build_catalogue
+from recs_platform.simulation import (
+    FAMILY_NAMES,
+    FAMILY_SUMMARIES,
+    Oracle,
+    ShopConfig,
+    build_catalogue,
+)
 from recs_platform.simulation.dynamics import ShopDay
 from recs_platform.simulation.families import IntentFamily, MixedFamily, build_family
 from recs_platform.simulation.families.revisits import recent_distinct
@@ -276,6 +282,19 @@ def test_only_families_with_returns_accept_a_product_viewed_twice():
         assert oracle.next_item_probabilities(revisit, 0)[available[2]] > 0
         with pytest.raises(ValueError, match="impossible"):
             oracle.next_item_probabilities([available[0], available[0]], 0)
+
+
+def test_every_family_name_builds_its_family_and_has_a_summary():
+    catalogue = build_catalogue(TINY_SHOP)
+    assert list(FAMILY_SUMMARIES) == list(FAMILY_NAMES)
+    for name in FAMILY_NAMES:
+        family = build_family(dataclasses.replace(TINY_SHOP, family=name), catalogue)
+        assert family.name == name
+        assert family.state_prior().sum() == pytest.approx(1.0)
+        assert len(family.state_prior()) == family.n_states
+    assert build_family(TINY_SHOP, catalogue).n_states == TINY_SHOP.n_intents
+    with pytest.raises(ValueError, match="the trends shop has no intents"):
+        Oracle(dataclasses.replace(TINY_SHOP, family="trends")).intent_posterior([0], 0)
 
 
 def test_family_structures_leave_the_catalogue_alone():

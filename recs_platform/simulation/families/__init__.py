@@ -25,7 +25,6 @@ SINGLE_FAMILIES: dict[str, type[ShopFamily]] = {
     family.name: family
     for family in (IntentFamily, OrderedFamily, ComplementsFamily, TrendsFamily, RevisitsFamily)
 }
-assert set(SINGLE_FAMILIES) | {MixedFamily.name} == set(FAMILY_NAMES)
 
 # One line per family, for the command line's help.
 FAMILY_SUMMARIES = {
