@@ -19,7 +19,7 @@ from recs_platform_tests.collection.servers import free_port
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).parents[1]
 DAY_LINE = re.compile(r"^(2026-11-\d\d)\s+(\d+)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)$", re.M)
-MODEL_NAMES = "oracle|popularity|markov|vsknn|gru4rec|sasrec|gru_transition|latent_intent"
+MODEL_NAMES = "oracle|popularity|markov|vsknn|gru4rec|sasrec|gru_transition|latent_intent|blend"
 MODEL_LINE = re.compile(rf"^({MODEL_NAMES})\s+(0\.\d+\s+0\.\d+)", re.M)
 TOTAL_LINE = re.compile(r"^total\s+(\d+)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)$", re.M)
 
@@ -88,9 +88,15 @@ def run_the_demo_twice(tmp_path, home, environ, monkeypatch, endpoint):
         "sasrec",
         "gru_transition",
         "latent_intent",
+        "blend",
     }
     mrr = {name: float(values.split()[1]) for name, values in models.items()}
     assert mrr["oracle"] > mrr["markov"] > mrr["popularity"]
+    # The choice and what it cost: the rule, then the best candidate on the test day.
+    chosen = re.search(r"^chosen: (\w+)", first, re.M).group(1)
+    assert chosen in models and "(rule: one-standard-error rule" in first
+    best_on_test = re.search(r"on the test day the best was (\w+), regret (\d+\.\d)%", first)
+    assert mrr[best_on_test.group(1)] == max(v for name, v in mrr.items() if name != "oracle")
     assert "check checklist_invariants: passed" in first
     assert re.search(r"registered as session-recommender version 1, promoted to champion", first)
     report = re.search(r"^Open (\S+shop_dashboard\.html) in a browser\.$", first, re.M)
