@@ -24,11 +24,13 @@ machine two threads were up to 10x slower whenever the other core was busy. MRR@
 length (1, 2, 3-4, 5+ items) is printed too: where history beyond the last item matters.
 
 Usage: .venv/bin/python benchmarks/bench_models.py [--shops default mid large] [--models ...]
+       [--family intent|ordered|complements|trends|revisits|mixed]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -49,7 +51,7 @@ from recs_platform.models.markov import MarkovRecommender
 from recs_platform.models.popularity import PopularityRecommender
 from recs_platform.models.sasrec import SASRecRecommender
 from recs_platform.models.vsknn import VSKNNRecommender
-from recs_platform.simulation import ShopConfig, simulate_sessions
+from recs_platform.simulation import FAMILY_NAMES, ShopConfig, simulate_sessions
 from recs_platform.simulation.oracle import Oracle
 
 SHOPS = {
@@ -96,8 +98,8 @@ def build(model: str, shop: str):
     }[model]()
 
 
-def run_shop(shop: str, models: list[str]) -> dict:
-    config = SHOPS[shop]
+def run_shop(shop: str, models: list[str], family: str = "intent") -> dict:
+    config = dataclasses.replace(SHOPS[shop], family=family)
     started = time.perf_counter()
     sessions = [(session.day, session.skus) for session in simulate_sessions(config)]
     split = split_by_time(sessions, TEST_DAYS)
@@ -105,7 +107,7 @@ def run_shop(shop: str, models: list[str]) -> dict:
     candidates = PopularityRecommender().fit(split.train).item_ids
     targets = next_item_targets(split.test[:: TEST_SESSION_STEP[shop]], candidates)
     print(
-        f"\n{shop} shop (seed {config.seed}, {config.n_items:,} items, "
+        f"\n{shop} shop ({config.family} family, seed {config.seed}, {config.n_items:,} items, "
         f"{config.sessions_per_day:,} sessions/day): {sum(len(s) for _, s in sessions):,} product "
         f"views, {train_views:,} in {len(split.train):,} training sessions; {len(targets):,} "
         f"test targets (test sessions: every {TEST_SESSION_STEP[shop]}); "
@@ -197,18 +199,22 @@ def main() -> dict:
     parser = argparse.ArgumentParser()
     parser.add_argument("--shops", nargs="+", default=list(SHOPS), choices=list(SHOPS))
     parser.add_argument("--models", nargs="+", default=[*BASELINES, *TORCH, *ABLATIONS])
+    parser.add_argument(
+        "--family", default="intent", choices=FAMILY_NAMES, help="the shops' generating process"
+    )
     parser.add_argument("--verbose", action="store_true", help="log training progress")
     args = parser.parse_args()
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     result = {}
     for shop in args.shops:
-        result[shop] = run_shop(shop, args.models)
+        result[shop] = run_shop(shop, args.models, args.family)
         # Per shop, so one shop can be rerun alone: the goals, and everything (per-model
         # metrics, prefix-length slices, training logs) beside them.
+        name = f"models_{shop}" + ("" if args.family == "intent" else f"_{args.family}")
         if result[shop]["goals"]:  # none without a baseline and a torch model
-            save_and_print(f"models_{shop}", f"models, {shop} shop: goals", result[shop]["goals"])
-        (RESULTS / f"models_{shop}_full.json").write_text(json.dumps(result[shop], indent=2) + "\n")
+            save_and_print(name, f"models, {shop} shop: goals", result[shop]["goals"])
+        (RESULTS / f"{name}_full.json").write_text(json.dumps(result[shop], indent=2) + "\n")
     return result
 
 
