@@ -24,7 +24,6 @@ Usage: .venv/bin/python benchmarks/bench_model_suite.py [--budget demo|productio
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import logging
 import time
@@ -32,6 +31,7 @@ import time
 from report import RESULTS
 
 from recs_platform.assets.model import SessionModelConfig
+from recs_platform.datasets.training import SPLITS, TrainingWindow
 from recs_platform.demo import SEARCH_SECONDS_PER_CANDIDATE, TORCH_CANDIDATES
 from recs_platform.simulation import FAMILY_NAMES, ShopConfig, simulate_sessions
 from recs_platform.simulation.oracle import Oracle
@@ -68,19 +68,13 @@ def plan_for(budget: str, quick: bool) -> TrainingPlan:
 
 
 def splits_of(config: ShopConfig) -> DatasetSplits:
-    """The sessions of >= 2 views, split as training_dataset splits its window (1 + 1 days)."""
-    sessions = [s for s in simulate_sessions(config) if len(s.skus) >= 2]
-    last = config.end - dt.timedelta(days=1)
-    validation = last - dt.timedelta(days=1)
-
-    def of(keep) -> list:
-        return [(s.date, list(s.skus)) for s in sessions if keep(s.date)]
-
-    return DatasetSplits(
-        of(lambda day: day < validation),
-        of(lambda day: day == validation),
-        of(lambda day: day == last),
-    )
+    """The sessions of >= 2 views, split by `training_dataset`'s window over the shop's days."""
+    window = TrainingWindow(config.end, days=config.days)
+    by_split: dict[str, list] = {split: [] for split in SPLITS}
+    for session in simulate_sessions(config):
+        if len(session.skus) >= 2:
+            by_split[window.split_of(session.date)].append((session.date, list(session.skus)))
+    return DatasetSplits(**by_split)
 
 
 def run_family(family: str, budget: str, quick: bool) -> dict:

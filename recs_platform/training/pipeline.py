@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -178,12 +179,20 @@ def train_and_choose(
     if not len(validation_targets):
         raise ValueError("the validation split has no next-item targets among the training items")
 
-    def validation_mrr(recommender: SessionRecommender) -> float:
-        report = evaluate({recommender.name: recommender}, validation_targets, k=plan.k)
-        return report.rows[0].mrr
-
     def reciprocal_ranks_of(recommender: SessionRecommender, rows=None) -> np.ndarray:
         return reciprocal_ranks(ranks_of_targets(recommender, validation_targets, rows), plan.k)
+
+    # Each model's reciprocal ranks at its best validation MRR so far (a torch model is scored
+    # every epoch and keeps its best one): the bootstrap reuses them instead of scoring the
+    # validation day once more per candidate.
+    best_scored: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def validation_mrr(recommender: SessionRecommender) -> float:
+        values = reciprocal_ranks_of(recommender)
+        mrr = float(values.mean())
+        if recommender not in best_scored or mrr > best_scored[recommender][0]:
+            best_scored[recommender] = (mrr, values)
+        return mrr
 
     trained: dict[str, TrainedCandidate] = {}
     for name in plan.members_of_blend:
@@ -204,7 +213,7 @@ def train_and_choose(
             recommender,
             result,
             result.best_model,
-            reciprocal_ranks_of(result.best_model),
+            best_scored[result.best_model][1],
         )
     if BLEND in plan.candidates:
         trained[BLEND] = _train_blend(

@@ -69,7 +69,7 @@ def search(
     nested MLflow run when a run is active.
     """
     trials: list[dict] = []
-    models: dict[int, SessionRecommender] = {}
+    best_model: list[SessionRecommender] = []  # the best trial's model so far (one at most)
 
     def fit_and_score(params: Params, trial_number: int) -> float:
         started = time.perf_counter()
@@ -81,10 +81,8 @@ def search(
         value = recommender.best_validation() if found else validation_score(recommender)
         seconds = time.perf_counter() - started
         trials.append({"trial": trial_number, "params": params, "value": value, "seconds": seconds})
-        best_so_far = max((trial["value"] for trial in trials[:-1]), default=-float("inf"))
-        if value > best_so_far:  # only the best trial's model is kept
-            models.clear()
-            models[trial_number] = recommender
+        if value > max((trial["value"] for trial in trials[:-1]), default=-float("inf")):
+            best_model[:] = [recommender]
         log.info("%s trial %d: validation %.4f in %.1f s %s", candidate.name, trial_number,
                  value, seconds, params)  # fmt: skip
         if mlflow.active_run() is not None:
@@ -98,7 +96,7 @@ def search(
     best_params: Params = {}
     best_value = fit_and_score(best_params, 0)
     if candidate.search_space is None or budget.trials <= 1:
-        return SearchResult(candidate.name, best_params, best_value, trials, models[0])
+        return SearchResult(candidate.name, best_params, best_value, trials, best_model[0])
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
@@ -110,5 +108,4 @@ def search(
             timeout=remaining_s,
         )
     best = max(trials, key=lambda trial: trial["value"])  # the first of equals: the defaults
-    (model,) = models.values()
-    return SearchResult(candidate.name, dict(best["params"]), best["value"], trials, model)
+    return SearchResult(candidate.name, dict(best["params"]), best["value"], trials, best_model[0])
