@@ -134,6 +134,7 @@ class GRU4RecRecommender(TorchSessionRecommender):
         encoder: str = "gru",
         seed: int = 0,
         device: str | None = None,
+        mixed_precision: bool | None = None,
         log_interval_s: float = 10.0,
         num_threads: int | None = None,
     ):
@@ -150,7 +151,9 @@ class GRU4RecRecommender(TorchSessionRecommender):
         if not (transition_term or session_term):
             raise ValueError("at least one of transition_term and session_term is needed")
         hyperparameters = hyperparameters_of(locals())
-        super().__init__(name, hyperparameters, device, log_interval_s, num_threads)
+        super().__init__(
+            name, hyperparameters, device, log_interval_s, num_threads, mixed_precision
+        )
 
     def _parameter_groups(self) -> list[dict]:
         transitions = self.network.transitions
@@ -215,10 +218,7 @@ class GRU4RecRecommender(TorchSessionRecommender):
         pending: list[torch.Tensor] = []  # step losses since the last update
 
         def update(hidden: torch.Tensor) -> torch.Tensor:
-            loss = torch.stack(pending).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            self.precision.step(torch.stack(pending).mean(), optimizer)
             pending.clear()
             return hidden.detach()
 
@@ -227,21 +227,23 @@ class GRU4RecRecommender(TorchSessionRecommender):
             for step in range(steps):
                 inputs = clicks[position + step].to(device)
                 targets = clicks[position + step + 1].to(device) - 1
-                outputs, hidden = network(inputs[:, None], hidden)
-                outputs = outputs[:, 0]
-                if sampled:
-                    loss = sampled_softmax_loss(
-                        outputs,
-                        targets,
-                        network.output,
-                        network.output_bias,
-                        sampler.draw(self.n_negatives).to(device),
-                        log_q,
-                    )
-                else:
-                    loss = nn.functional.cross_entropy(network.logits(outputs, inputs), targets)
+                with self.precision.autocast():
+                    outputs, hidden = network(inputs[:, None], hidden)
+                    outputs = outputs[:, 0]
+                    if sampled:
+                        loss = sampled_softmax_loss(
+                            outputs,
+                            targets,
+                            network.output,
+                            network.output_bias,
+                            sampler.draw(self.n_negatives).to(device),
+                            log_q,
+                        )
+                    else:
+                        logits = network.logits(outputs, inputs).float()
+                        loss = nn.functional.cross_entropy(logits, targets)
                 pending.append(loss)
-                progress.update(len(targets), loss.item(), len(targets))
+                progress.update(len(targets), loss, len(targets))
                 if len(pending) == self.bptt:
                     hidden = update(hidden)
             position += steps

@@ -343,7 +343,15 @@ def _k_means(points: np.ndarray, k: int, rng: np.random.Generator, iterations: i
 
 
 class LatentIntentRecommender(TorchSessionRecommender):
-    """The latent-intent mixture of Markov chains; see the module docstring."""
+    """The latent-intent mixture of Markov chains; see the module docstring.
+
+    Float32 only, on CUDA too: its exact likelihood sums exponentials of shifted logits over the
+    catalogue into normalisers floored at 1e-30 (below float16's range) and subtracts the seen
+    items' terms from them, a difference lower precision can cancel away. It has not been tried
+    in lower precision.
+    """
+
+    supports_mixed_precision = False
 
     def __init__(
         self,
@@ -364,6 +372,7 @@ class LatentIntentRecommender(TorchSessionRecommender):
         optimizer: str = "adam",
         seed: int = 0,
         device: str | None = None,
+        mixed_precision: bool | None = None,
         log_interval_s: float = 10.0,
         num_threads: int | None = None,
     ):
@@ -380,7 +389,9 @@ class LatentIntentRecommender(TorchSessionRecommender):
         if members < 1:
             raise ValueError(f"members must be at least 1, got {members}")
         hyperparameters = hyperparameters_of(locals())
-        super().__init__(name, hyperparameters, device, log_interval_s, num_threads)
+        super().__init__(
+            name, hyperparameters, device, log_interval_s, num_threads, mixed_precision
+        )
 
     @classmethod
     def _saved_hyperparameters(cls, saved: dict[str, Any]) -> dict[str, Any]:
@@ -428,11 +439,9 @@ class LatentIntentRecommender(TorchSessionRecommender):
                 events = int(lengths.sum())
                 loss = -network.session_log_likelihoods(padded, lengths).sum() / events
                 # The other members' gradients stay None: Adam leaves their parameters alone.
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                self.precision.step(loss, optimizer)
                 # Events counted once per pass over the data; the loss is the members' mean.
-                progress.update(events if member == 0 else 0, loss.item(), events)
+                progress.update(events if member == 0 else 0, loss, events)
 
     def _prefix_scores(self, padded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.network.next_scores(padded, lengths)

@@ -118,13 +118,16 @@ class SASRecRecommender(TorchSessionRecommender):
         sample_alpha: float = 0.75,
         seed: int = 0,
         device: str | None = None,
+        mixed_precision: bool | None = None,
         log_interval_s: float = 10.0,
         num_threads: int | None = None,
     ):
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}: one of {LOSSES}")
         hyperparameters = hyperparameters_of(locals())
-        super().__init__(name, hyperparameters, device, log_interval_s, num_threads)
+        super().__init__(
+            name, hyperparameters, device, log_interval_s, num_threads, mixed_precision
+        )
 
     def _build_network(
         self, n_items: int, sessions: list[np.ndarray] | None = None
@@ -187,28 +190,30 @@ class SASRecRecommender(TorchSessionRecommender):
         for batch_index in rng.permutation(len(batches)):
             batch = [windows[index] for index in batches[batch_index]]
             inputs, _ = pad_right([window[:-1] for window in batch])
-            targets, _ = pad_right([window[1:] - 1 for window in batch], fill=IGNORE)
-            inputs, targets = inputs.to(device), targets.to(device)
-            hidden = network(inputs)
-            real = targets != IGNORE
-            if sampled:
-                loss = sampled_softmax_loss(
-                    hidden[real],
-                    targets[real],
-                    network.output,
-                    network.output_bias,
-                    sampler.draw(self.n_negatives).to(device),
-                    log_q,
-                )
-            else:
-                loss = nn.functional.cross_entropy(network.logits(hidden[real]), targets[real])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            n_targets = int(real.sum())
-            progress.update(n_targets + len(batch), loss.item(), n_targets)
+            targets, target_counts = pad_right([window[1:] - 1 for window in batch], fill=IGNORE)
+            # The real (not padding) positions, found on the CPU: a mask on the device would
+            # make every step wait for it.
+            real = torch.nonzero(targets.flatten() != IGNORE).squeeze(1).to(device)
+            inputs, targets = inputs.to(device), targets.flatten().to(device)[real]
+            with self.precision.autocast():
+                hidden = network(inputs).flatten(0, 1)[real]
+                if sampled:
+                    loss = sampled_softmax_loss(
+                        hidden,
+                        targets,
+                        network.output,
+                        network.output_bias,
+                        sampler.draw(self.n_negatives).to(device),
+                        log_q,
+                    )
+                else:
+                    loss = nn.functional.cross_entropy(network.logits(hidden).float(), targets)
+            self.precision.step(loss, optimizer)
+            n_targets = int(target_counts.sum())
+            progress.update(n_targets + len(batch), loss, n_targets)
 
     def _prefix_scores(self, padded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         hidden = self.network(padded)
-        last = hidden[torch.arange(len(lengths)), lengths.to(padded.device) - 1]
+        rows = torch.arange(len(lengths), device=padded.device)
+        last = hidden[rows, lengths.to(padded.device) - 1]
         return self.network.logits(last)

@@ -1,8 +1,17 @@
-"""What the PyTorch recommenders share: device, seeds, item encoding, the training loop with its
-progress log, batched scoring with the popularity fallback, sampled softmax, and persistence.
+"""What the PyTorch recommenders share: device, precision, seeds, item encoding, the training
+loop with its progress log, batched scoring with the popularity fallback, sampled softmax, and
+persistence.
 
 Items are encoded as their position in `item_ids` plus one; 0 is padding. Output layers cover the
 catalogue only (column j is item j), so scores need no shifting.
+
+Device and precision: a model trains and scores on CUDA when it is available, else on the CPU
+(`device` chooses). On CUDA its training steps run under autocast (mixed precision): bfloat16
+where the GPU supports it, else float16 with a gradient scaler; the losses over the catalogue
+(softmax, cross-entropy) are computed in float32 from the lower-precision logits. The CPU stays
+in float32 throughout, and scoring is float32 everywhere: a ranking decides by small differences
+between scores. `mixed_precision=False` turns it off on CUDA; neither `device` nor
+`mixed_precision` is saved with the model, which loads on whatever device the loading machine has.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ import random
 import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +46,14 @@ Validation = Callable[[SessionRecommender], float]
 
 
 # A model's constructor arguments that are how it runs, not what it is: never saved with it.
-_RUNTIME_ARGUMENTS = ("self", "device", "log_interval_s", "num_threads", "__class__")
+_RUNTIME_ARGUMENTS = (
+    "self",
+    "device",
+    "mixed_precision",
+    "log_interval_s",
+    "num_threads",
+    "__class__",
+)
 
 
 def hyperparameters_of(arguments: dict[str, Any]) -> dict[str, Any]:
@@ -50,6 +66,57 @@ def choose_device(device: str | torch.device | None = None) -> torch.device:
     if device is not None:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast_dtype(
+    device: torch.device, mixed_precision: bool | None, supported: bool = True
+) -> torch.dtype | None:
+    """The dtype training steps autocast to on `device`; None: float32.
+
+    `mixed_precision` None means on CUDA, off on the CPU; True asks for it and fails where it
+    cannot run (the CPU, or a model that is `supported=False`); False is float32 everywhere.
+    On CUDA: bfloat16 where the GPU has it (float32's range, no scaler needed), else float16.
+    """
+    if mixed_precision is False:
+        return None
+    if not supported:
+        if mixed_precision:
+            raise ValueError("this model trains in float32 only: mixed_precision must not be True")
+        return None
+    if device.type != "cuda":
+        if mixed_precision:
+            raise ValueError(
+                f"mixed precision runs on CUDA only; on {device} the model trains in float32 "
+                "(leave mixed_precision unset or False)"
+            )
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+class Precision:
+    """How a training step runs: `autocast()` around the forward pass and the loss, `step()` for
+    the backward pass and the update (with a gradient scaler for float16, whose narrow range
+    would flush small gradients to zero)."""
+
+    def __init__(self, device: torch.device, dtype: torch.dtype | None):
+        self.device = device
+        self.dtype = dtype
+        self.scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+
+    def autocast(self) -> AbstractContextManager:
+        if self.dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        if self.scaler is None:
+            loss.backward()
+            optimizer.step()
+            return
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)
+        self.scaler.update()
 
 
 def seed_everything(seed: int) -> None:
@@ -95,7 +162,11 @@ def pad_right(sequences: Sequence[np.ndarray], fill: int = 0) -> tuple[torch.Ten
 
 
 class ProgressLogger:
-    """Counts events and loss during an epoch; logs events/s and mean loss every `interval_s`."""
+    """Counts events and loss during an epoch; logs events/s and mean loss every `interval_s`.
+
+    A loss may be a tensor: it is summed where it lives and read only when logged, so a step on
+    the GPU does not wait for the device to finish (as `loss.item()` would).
+    """
 
     def __init__(self, name: str, interval_s: float = 10.0, log: logging.Logger = logger):
         self.name = name
@@ -110,11 +181,14 @@ class ProgressLogger:
         self.loss_sum = 0.0
         self.loss_weight = 0
 
-    def update(self, events: int, loss: float, weight: int) -> None:
+    def update(self, events: int, loss: float | torch.Tensor, weight: int) -> None:
         """`events` product views consumed; `loss` the mean over `weight` targets."""
         self.events += events
-        self.loss_sum += loss * weight
-        self.loss_weight += weight
+        if weight:
+            if isinstance(loss, torch.Tensor):
+                loss = loss.detach().to(torch.float64)
+            self.loss_sum = self.loss_sum + loss * weight
+            self.loss_weight += weight
         now = time.perf_counter()
         if now - self.last_report >= self.interval_s:
             self.last_report = now
@@ -124,15 +198,19 @@ class ProgressLogger:
                 self.epoch,
                 self.events,
                 self.events / (now - self.started),
-                self.loss_sum / max(self.loss_weight, 1),
+                self.mean_loss(),
             )
+
+    def mean_loss(self) -> float:
+        return float(self.loss_sum) / max(self.loss_weight, 1)
 
     def end_epoch(self, events: int) -> dict[str, float]:
         """The epoch's record; events/s counts `events` (the training product views)."""
+        mean_loss = self.mean_loss()  # waits for the device's last steps
         seconds = time.perf_counter() - self.started
         return {
             "epoch": self.epoch,
-            "loss": self.loss_sum / max(self.loss_weight, 1),
+            "loss": mean_loss,
             "seconds": seconds,
             "events": events,
             "events_per_second": events / seconds if seconds > 0 else float("inf"),
@@ -177,7 +255,9 @@ def sampled_softmax_loss(
     keeps the scores comparable with a full softmax.
     """
     candidates = torch.cat([targets, negatives])
-    logits = hidden @ weights[candidates].T
+    # float32 from here (under autocast the product comes out in lower precision): the softmax
+    # over thousands of candidates needs it.
+    logits = (hidden @ weights[candidates].T).float()
     if bias is not None:
         logits = logits + bias[candidates]
     if log_q is not None:
@@ -204,12 +284,15 @@ class TorchSessionRecommender(SessionRecommender):
     """Base of the PyTorch recommenders: fit loop, batched scoring, save and load.
 
     Subclasses set `self.hyperparameters` (JSON-able constructor arguments) and implement
-    `_build_network`, `_train_epoch` and `_last_hidden_scores`. A prefix with no known item
-    (empty, or only SKUs unseen in training) is scored by the training popularity counts;
-    unknown SKUs inside a prefix are dropped.
+    `_build_network`, `_train_epoch` and `_prefix_scores`; a training step runs its forward pass
+    and loss inside `self.precision.autocast()` and ends with `self.precision.step(loss,
+    optimizer)`. A prefix with no known item (empty, or only SKUs unseen in training) is scored
+    by the training popularity counts; unknown SKUs inside a prefix are dropped.
     """
 
     network: nn.Module | None
+    # False where lower precision is not stable for the model's training (it stays float32).
+    supports_mixed_precision = True
 
     def __init__(
         self,
@@ -218,12 +301,16 @@ class TorchSessionRecommender(SessionRecommender):
         device: str | torch.device | None,
         log_interval_s: float,
         num_threads: int | None = None,
+        mixed_precision: bool | None = None,
     ):
         self.name = name
         self.num_threads = num_threads
         self.hyperparameters = hyperparameters
         self.seed = int(hyperparameters["seed"])
         self.device = choose_device(device)
+        self.mixed_precision = mixed_precision
+        dtype = autocast_dtype(self.device, mixed_precision, self.supports_mixed_precision)
+        self.precision = Precision(self.device, dtype)
         self.log_interval_s = log_interval_s
         self.item_ids: list[str] = []
         self.popularity = np.zeros(0)
@@ -308,6 +395,7 @@ class TorchSessionRecommender(SessionRecommender):
             raise ValueError(f"{self.name}: no session with two items or more to learn from")
         training_events = sum(len(session) for session in sessions)
         self.network = self._build_network(len(self.item_ids), encoded).to(self.device)
+        self.precision = Precision(self.device, self.precision.dtype)  # a fresh gradient scale
         optimizer = self._optimizer()
         progress = ProgressLogger(self.name, self.log_interval_s)
         self.training_log = []
