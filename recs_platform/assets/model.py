@@ -40,6 +40,13 @@ class SessionModelConfig(dg.Config):
     MRR, and the refit trains for the best epoch count; null: every epoch of `epochs`."""
     shop_config_path: str | None = None
     """A simulated shop's `shop.json`: evaluate its oracle on the same targets as the ceiling."""
+    time_budget_minutes: float | None = 60.0
+    """The whole retrain (search, refit, blend, evaluation) in about this many minutes: a
+    candidate that cannot train on the whole window in its share trains with fewer trials, then
+    on the most recent sessions that fit (metadata `training_windows`); null: unbounded."""
+    evaluation_sessions: int | None = 20_000
+    """The validation and test days are scored on at most this many of their sessions each (a
+    seeded sample; the served model's test MRR then has its 95% interval); null: all."""
 
 
 def _markdown_table(rows: list[dict], k: int) -> str:
@@ -85,8 +92,19 @@ def _log_outcome(outcome: TrainingOutcome, plan: TrainingPlan) -> None:
             "test_targets": len(outcome.test_targets),
             "search_trials": plan.budget.trials,
             "search_timeout_s": plan.budget.timeout_s,
+            "time_budget_s": plan.time_budget_s,
+            "evaluation_sessions": plan.evaluation_sessions,
+            "test_sessions_evaluated": outcome.test_sessions_evaluated,
         }
     )
+    if outcome.budget_used_s is not None:
+        mlflow.log_metric("time_budget_used_s", outcome.budget_used_s)
+        mlflow.log_dict(
+            {name: {"window": window.describe(), "sessions": window.sessions,
+                    "available_sessions": window.available_sessions, "trials": window.trials}
+             for name, window in outcome.windows.items()},
+            "training/windows.json",
+        )  # fmt: skip
     for row in outcome.table():
         for key, value in row.items():
             if isinstance(value, float):
@@ -125,6 +143,28 @@ def _metrics_figure(rows: list[dict], k: int):
     figure.tight_layout()
     plt.close(figure)
     return figure
+
+
+def _scale_metadata(outcome: TrainingOutcome, k: int) -> dict:
+    """What the time budget and the evaluation sample did, when they did anything."""
+    metadata: dict = {
+        "evaluated_sessions": f"validation {outcome.validation_sessions_evaluated:,} of "
+        f"{outcome.validation_sessions:,}, test {outcome.test_sessions_evaluated:,} of "
+        f"{outcome.test_sessions:,}",
+    }
+    if outcome.chosen_test_interval is not None:
+        low, high = outcome.chosen_test_interval
+        metadata[f"test_mrr_{k}_interval"] = f"{low:.4f}-{high:.4f} (95%, sampled test sessions)"
+    if outcome.budget_used_s is not None:
+        metadata["time_budget_used_minutes"] = round(outcome.budget_used_s / 60, 2)
+        metadata["training_windows"] = dg.MetadataValue.json(
+            {
+                name: {"window": window.describe(), "trimmed": window.trimmed,
+                       "sessions": window.sessions, "trials": window.trials}
+                for name, window in outcome.windows.items()
+            }
+        )  # fmt: skip
+    return metadata
 
 
 def _oracle_for(config: SessionModelConfig, default_shop_config: Path | None):
@@ -179,6 +219,10 @@ def build_session_model_asset(default_shop_config: Path | None) -> dg.AssetsDefi
             k=config.k,
             seed=config.seed,
             patience=config.patience,
+            time_budget_s=config.time_budget_minutes * 60
+            if config.time_budget_minutes is not None
+            else None,
+            evaluation_sessions=config.evaluation_sessions,
         )
         splits = DatasetSplits.from_frame(training_dataset)
         oracle = _oracle_for(config, default_shop_config)
@@ -227,6 +271,7 @@ def build_session_model_asset(default_shop_config: Path | None) -> dg.AssetsDefi
                 "selection_rule": outcome.selection.rule,
                 "best_on_test": outcome.best_on_test,
                 "selection_regret": outcome.regret,
+                **_scale_metadata(outcome, k),
                 "evaluation": dg.MetadataValue.md(_markdown_table(table, k)),
                 "evaluation_rows": dg.MetadataValue.json(json.loads(json.dumps(table))),
             },

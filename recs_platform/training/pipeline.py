@@ -12,6 +12,12 @@
    same test targets; the regret (the served candidate's test MRR@k against the best one's)
    says what the choice cost.
 6. The proposal's behavioural checklist runs on the test targets.
+
+At a large shop's size two settings bound the cost: `evaluation_sessions` scores the validation
+and test days on a seeded sample of their sessions (the served model's test MRR then comes with
+its bootstrap interval), and `time_budget_s` bounds the whole retrain (`budget.py`): a candidate
+that cannot search and refit on the whole training window within its share trains with fewer
+trials, then on the most recent sessions that fit, and its `window` says so.
 Registering and promoting is the caller's business (`tracking.py`); nothing here imports Dagster.
 """
 
@@ -35,13 +41,22 @@ from recs_platform.evaluation.protocol import (
     next_item_targets,
     ranks_of_targets,
 )
-from recs_platform.evaluation.uncertainty import reciprocal_ranks
+from recs_platform.evaluation.uncertainty import reciprocal_ranks, session_bootstrap
 from recs_platform.models.base import SessionRecommender
 from recs_platform.models.blend import BlendRecommender, length_buckets, weights_by_bucket
+from recs_platform.models.torch_common import TorchSessionRecommender
+from recs_platform.training.budget import (
+    Probe,
+    TimeBudget,
+    TrainingWindow,
+    fit_window,
+    probe_size,
+)
 from recs_platform.training.candidates import (
     BLEND,
     BLEND_SETTINGS,
     CANDIDATE_NAMES,
+    Candidate,
     Params,
     candidate,
 )
@@ -78,6 +93,14 @@ def skus(sessions: DaySessions) -> list[list[str]]:
     return [items for _, items in sessions]
 
 
+def sample_sessions(sessions: DaySessions, limit: int | None, seed: int) -> DaySessions:
+    """At most `limit` of `sessions`, drawn uniformly with `seed`, in their original order."""
+    if limit is None or len(sessions) <= limit:
+        return sessions
+    kept = np.sort(np.random.default_rng(seed).choice(len(sessions), limit, replace=False))
+    return [sessions[position] for position in kept]
+
+
 @dataclass(frozen=True)
 class TrainingPlan:
     candidates: tuple[str, ...] = CANDIDATE_NAMES
@@ -89,10 +112,21 @@ class TrainingPlan:
     # Torch candidates stop once this many epochs in a row did not beat their best validation
     # MRR; None: they train their `epochs` in full.
     patience: int | None = 2
+    # Seconds for the whole retrain; None: unbounded (module docstring, `budget.py`).
+    time_budget_s: float | None = None
+    # The validation and test days are each scored on at most this many of their sessions (a
+    # seeded sample); None: every session.
+    evaluation_sessions: int | None = None
 
     def __post_init__(self) -> None:
         if not self.candidates:
             raise ValueError("a training plan needs at least one candidate")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise ValueError(f"time_budget_s must be positive or None, got {self.time_budget_s}")
+        if self.evaluation_sessions is not None and self.evaluation_sessions < 100:
+            raise ValueError(
+                f"evaluation_sessions must be at least 100 or None, got {self.evaluation_sessions}"
+            )
         unknown = set(self.overrides) - set(self.candidates)
         if unknown:
             raise ValueError(f"overrides for candidates not in the plan: {sorted(unknown)}")
@@ -121,6 +155,8 @@ class TrainedCandidate:
     search: SearchResult | None  # None for the blend, which is not searched
     validation_model: SessionRecommender  # fitted on train only: what validation scored
     validation_reciprocal_ranks: np.ndarray  # per validation target, 0 outside the top k
+    # What the time budget let it train on; None: no budget, the whole training split.
+    window: TrainingWindow | None = None
 
 
 @dataclass
@@ -133,6 +169,18 @@ class TrainingOutcome:
     train_sessions: int
     test_sessions: int
     selection: Selection
+    validation_sessions: int = 0  # in the validation split
+    validation_sessions_evaluated: int = 0  # scored: all of them, or the sample
+    test_sessions_evaluated: int = 0
+    # The served model's test MRR@k, 95 % session-bootstrap interval: set when the test day
+    # was sampled, where it says how far the sample's figure may be from the whole day's.
+    chosen_test_interval: tuple[float, float] | None = None
+    budget_used_s: float | None = None  # with a time budget: the seconds the retrain took
+
+    @property
+    def windows(self) -> dict[str, TrainingWindow]:
+        """What each candidate trained on under the time budget (empty without one)."""
+        return {name: item.window for name, item in self.candidates.items() if item.window}
 
     @property
     def best_on_test(self) -> str:
@@ -172,10 +220,12 @@ def train_and_choose(
     plan: TrainingPlan,
     oracle_for_day: Callable[[dt.date], SessionRecommender] | None = None,
 ) -> TrainingOutcome:
+    budget = TimeBudget(plan.time_budget_s) if plan.time_budget_s is not None else None
     train = skus(splits.train)
-    train_and_validation = train + skus(splits.validation)
+    validation_sessions = sample_sessions(splits.validation, plan.evaluation_sessions, plan.seed)
+    test_sessions = sample_sessions(splits.test, plan.evaluation_sessions, plan.seed + 1)
     probe = candidate("popularity").make().fit(train)
-    validation_targets = next_item_targets(splits.validation, probe.item_ids)
+    validation_targets = next_item_targets(validation_sessions, probe.item_ids)
     if not len(validation_targets):
         raise ValueError("the validation split has no next-item targets among the training items")
 
@@ -195,16 +245,28 @@ def train_and_choose(
         return mrr
 
     trained: dict[str, TrainedCandidate] = {}
-    for name in plan.members_of_blend:
+    members = plan.members_of_blend
+    for position, name in enumerate(members):
         chosen_candidate = candidate(name, plan.overrides.get(name))
+        window_sessions, search_budget, window = train, plan.budget, None
+        if budget is not None:
+            window, search_budget = _window_within_budget(
+                chosen_candidate, train, len(splits.validation), validation_mrr, plan,
+                budget.allowance_s(len(members) - position),
+            )  # fmt: skip
+            window_sessions = train[len(train) - window.sessions :]
+            log.info("[%s] %s: %s", budget.progress(), name, window.describe())
         result = search(
-            chosen_candidate, train, validation_mrr, plan.budget, plan.seed, plan.patience
-        )
+            chosen_candidate, window_sessions, validation_mrr, search_budget, plan.seed,
+            plan.patience,
+        )  # fmt: skip
         started = time.perf_counter()
-        recommender = chosen_candidate.make(result.best_params).fit(train_and_validation)
+        refit_sessions = window_sessions + skus(splits.validation)
+        recommender = chosen_candidate.make(result.best_params).fit(refit_sessions)
         fit_seconds = time.perf_counter() - started
-        log.info("%s: validation MRR@%d %.4f, refitted in %.1f s", name, plan.k,
-                 result.best_value, fit_seconds)  # fmt: skip
+        log.info("%s%s: validation MRR@%d %.4f, refitted in %.1f s",
+                 f"[{budget.progress()}] " if budget else "", name, plan.k, result.best_value,
+                 fit_seconds)  # fmt: skip
         trained[name] = TrainedCandidate(
             name,
             {**chosen_candidate.defaults, **result.best_params},
@@ -214,6 +276,7 @@ def train_and_choose(
             result,
             result.best_model,
             best_scored[result.best_model][1],
+            window,
         )
     if BLEND in plan.candidates:
         trained[BLEND] = _train_blend(
@@ -227,7 +290,8 @@ def train_and_choose(
     )
     log.info("chosen by the %s: %s", selection.rule, selection.describe())
     chosen = trained[selection.chosen]
-    test_targets = next_item_targets(splits.test, chosen.recommender.item_ids)
+    train_and_validation = train + skus(splits.validation)
+    test_targets = next_item_targets(test_sessions, chosen.recommender.item_ids)
     if not len(test_targets):
         raise ValueError("the test split has no next-item targets among the training items")
     evaluated: dict = {name: item.recommender for name, item in trained.items()}
@@ -240,9 +304,22 @@ def train_and_choose(
         train_sessions=train_and_validation,
         title="test split",
     )
+    chosen_test_interval = None
+    if len(test_sessions) < len(splits.test):
+        ranks = reciprocal_ranks(ranks_of_targets(chosen.recommender, test_targets), plan.k)
+        bootstrap = session_bootstrap({chosen.name: ranks}, test_targets.session_of_target)
+        chosen_test_interval = bootstrap.interval(chosen.name)
+    if budget is not None:
+        log.info("[%s] test day evaluated; the checklist runs", budget.progress())
+    # The checklist compares the fallback with the popularity of what the model trained on.
+    trained_on = (
+        splits.train[len(splits.train) - chosen.window.sessions :]
+        if chosen.window
+        else splits.train
+    )
     checklist = run_checklist(
         chosen.recommender,
-        splits.train + splits.validation,
+        trained_on + splits.validation,
         test_targets,
         k=plan.k,
         new_item_days=plan.new_item_days,
@@ -256,7 +333,47 @@ def train_and_choose(
         train_sessions=len(train_and_validation),
         test_sessions=len(splits.test),
         selection=selection,
+        validation_sessions=len(splits.validation),
+        validation_sessions_evaluated=len(validation_sessions),
+        test_sessions_evaluated=len(test_sessions),
+        chosen_test_interval=chosen_test_interval,
+        budget_used_s=budget.elapsed_s() if budget is not None else None,
     )
+
+
+def _window_within_budget(
+    chosen_candidate: Candidate,
+    train: list[list[str]],
+    validation_sessions: int,
+    validation_score: Callable[[SessionRecommender], float],
+    plan: TrainingPlan,
+    allowance_s: float,
+) -> tuple[TrainingWindow, SearchBudget]:
+    """Probe the candidate on the most recent sessions, then size its search and refit to
+    `allowance_s` (`budget.fit_window`)."""
+    model = chosen_candidate.make()
+    is_torch = isinstance(model, TorchSessionRecommender)
+    epochs = int(model.epochs) if is_torch else 1
+    probed = probe_size(len(train))
+    probe_model = chosen_candidate.make({"epochs": 1} if is_torch else {})
+    started = time.perf_counter()
+    probe_model.fit(train[len(train) - probed :])
+    fit_s = time.perf_counter() - started
+    validation_score(probe_model)
+    probe = Probe(probed, fit_s, time.perf_counter() - started - fit_s)
+    trials = plan.budget.trials if chosen_candidate.search_space is not None else 1
+    window = fit_window(
+        probe,
+        len(train),
+        validation_sessions,
+        epochs,
+        scored_epochs=epochs if is_torch and plan.patience is not None else 1,
+        trials=max(trials, 1),
+        allowance_s=max(allowance_s - fit_s - probe.validation_s, 0.0),
+    )
+    refit_s = probe.seconds_per_session_epoch * epochs * (window.sessions + validation_sessions)
+    search_s = min(plan.budget.timeout_s, max(window.allowance_s - refit_s, 1.0))
+    return window, SearchBudget(window.trials, search_s)
 
 
 def _train_blend(

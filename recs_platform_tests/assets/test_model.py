@@ -114,11 +114,23 @@ def test_the_first_model_is_trained_tracked_registered_and_promoted(data_dir):
     }
     loaded = tracking.load_registered(metadata["model_uri"].value)
     assert loaded.name == chosen
+    # The production defaults: an hour's budget, which a shop this small never trims.
+    assert run.data.params["time_budget_s"] == "3600.0"
+    windows = metadata["training_windows"].value
+    assert set(windows) == {"popularity", "markov", "gru4rec"}
+    assert not any(window["trimmed"] for window in windows.values())
+    assert 0 < metadata["time_budget_used_minutes"].value < 60
+    validation, test = metadata["evaluated_sessions"].value.split(", ")
+    assert validation.split(" of ")[0].split()[-1] == validation.split(" of ")[1]
 
 
 def test_a_worse_model_is_registered_but_never_promoted(data_dir):
     assert champion_of(data_dir) == "1"
-    result = materialize_model(data_dir, candidates=["popularity"])
+    # A spent time budget: the candidate trains on the most recent sessions, and both days are
+    # scored on a sample; the metadata says both.
+    result = materialize_model(
+        data_dir, candidates=["popularity"], time_budget_minutes=1e-5, evaluation_sessions=100
+    )
     assert not result.success
     checks = checks_of(result)
     assert checks[CHECKLIST_CHECK].passed
@@ -126,4 +138,8 @@ def test_a_worse_model_is_registered_but_never_promoted(data_dir):
     assert "does not beat champion version 1" in checks[CHAMPION_CHECK].description
     metadata = result.asset_materializations_for_node("session_model")[0].metadata
     assert metadata["model_version"].value == "2" and metadata["promoted"].value is False
+    window = metadata["training_windows"].value["popularity"]
+    assert window["trimmed"] and window["sessions"] == 1000 and "of" in window["window"]
+    assert "validation 100 of" in metadata["evaluated_sessions"].value
+    assert "sampled test sessions" in metadata["test_mrr_20_interval"].value
     assert champion_of(data_dir) == "1"

@@ -11,6 +11,7 @@ from recs_platform.models.blend import BlendRecommender, length_buckets, weights
 from recs_platform.simulation import ShopConfig, simulate_sessions
 from recs_platform.simulation.oracle import Oracle
 from recs_platform.training import tracking
+from recs_platform.training.budget import MIN_TRAINING_SESSIONS
 from recs_platform.training.pipeline import DatasetSplits, TrainingPlan, train_and_choose
 from recs_platform.training.search import SearchBudget
 from recs_platform.training.selection import RULE
@@ -127,3 +128,43 @@ def test_a_blend_needs_two_other_candidates():
         TrainingPlan(
             candidates=("markov", "popularity", "blend"), overrides={"blend": {"epochs": 1}}
         )
+
+
+def test_a_spent_time_budget_trains_on_the_most_recent_sessions_and_says_so(splits):
+    plan = TrainingPlan(
+        candidates=("popularity", "markov"),
+        budget=SearchBudget(trials=1),
+        time_budget_s=1e-3,
+        evaluation_sessions=100,
+    )
+    outcome = train_and_choose(splits, plan)
+    assert len(splits.train) > MIN_TRAINING_SESSIONS
+    recent = splits.train[-MIN_TRAINING_SESSIONS:]
+    for name in ("popularity", "markov"):
+        window = outcome.windows[name]
+        assert window.trimmed and window.sessions == MIN_TRAINING_SESSIONS
+        assert window.available_sessions == len(splits.train)
+        on_train = outcome.candidates[name].validation_model
+        assert on_train.item_ids == sorted({sku for _, items in recent for sku in items})
+    assert outcome.budget_used_s > 0
+    # Both days scored on a sample, and the served model's test MRR has its interval.
+    assert outcome.validation_sessions_evaluated == outcome.test_sessions_evaluated == 100
+    assert outcome.test_sessions == len(splits.test) > 100
+    assert outcome.report.sessions == 100
+    low, high = outcome.chosen_test_interval
+    assert low <= outcome.report.row(outcome.chosen.name).mrr <= high
+
+
+def test_without_a_budget_nothing_is_trimmed_or_sampled(outcome, splits):
+    assert outcome.windows == {} and outcome.budget_used_s is None
+    assert outcome.test_sessions_evaluated == len(splits.test)
+    assert outcome.chosen_test_interval is None
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [({"time_budget_s": 0}, "time_budget_s"), ({"evaluation_sessions": 10}, "evaluation_sessions")],
+)
+def test_bad_scale_settings_are_refused(setting, message):
+    with pytest.raises(ValueError, match=message):
+        TrainingPlan(candidates=("popularity",), **setting)

@@ -1,0 +1,145 @@
+"""A retrain's time budget: how long each candidate may take, and how much data fits in it.
+
+A retrain (search, refit, blend, test evaluation, checklist) gets `total_s` seconds. A share of it
+is kept for what follows the training (`evaluation_share`); the rest is shared out as the
+candidates come, each one getting the time left divided by the candidates still to train, so a
+quick candidate leaves its unused time to the ones after it.
+
+Before a candidate trains, a probe measures it: one fit (one epoch for a torch model) on the most
+recent sessions, and one scoring of the validation day. From those two timings `fit_window`
+sizes its search and refit to its allowance: first fewer search trials (down to its defaults
+alone), then fewer training sessions, the most recent ones kept. A shop's newest sessions say
+the most about tomorrow's, and a window cut from the old end keeps every item that is still
+being viewed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+# Fewer sessions than this and no model learns anything useful: the window never goes below it.
+MIN_TRAINING_SESSIONS = 1_000
+
+
+@dataclass
+class TimeBudget:
+    total_s: float
+    evaluation_share: float = 0.2  # kept for the blend, the test evaluation and the checklist
+    started: float = field(default_factory=time.perf_counter)
+
+    def __post_init__(self) -> None:
+        if self.total_s <= 0:
+            raise ValueError(f"a time budget must be positive, got {self.total_s} s")
+        if not 0 <= self.evaluation_share < 1:
+            raise ValueError(f"evaluation_share must be in [0, 1), got {self.evaluation_share}")
+
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.started
+
+    def remaining_s(self) -> float:
+        return self.total_s - self.elapsed_s()
+
+    def allowance_s(self, candidates_left: int) -> float:
+        """The seconds the next candidate may take, `candidates_left` including it."""
+        training_s = self.total_s * (1 - self.evaluation_share) - self.elapsed_s()
+        return max(training_s, 0.0) / max(candidates_left, 1)
+
+    def progress(self) -> str:
+        return f"{self.elapsed_s() / 60:.1f} of {self.total_s / 60:.1f} min"
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one candidate costs, measured on a slice of the most recent training sessions."""
+
+    sessions: int  # in the probe fit
+    fit_s: float  # one fit (one epoch for a torch model) on those sessions
+    validation_s: float  # one scoring of the validation day
+
+    @property
+    def seconds_per_session_epoch(self) -> float:
+        return self.fit_s / max(self.sessions, 1)
+
+
+@dataclass(frozen=True)
+class TrainingWindow:
+    """How a candidate trains within its allowance."""
+
+    sessions: int  # the most recent training sessions it fits on
+    available_sessions: int  # the whole training split
+    trials: int  # search trials (1: its defaults only)
+    estimated_s: float  # search + refit, by the probe
+    allowance_s: float
+
+    @property
+    def trimmed(self) -> bool:
+        return self.sessions < self.available_sessions
+
+    def describe(self) -> str:
+        share = self.sessions / max(self.available_sessions, 1)
+        return (
+            f"{self.sessions:,} of {self.available_sessions:,} training sessions ({share:.0%}), "
+            f"{self.trials} trial(s), about {self.estimated_s:.0f} s of {self.allowance_s:.0f} s"
+        )
+
+
+def probe_size(available_sessions: int) -> int:
+    """How many of the most recent sessions a probe fits on: 2 % of them, at least 2,000."""
+    return min(available_sessions, max(2_000, available_sessions // 50))
+
+
+def estimated_seconds(
+    probe: Probe,
+    sessions: int,
+    validation_sessions: int,
+    epochs: int,
+    scored_epochs: int,
+    trials: int,
+) -> float:
+    """Search (`trials` fits on `sessions`, each scored `scored_epochs` times) plus the refit
+    on those sessions and the validation day's."""
+    fit = probe.seconds_per_session_epoch * epochs
+    search = trials * (fit * sessions + probe.validation_s * scored_epochs)
+    return search + fit * (sessions + validation_sessions)
+
+
+def fit_window(
+    probe: Probe,
+    available_sessions: int,
+    validation_sessions: int,
+    epochs: int,
+    scored_epochs: int,
+    trials: int,
+    allowance_s: float,
+    min_sessions: int = MIN_TRAINING_SESSIONS,
+) -> TrainingWindow:
+    """The most trials, then the most recent sessions, whose estimated cost fits `allowance_s`.
+
+    `epochs`: the most a fit trains (1 for a model that is not trained by epochs);
+    `scored_epochs`: how often one fit scores the validation day (every epoch for a torch model
+    that stops early, else once).
+    """
+
+    def window(sessions: int, trials_run: int) -> TrainingWindow:
+        cost = estimated_seconds(
+            probe, sessions, validation_sessions, epochs, scored_epochs, trials_run
+        )
+        return TrainingWindow(sessions, available_sessions, trials_run, cost, allowance_s)
+
+    full = window(available_sessions, trials)
+    if full.estimated_s <= allowance_s or trials <= 1 and available_sessions <= min_sessions:
+        return full
+    defaults_only = window(available_sessions, 1)
+    if defaults_only.estimated_s <= allowance_s:
+        # As many trials as fit on the whole window.
+        per_trial = (full.estimated_s - defaults_only.estimated_s) / max(trials - 1, 1)
+        extra = int((allowance_s - defaults_only.estimated_s) // max(per_trial, 1e-9))
+        return window(available_sessions, 1 + min(extra, trials - 1))
+    fit = probe.seconds_per_session_epoch * epochs
+    spare = allowance_s - probe.validation_s * scored_epochs - fit * validation_sessions
+    sessions = int(spare / (2 * fit)) if fit > 0 else available_sessions
+    return window(min(max(sessions, min_sessions), available_sessions), 1)

@@ -1,0 +1,66 @@
+"""The retrain's time budget: allowances, windows sized from a probe, and what trains in them."""
+
+import time
+
+import pytest
+
+from recs_platform.training.budget import (
+    MIN_TRAINING_SESSIONS,
+    Probe,
+    TimeBudget,
+    estimated_seconds,
+    fit_window,
+    probe_size,
+)
+
+# 1 ms per session and epoch, 2 s per scoring of the validation day.
+PROBE = Probe(sessions=10_000, fit_s=10.0, validation_s=2.0)
+
+
+def test_a_window_that_fits_keeps_every_session_and_trial():
+    window = fit_window(PROBE, 100_000, 5_000, epochs=1, scored_epochs=1, trials=4, allowance_s=1e4)
+    assert (window.sessions, window.trials, window.trimmed) == (100_000, 4, False)
+    assert window.estimated_s == pytest.approx(4 * (100 + 2) + 105)
+
+
+def test_trials_go_first_then_the_oldest_sessions():
+    # The whole window costs 102 s per trial and 105 s to refit: two trials fit in 310 s.
+    two_trials = fit_window(PROBE, 100_000, 5_000, 1, 1, trials=4, allowance_s=310)
+    assert (two_trials.sessions, two_trials.trials) == (100_000, 2)
+    assert two_trials.estimated_s <= 310
+    # Not even the defaults fit on the whole window in 100 s: one trial, the recent sessions.
+    trimmed = fit_window(PROBE, 100_000, 5_000, 1, 1, trials=4, allowance_s=100)
+    assert trimmed.trials == 1 and trimmed.trimmed
+    assert trimmed.estimated_s == pytest.approx(100, abs=0.01)
+    assert "%" in trimmed.describe() and f"{trimmed.sessions:,}" in trimmed.describe()
+
+
+def test_epochs_and_per_epoch_scoring_count():
+    # 10 epochs scored every epoch: 10 x (1 ms x n) + 10 x 2 s per fit.
+    window = fit_window(PROBE, 100_000, 0, epochs=10, scored_epochs=10, trials=1, allowance_s=120)
+    assert window.sessions == 5_000  # (120 - 20) / (2 x 10 ms)
+    assert estimated_seconds(PROBE, window.sessions, 0, 10, 10, 1) == pytest.approx(120)
+
+
+def test_no_allowance_leaves_the_smallest_useful_window():
+    window = fit_window(PROBE, 100_000, 5_000, 1, 1, trials=4, allowance_s=0)
+    assert window.sessions == MIN_TRAINING_SESSIONS and window.trials == 1
+    small = fit_window(PROBE, 500, 100, 1, 1, trials=1, allowance_s=0)
+    assert small.sessions == 500 and not small.trimmed
+
+
+def test_the_budget_shares_what_is_left_among_the_candidates_to_come():
+    budget = TimeBudget(100.0, evaluation_share=0.2, started=time.perf_counter() - 20)
+    assert budget.allowance_s(3) == pytest.approx(20, abs=0.1)  # (80 - 20) / 3
+    assert budget.remaining_s() == pytest.approx(80, abs=0.1)
+    assert "of 1.7 min" in budget.progress()
+    late = TimeBudget(10.0, started=time.perf_counter() - 60)
+    assert late.allowance_s(1) == 0.0
+    with pytest.raises(ValueError, match="positive"):
+        TimeBudget(0)
+
+
+def test_probe_size():
+    assert probe_size(500) == 500
+    assert probe_size(50_000) == 2_000
+    assert probe_size(5_000_000) == 100_000
