@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ENVIRONMENTS = ("local", "prod")
+# How a run's steps execute (RECS_EXECUTOR); unset: in the run's process locally, Dagster's
+# default (a subprocess per step) in production. See recs_platform/execution.py.
+EXECUTORS = ("k8s",)
 
 
 class SettingsError(ValueError):
@@ -25,6 +28,8 @@ class Settings:
     """Port of the local endpoint process on 127.0.0.1 (RECS_ENDPOINT_PORT)."""
     dagster_url: str | None = None
     """The Dagster UI's address, for links in alerts (RECS_DAGSTER_URL)."""
+    executor: str | None = None
+    """`k8s`: every step in its own Kubernetes pod (RECS_EXECUTOR); None: the default."""
 
     @property
     def landing_dir(self) -> Path:
@@ -68,8 +73,14 @@ class Settings:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
             raise SettingsError(f"RECS_ENDPOINT_PORT={port_text!r} is not a port number")
         default_ui = "http://127.0.0.1:3000" if env == "local" else ""
+        executor = environ.get("RECS_EXECUTOR", "").strip() or None
+        if executor is not None and executor not in EXECUTORS:
+            raise SettingsError(
+                f"RECS_EXECUTOR={executor!r} is not one of {', '.join(EXECUTORS)} (or unset)"
+            )
         return cls(
             env=env,
+            executor=executor,
             dagster_url=environ.get("RECS_DAGSTER_URL", default_ui).strip() or None,
             endpoint_port=int(port_text),
             cors_origins=cors_origins,

@@ -7,6 +7,7 @@ import dagster as dg
 import mlflow
 import pandas as pd
 
+from recs_platform.execution import training_op_tags
 from recs_platform.resources import MlflowTracking
 from recs_platform.simulation import ShopConfig
 from recs_platform.simulation.oracle import Oracle
@@ -180,6 +181,8 @@ def build_session_model_asset(default_shop_config: Path | None) -> dg.AssetsDefi
     @dg.asset(
         group_name="model",
         kinds={"pytorch", "mlflow"},
+        # In production each step is its own pod: this one on a GPU node (recs_platform.execution).
+        op_tags=training_op_tags(),
         check_specs=[
             dg.AssetCheckSpec(
                 CHECKLIST_CHECK,
