@@ -16,6 +16,8 @@ CATALOGUE_STREAM = 0
 SEQUENCE_STREAM = 1
 EVENT_STREAM = 2
 FAMILY_STREAM = 3
+# Random keys drawn at once when choosing neighbours (8 bytes each): 32 MB.
+KEY_BLOCK_CELLS = 4_000_000
 
 
 def stream_rng(config: ShopConfig, stream: int, day: int = 0) -> np.random.Generator:
@@ -137,12 +139,18 @@ def _neighbours(
         members = np.flatnonzero(category == c)
         size = len(members)
         count = min(k, size - 1)
-        # Gumbel top-k: sampling without replacement with probability ~ exp(log_affinity).
-        keys = log_affinity[members][None, :] + rng.gumbel(size=(size, size))
-        np.fill_diagonal(keys, -np.inf)
-        top = np.argpartition(-keys, count - 1, axis=1)[:, :count]
-        top_keys = np.take_along_axis(keys, top, axis=1)
-        chosen = np.take_along_axis(top, np.argsort(-top_keys, axis=1, kind="stable"), axis=1)
+        chosen = np.empty((size, count), dtype=np.int64)
+        # Gumbel top-k: sampling without replacement with probability ~ exp(log_affinity). The
+        # keys of a large category are drawn a block of rows at a time (the same numbers as
+        # all at once), so memory does not grow with the square of its size.
+        for start in range(0, size, max(1, KEY_BLOCK_CELLS // size)):
+            rows = np.arange(start, min(start + max(1, KEY_BLOCK_CELLS // size), size))
+            keys = log_affinity[members][None, :] + rng.gumbel(size=(len(rows), size))
+            keys[np.arange(len(rows)), rows] = -np.inf
+            top = np.argpartition(-keys, count - 1, axis=1)[:, :count]
+            top_keys = np.take_along_axis(keys, top, axis=1)
+            order = np.argsort(-top_keys, axis=1, kind="stable")
+            chosen[rows] = np.take_along_axis(top, order, axis=1)
         neighbours[members, :count] = members[chosen]
         factor = rng.lognormal(0.0, config.neighbour_weight_sd, size=(size, count))
         weights[members, :count] = np.exp(log_affinity[members[chosen]]) * factor
