@@ -55,6 +55,10 @@ CatPop_d(j | c) are the intent family's without the tilt. Unless a family says o
 first product ~ GlobalPop_d, the next one is drawn from the family's mixture restricted to
 unseen products and renormalised, and a component with no available product drops out.
 Each family's module (`families/`) has its parameters and why they are plausible.
+Every family's mixture is a few sparse or per-category parts, so the generator draws it part by
+part (`families/draws.py`: the component, then the category, then the product, seen products
+by rejection), never as a row over the whole catalogue; sessions that keep drawing seen
+products, or have nothing left, are drawn from the exact rows (`step_probabilities`).
 
 - `ordered` (`families/ordered.py`): each category's products have a hidden order (a random
   permutation: a price or size the logs do not show). After item i (category c, position q),

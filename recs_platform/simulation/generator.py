@@ -23,7 +23,7 @@ from recs_platform.simulation.catalogue import (
 from recs_platform.simulation.config import ShopConfig
 from recs_platform.simulation.dynamics import ShopDay
 from recs_platform.simulation.families import ShopFamily, build_family
-from recs_platform.simulation.sampler import DaySampler, sample_views
+from recs_platform.simulation.sampler import DaySampler, sample_views, sample_views_sparse
 from recs_platform.simulation.stats import SimulationReport, gini
 
 SOURCE = "simulator"
@@ -115,7 +115,12 @@ def simulate_day(
     else:
         family = family if family is not None else build_family(config, catalogue)
         states = rng.choice(family.n_states, size=count, p=family.state_prior())
-        views = sample_views(family, day, rng, states, session_lengths(config, rng, count))
+        lengths = session_lengths(config, rng, count)
+        sampler = family.sampler(day)
+        if sampler is None:
+            views = sample_views(family, day, rng, states, lengths)
+        else:
+            views = sample_views_sparse(family, sampler, day, rng, states, lengths)
         lengths = (views >= 0).sum(axis=1)
     date = config.date_of(day)
     prefix = f"s{config.seed}-{date:%Y%m%d}-"

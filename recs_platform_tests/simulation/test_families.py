@@ -18,7 +18,7 @@ from recs_platform.simulation.dynamics import ShopDay
 from recs_platform.simulation.families import IntentFamily, MixedFamily, build_family
 from recs_platform.simulation.families.revisits import recent_distinct
 from recs_platform.simulation.generator import simulate_day, simulate_days, simulate_sessions
-from recs_platform.simulation.sampler import draw_from_rows
+from recs_platform.simulation.sampler import draw_from_rows, sample_views
 from recs_platform_tests.simulation.test_oracle import TINY_SHOP, chi_square, critical_value
 
 DAY = 2
@@ -132,14 +132,18 @@ def test_draws_follow_the_rows_and_never_pick_an_item_without_weight():
     assert draw_from_rows(rows[:1], np.array([np.nextafter(1.0, 0.0)])).tolist() == [3]
 
 
-def test_generated_sessions_do_not_depend_on_the_block_size(monkeypatch):
+def test_rows_drawn_sessions_do_not_depend_on_the_block_size(monkeypatch):
     config = dataclasses.replace(MEDIUM_SHOP, sessions_per_day=300, family="revisits")
-    catalogue = build_catalogue(config)
-    whole = simulate_day(config, catalogue, 0)
+    family = build_family(config, build_catalogue(config))
+    states = np.zeros(300, dtype=np.int64)
+    lengths = np.random.default_rng(1).integers(1, 12, size=300)
+
+    def views():
+        return sample_views(family, 0, np.random.default_rng(2), states, lengths)
+
+    whole = views()
     monkeypatch.setattr("recs_platform.simulation.sampler.BLOCK_CELLS", 7 * config.n_items)
-    in_blocks = simulate_day(config, catalogue, 0)
-    assert np.array_equal(whole.items, in_blocks.items)
-    assert np.array_equal(whole.offsets, in_blocks.offsets)
+    assert np.array_equal(whole, views())
 
 
 def test_ordered_browsing_keeps_its_direction():

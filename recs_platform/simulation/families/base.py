@@ -21,6 +21,25 @@ from recs_platform.simulation.config import FAMILY_NAMES, ShopConfig
 
 # A component's weight: one number for every row, or one per row.
 Weight = float | np.ndarray
+# Days whose arrays a family keeps (the oracle walks a day's prefixes, then the next day's).
+DAYS_KEPT = 4
+
+
+class FamilySampler(ABC):
+    """One day of a family drawn without its [B, n_items] rows: component, then item.
+
+    Both methods return one product per session, or -1 where the sampler leaves the draw to
+    the exact rows (a session that may have nothing left to view, or whose unseen products
+    the rejection rounds kept missing); the law of what they return is the family's rows.
+    """
+
+    @abstractmethod
+    def first(self, rng: np.random.Generator, states: np.ndarray) -> np.ndarray:
+        """First products of sessions in `states`."""
+
+    @abstractmethod
+    def next(self, rng: np.random.Generator, history: np.ndarray, states: np.ndarray) -> np.ndarray:
+        """Next products after `history` [B, t >= 1], restricted as the family's rows are."""
 
 
 class ShopFamily(ABC):
@@ -57,9 +76,17 @@ class ShopFamily(ABC):
         where the session cannot continue (every product it may view is seen).
         """
 
+    def sampler(self, day: int) -> FamilySampler | None:
+        """Draws of day `day` without dense rows (`FamilySampler`), or None where the family
+        has none (the generator then draws from `step_probabilities`)."""
+        return None
+
     def _day(self, day: int):
-        """The family's arrays of day `day`, built once (`_build_day`)."""
+        """The family's arrays of day `day` (`_build_day`), kept for the last few days asked
+        for, so memory does not grow with the days of a long window."""
         if day not in self._days:
+            if len(self._days) >= DAYS_KEPT:
+                del self._days[next(iter(self._days))]
             self._days[day] = self._build_day(day)
         return self._days[day]
 

@@ -31,9 +31,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recs_platform.simulation.catalogue import KEY_BLOCK_CELLS
 from recs_platform.simulation.families.base import (
     Component,
     DayPopularity,
+    FamilySampler,
     ShopFamily,
     category_rows,
     family_rng,
@@ -41,6 +43,12 @@ from recs_platform.simulation.families.base import (
     neighbour_rows,
     restrict_to_unseen,
     shared_component,
+)
+from recs_platform.simulation.families.draws import (
+    PopularityDraws,
+    draw_slots,
+    draw_unseen_mixture,
+    normalised_cumulative,
 )
 
 
@@ -75,7 +83,9 @@ class ComplementsDay:
     main_share: np.ndarray  # [n_items] MainPop_d(j)
     accessory_share: np.ndarray  # [n_items] AccessoryPop_d(j)
     accessory_weight: np.ndarray  # [n_items, A] a_mj for available accessories, else 0
-    served_share: np.ndarray  # [C, n_items] ServedPop_d(j | a), rows of accessory categories
+    # [C, C]: ServedPop_d(j | a) = served_category_share[a, cat(j)] CatPop_d(j | cat(j)), each
+    # served main category's share of their popularity (rows of accessory categories)
+    served_category_share: np.ndarray
     served_has_mass: np.ndarray  # [C]
 
 
@@ -119,9 +129,19 @@ class ComplementsFamily(ShopFamily):
             members = np.flatnonzero(catalogue.category == main)
             pool = np.flatnonzero(self.serves[main][catalogue.category])
             count = min(size, len(pool))
-            # Gumbel top-k: sampling without replacement with probability ~ popularity.
-            keys = log_popularity[pool][None, :] + rng.gumbel(size=(len(members), len(pool)))
-            top = np.argsort(-keys, axis=1, kind="stable")[:, :count]
+            top = np.empty((len(members), count), dtype=np.int64)
+            # Gumbel top-k: sampling without replacement with probability ~ popularity, a block
+            # of rows at a time (the same numbers as all at once, bounded memory).
+            block = max(1, KEY_BLOCK_CELLS // len(pool))
+            for start in range(0, len(members), block):
+                rows = slice(start, min(start + block, len(members)))
+                keys = log_popularity[pool][None, :] + rng.gumbel(
+                    size=(len(members[rows]), len(pool))
+                )
+                best = np.argpartition(-keys, count - 1, axis=1)[:, :count]
+                best_keys = np.take_along_axis(keys, best, axis=1)
+                order = np.argsort(-best_keys, axis=1, kind="stable")
+                top[rows] = np.take_along_axis(best, order, axis=1)
             accessories[members, :count] = pool[top]
             factor = rng.lognormal(0.0, parameters.accessory_weight_sd, (len(members), count))
             weights[members, :count] = catalogue.base_popularity[pool[top]] * factor
@@ -131,18 +151,23 @@ class ComplementsFamily(ShopFamily):
         catalogue = self.catalogue
         popularity = catalogue.popularity_on(day)
         main_share = _share(popularity * self.is_main)
-        # served[a, j]: j is a main product of a category that accessory category a serves.
-        served = self.serves.T[:, catalogue.category] & self.is_main[None, :]
-        served_share = _share(served * popularity[None, :])
-        served_share[served_share.sum(axis=1) == 0] = main_share
+        category_mass = np.bincount(
+            catalogue.category, weights=popularity, minlength=catalogue.n_categories
+        )
+        main_mass = category_mass * ~self.is_accessory_category
+        # served[a, c]: main category c's mass when accessory category a serves it; all main
+        # categories where a serves none with an available product.
+        served = self.serves.T * main_mass[None, :]
+        served[served.sum(axis=1) == 0] = main_mass
+        served_category_share = _share(served)
         available = popularity > 0
         return ComplementsDay(
             popularity=DayPopularity.of(catalogue, popularity),
             main_share=main_share,
             accessory_share=_share(popularity * ~self.is_main),
             accessory_weight=self.accessory_weight * available[np.maximum(self.accessories, 0)],
-            served_share=served_share,
-            served_has_mass=served_share.sum(axis=1) > 0,
+            served_category_share=served_category_share,
+            served_has_mass=served_category_share.sum(axis=1) > 0,
         )
 
     def anchors(self, history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -227,10 +252,102 @@ class ComplementsFamily(ShopFamily):
                 ),
                 Component(
                     weight(0.0, 0.0, parameters.no_anchor_served_main),
-                    arrays.served_share[last_category],
+                    arrays.served_category_share[last_category][:, catalogue.category]
+                    * arrays.popularity.category_share[None, :],
                     arrays.served_has_mass[last_category],
                 ),
                 shared_component(parameters.jump_share, arrays.popularity.global_share, count),
             ]
         )
         return restrict_to_unseen(rows, history)
+
+    def sampler(self, day: int) -> ComplementsSampler:
+        arrays = self._day(day)
+        return ComplementsSampler(self, arrays, PopularityDraws(self.catalogue, arrays.popularity))
+
+
+class ComplementsSampler(FamilySampler):
+    """The complements rows drawn sparsely: MainPop_d, AccessoryPop_d and ServedPop_d are
+    popularity over a set of categories (a category ~ its mass, then a product in it)."""
+
+    def __init__(self, family: ComplementsFamily, arrays: ComplementsDay, draws: PopularityDraws):
+        self.family = family
+        self.arrays = arrays
+        self.draws = draws
+        accessory = family.is_accessory_category
+        self.main_cumulative = draws.categories.category_cumulative(~accessory)
+        self.accessory_cumulative = draws.categories.category_cumulative(accessory)
+        self.served_cumulative = normalised_cumulative(arrays.served_category_share)
+
+    def _pooled(self, cumulative: np.ndarray):
+        """A component drawing ~ popularity over the categories of one pool."""
+        categories = self.draws.categories
+        return lambda rows, u, v: categories.draw_pooled(
+            np.broadcast_to(cumulative, (len(rows), len(cumulative))), u, v
+        )
+
+    def first(self, rng, states):
+        parameters = self.family.parameters
+        weights = np.tile(
+            [
+                parameters.first_main_share * (self.main_cumulative[-1] > 0),
+                (1 - parameters.first_main_share) * (self.accessory_cumulative[-1] > 0),
+            ],
+            (len(states), 1),
+        )
+        components = (self._pooled(self.main_cumulative), self._pooled(self.accessory_cumulative))
+        no_history = np.empty((len(states), 0), dtype=np.int64)
+        return draw_unseen_mixture(rng, no_history, weights, components)
+
+    def next(self, rng, history, states):
+        family, arrays, draws = self.family, self.arrays, self.draws
+        parameters = family.parameters
+        last = history[:, -1]
+        category = family.catalogue.category[last]
+        anchor, has_anchor = family.anchors(history)
+        after_main = family.is_main[last]
+        after_accessory = ~after_main & has_anchor
+        no_anchor = ~has_anchor
+
+        def weight(main: float, accessory: float, alone: float) -> np.ndarray:
+            return np.select([after_main, after_accessory, no_anchor], [main, accessory, alone])
+
+        has_accessories = arrays.accessory_weight[anchor].sum(axis=1) > 0
+        weights = np.stack(
+            [
+                weight(
+                    parameters.after_main_accessory,
+                    parameters.after_accessory_anchor_accessory,
+                    0.0,
+                )
+                * (has_accessories & has_anchor),
+                weight(
+                    parameters.after_main_neighbour,
+                    parameters.after_accessory_anchor_neighbour,
+                    0.0,
+                )
+                * (draws.has_neighbours[anchor] & has_anchor),
+                weight(
+                    0.0,
+                    parameters.after_accessory_own_category,
+                    parameters.no_anchor_own_category,
+                )
+                * draws.day.category_has_items[category],
+                weight(0.0, 0.0, parameters.no_anchor_served_main)
+                * arrays.served_has_mass[category],
+                np.full(len(last), parameters.jump_share * draws.has_any),
+            ],
+            axis=1,
+        )
+        components = (
+            lambda rows, u, _: draw_slots(
+                family.accessories, arrays.accessory_weight, anchor[rows], u
+            ),
+            lambda rows, u, _: draws.neighbour(anchor[rows], u),
+            lambda rows, u, _: draws.in_category(category[rows], u),
+            lambda rows, u, v: draws.categories.draw_pooled(
+                self.served_cumulative[category[rows]], u, v
+            ),
+            lambda rows, u, v: draws.anywhere(u, v),
+        )
+        return draw_unseen_mixture(rng, history, weights, components)

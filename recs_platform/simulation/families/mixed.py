@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from recs_platform.simulation.families.base import ShopFamily
+from recs_platform.simulation.families.base import FamilySampler, ShopFamily
 
 
 class MixedFamily(ShopFamily):
@@ -49,3 +49,38 @@ class MixedFamily(ShopFamily):
                     day, history[selected], states[selected] - self.state_offsets[index]
                 )
         return rows
+
+    def sampler(self, day: int) -> MixedSampler | None:
+        samplers = [member.sampler(day) for member in self.members]
+        return None if None in samplers else MixedSampler(self, samplers)
+
+
+class MixedSampler(FamilySampler):
+    """Each session drawn by its own family's sampler."""
+
+    def __init__(self, family: MixedFamily, samplers: list[FamilySampler]):
+        self.family = family
+        self.samplers = samplers
+
+    def _by_member(self, states, draw) -> np.ndarray:
+        drawn = np.full(len(states), -1, dtype=np.int64)
+        member_index = self.family.member_of(states)
+        for index, sampler in enumerate(self.samplers):
+            selected = np.flatnonzero(member_index == index)
+            if selected.size:
+                member_states = states[selected] - self.family.state_offsets[index]
+                drawn[selected] = draw(sampler, selected, member_states)
+        return drawn
+
+    def first(self, rng, states):
+        return self._by_member(
+            states, lambda sampler, _, member_states: sampler.first(rng, member_states)
+        )
+
+    def next(self, rng, history, states):
+        return self._by_member(
+            states,
+            lambda sampler, selected, member_states: sampler.next(
+                rng, history[selected], member_states
+            ),
+        )

@@ -27,12 +27,19 @@ import numpy as np
 from recs_platform.simulation.families.base import (
     Component,
     DayPopularity,
+    FamilySampler,
     ShopFamily,
     family_rng,
     mix,
     restrict_to_unseen,
     shared_component,
     switch_rows,
+)
+from recs_platform.simulation.families.draws import (
+    OneWayWalk,
+    PopularityDraws,
+    draw_unseen,
+    draw_unseen_mixture,
 )
 
 
@@ -122,3 +129,79 @@ class OrderedFamily(ShopFamily):
             ]
         )
         return restrict_to_unseen(rows, history)
+
+    def sampler(self, day: int) -> OrderedSampler:
+        return OrderedSampler(self, PopularityDraws(self.catalogue, self._day(day)))
+
+
+class OrderedSampler(FamilySampler):
+    """The ordered rows drawn sparsely. The walk goes up or down the order (each side's
+    weight its direction factor times its mass), then to a slot of that side (`OneWayWalk`:
+    the walk downwards is the walk upwards along the reversed order)."""
+
+    def __init__(self, family: OrderedFamily, draws: PopularityDraws):
+        self.family = family
+        self.draws = draws
+        parameters = family.parameters
+        categories = draws.categories
+        category, start = family.catalogue.category, categories.start
+        size = np.diff(start)[category]
+        # Slot of each product along its category's order, upwards and downwards.
+        self.up_slot = start[category] + family.position
+        self.down_slot = start[category] + size - 1 - family.position
+        self.item_up = np.empty_like(self.up_slot)
+        self.item_up[self.up_slot] = np.arange(len(category))
+        self.item_down = np.empty_like(self.down_slot)
+        self.item_down[self.down_slot] = np.arange(len(category))
+        popularity = draws.day.popularity
+        appeal = np.where(popularity > 0, popularity**parameters.popularity_power, 0.0)
+        self.up = OneWayWalk(start, appeal[self.item_up], parameters.step_decay)
+        self.down = OneWayWalk(start, appeal[self.item_down], parameters.step_decay)
+
+    def first(self, rng, states):
+        no_history = np.empty((len(states), 0), dtype=np.int64)
+        draws = self.draws
+        return draw_unseen(
+            rng, no_history, lambda rng, rows: draws.anywhere(*rng.random((2, len(rows))))
+        )
+
+    def next(self, rng, history, states):
+        draws, family = self.draws, self.family
+        parameters = family.parameters
+        last = history[:, -1]
+        category = family.catalogue.category[last]
+        direction = family.direction(history)
+        keep, turn = parameters.keep_direction, 1 - parameters.keep_direction
+        up_weight = np.select([direction > 0, direction < 0], [keep, turn], 0.5)
+        up_mass = up_weight * self.up.mass(self.up_slot[last])
+        down_mass = (1 - up_weight) * self.down.mass(self.down_slot[last])
+        walk_mass = up_mass + down_mass
+        stay = 1 - parameters.jump_share
+        weights = np.stack(
+            [
+                stay * parameters.walk_share * (walk_mass > 0),
+                stay * (1 - parameters.walk_share) * draws.has_switch[category],
+                np.full(len(last), parameters.jump_share * draws.has_any),
+            ],
+            axis=1,
+        )
+
+        def walk(rows, side, along):
+            items = last[rows]
+            up = side * walk_mass[rows] < up_mass[rows]
+            drawn = np.full(len(rows), -1, dtype=np.int64)
+            for going_up, walker, slot, item_at in (
+                (True, self.up, self.up_slot, self.item_up),
+                (False, self.down, self.down_slot, self.item_down),
+            ):
+                chosen = np.flatnonzero(up == going_up)
+                stepped = walker.draw(slot[items[chosen]], along[chosen])
+                drawn[chosen] = np.where(stepped >= 0, item_at[np.maximum(stepped, 0)], -1)
+            return drawn
+
+        components = (
+            walk,
+            lambda rows, u, v: draws.switch(category[rows], u, v),
+            lambda rows, u, v: draws.anywhere(u, v),
+        )
+        return draw_unseen_mixture(rng, history, weights, components)

@@ -26,6 +26,7 @@ import numpy as np
 
 from recs_platform.simulation.families.base import (
     Component,
+    FamilySampler,
     ShopFamily,
     category_rows,
     mix,
@@ -33,6 +34,12 @@ from recs_platform.simulation.families.base import (
     one_hot_rows,
     restrict_to_unseen,
     shared_component,
+)
+from recs_platform.simulation.families.draws import (
+    PopularityDraws,
+    choose,
+    draw_unseen,
+    draw_unseen_mixture,
 )
 
 RECENT = 3  # r_1, r_2, r_3
@@ -123,3 +130,69 @@ class RevisitsFamily(ShopFamily):
                 Component(1 - parameters.return_probability, new, new.sum(axis=1) > 0),
             ]
         )
+
+    def sampler(self, day: int) -> RevisitsSampler:
+        return RevisitsSampler(self, PopularityDraws(self.catalogue, self._day(day)))
+
+
+class RevisitsSampler(FamilySampler):
+    """The revisits rows drawn sparsely. A return or a new product is decided once per view
+    (a return only when r_2 exists); a new product is then drawn from its mixture until an
+    unseen one comes up. A session whose draws keep missing is left to the exact rows
+    restricted to unseen products, or, where nothing unseen has mass (so the row is all
+    returns), to the whole row (`exact_draws`)."""
+
+    def __init__(self, family: RevisitsFamily, draws: PopularityDraws):
+        self.family = family
+        self.draws = draws
+
+    def first(self, rng, states):
+        no_history = np.empty((len(states), 0), dtype=np.int64)
+        draws = self.draws
+        return draw_unseen(
+            rng, no_history, lambda rng, rows: draws.anywhere(*rng.random((2, len(rows))))
+        )
+
+    def next(self, rng, history, states):
+        parameters = self.family.parameters
+        recent = recent_distinct(history)
+        exists = recent >= 0
+        uniform = rng.random((len(history), 2))
+        returning = exists[:, 1] & (uniform[:, 0] < parameters.return_probability)
+        drawn = np.full(len(history), -1, dtype=np.int64)
+        if returning.any():
+            to = choose(
+                np.asarray(parameters.return_weights) * exists[returning][:, 1:],
+                uniform[returning, 1],
+            )
+            # A miss (u * total rounding up to the total) only happens without r_3: to r_2.
+            drawn[returning] = recent[returning, 1 + np.maximum(to, 0)]
+        new = np.flatnonzero(~returning)
+        if new.size:
+            drawn[new] = self._new(rng, history[new], recent[new], exists[new])
+        return drawn
+
+    def _new(self, rng, history, recent, exists):
+        draws, parameters = self.draws, self.family.parameters
+        items = np.maximum(recent, 0)
+        category = self.family.catalogue.category[items]
+        keep = 1 - parameters.jump_share
+        columns = [np.full(len(history), parameters.jump_share * draws.has_any)]
+        components = [lambda rows, u, v: draws.anywhere(u, v)]
+        for place, recency in enumerate(parameters.recency_weights):
+            columns += [
+                keep
+                * recency
+                * parameters.neighbour_share
+                * (draws.has_neighbours[items[:, place]] & exists[:, place]),
+                keep
+                * recency
+                * (1 - parameters.neighbour_share)
+                * (draws.day.category_has_items[category[:, place]] & exists[:, place]),
+            ]
+            components += [
+                lambda rows, u, _, place=place: draws.neighbour(items[rows, place], u),
+                lambda rows, u, _, place=place: draws.in_category(category[rows, place], u),
+            ]
+        weights = np.stack(columns, axis=1)
+        return draw_unseen_mixture(rng, history, weights, components)

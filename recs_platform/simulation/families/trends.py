@@ -27,6 +27,7 @@ import numpy as np
 from recs_platform.simulation.families.base import (
     Component,
     DayPopularity,
+    FamilySampler,
     ShopFamily,
     category_rows,
     family_rng,
@@ -34,6 +35,11 @@ from recs_platform.simulation.families.base import (
     neighbour_rows,
     restrict_to_unseen,
     shared_component,
+)
+from recs_platform.simulation.families.draws import (
+    PopularityDraws,
+    draw_unseen,
+    draw_unseen_mixture,
 )
 
 
@@ -109,3 +115,41 @@ class TrendsFamily(ShopFamily):
             ]
         )
         return restrict_to_unseen(rows, history)
+
+    def sampler(self, day: int) -> TrendsSampler:
+        return TrendsSampler(self, PopularityDraws(self.catalogue, self._day(day)))
+
+
+class TrendsSampler(FamilySampler):
+    """The trends rows drawn sparsely: GlobalPop'_d first, then neighbours, own category or
+    anywhere, each over the day's surged popularity."""
+
+    def __init__(self, family: TrendsFamily, draws: PopularityDraws):
+        self.family = family
+        self.draws = draws
+
+    def first(self, rng, states):
+        no_history = np.empty((len(states), 0), dtype=np.int64)
+        draws = self.draws
+        return draw_unseen(
+            rng, no_history, lambda rng, rows: draws.anywhere(*rng.random((2, len(rows))))
+        )
+
+    def next(self, rng, history, states):
+        draws, parameters = self.draws, self.family.parameters
+        last = history[:, -1]
+        category = self.family.catalogue.category[last]
+        weights = np.stack(
+            [
+                parameters.neighbour_share * draws.has_neighbours[last],
+                parameters.category_share * draws.day.category_has_items[category],
+                np.full(len(last), parameters.global_share * draws.has_any),
+            ],
+            axis=1,
+        )
+        components = (
+            lambda rows, u, _: draws.neighbour(last[rows], u),
+            lambda rows, u, _: draws.in_category(category[rows], u),
+            lambda rows, u, v: draws.anywhere(u, v),
+        )
+        return draw_unseen_mixture(rng, history, weights, components)
