@@ -32,6 +32,7 @@ HOUR_MS = 3_600_000
 MAX_GAP_MS = 20 * 60_000  # well inside the 30 min inactivity rule that ends a session
 MAX_PAGEVIEWS_BEFORE = 6
 WRITE_BATCH_LINES = 50_000
+ENCODE_BLOCK_EVENTS = 100_000
 EPOCH = dt.date(1970, 1, 1)
 
 # Event kinds while rendering; RELOAD is a detail sent again, CHECKOUT a page view.
@@ -247,22 +248,34 @@ class _EventRenderer:
         server_ts = np.where(late, (client_ts // DAY_MS + 1) * DAY_MS + late_by, server_ts)
         duplicate = np.flatnonzero(rng.random(n_events) < config.duplicate_rate)
         duplicate_ts = server_ts[duplicate] + rng.integers(200, 120_000, size=len(duplicate))
-        event_ids = _uuid4_strings(rng, n_events)
+        event_id_bytes = rng.bytes(16 * n_events)
         url_choice = rng.random(n_events)
 
-        session_list, shopper, returning = session.tolist(), shopper.tolist(), returning.tolist()
-        lines = self._encode(
-            event_ids,
-            [simulated.session_ids[index] for index in session_list],
-            [self.user_ids[shopper[index]] if returning[index] else None for index in session_list],
-            kind.tolist(),
-            item.tolist(),
-            url_choice.tolist(),
-            client_ts.tolist(),
-            server_ts.tolist(),
-            duplicate.tolist(),
-            duplicate_ts.tolist(),
-        )
+        # Python objects for a block of events at a time: a day of a large shop is millions.
+        shopper, returning = shopper.tolist(), returning.tolist()
+        lines, duplicate_lines = [], []
+        for start in range(0, n_events, ENCODE_BLOCK_EVENTS):
+            block = slice(start, start + ENCODE_BLOCK_EVENTS)
+            in_block = (duplicate >= start) & (duplicate < start + ENCODE_BLOCK_EVENTS)
+            block_session = session[block].tolist()
+            originals, copies = self._encode(
+                _uuid4_strings(event_id_bytes[16 * start : 16 * (start + ENCODE_BLOCK_EVENTS)]),
+                [simulated.session_ids[index] for index in block_session],
+                [
+                    self.user_ids[shopper[index]] if returning[index] else None
+                    for index in block_session
+                ],
+                kind[block].tolist(),
+                item[block].tolist(),
+                url_choice[block].tolist(),
+                client_ts[block].tolist(),
+                server_ts[block].tolist(),
+                (duplicate[in_block] - start).tolist(),
+                duplicate_ts[in_block].tolist(),
+            )
+            lines += originals
+            duplicate_lines += copies
+        lines += duplicate_lines
 
         report.sessions += n_sessions
         report.product_views += n_views
@@ -290,7 +303,9 @@ class _EventRenderer:
         server_ts,
         duplicates,
         duplicate_ts,
-    ) -> list[bytes]:
+    ) -> tuple[list[bytes], list[bytes]]:
+        """The lines of a block of events, and of the second deliveries of `duplicates` (indices
+        into the block)."""
         skus, category = self.catalogue.skus, self.catalogue.category.tolist()
         urls, product_skus = [], []
         for kind, item, choice in zip(kinds, items, url_choices, strict=True):
@@ -331,11 +346,15 @@ class _EventRenderer:
                 strict=True,
             )
         ]
-        dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
-        lines = [dumps(event, option=newline) for event in events]
-        for index, arrived in zip(duplicates, duplicate_ts, strict=True):
-            lines.append(dumps({**events[index], "server_ts": arrived}, option=newline))
-        return lines
+        # orjson's bytes keep its whole write buffer (4 KB a line with orjson 3.13, 5 GB for a
+        # day of the Coveo-sized shop); adding the newline makes a copy of the line's size.
+        dumps = orjson.dumps
+        lines = [dumps(event) + b"\n" for event in events]
+        copies = [
+            dumps({**events[index], "server_ts": arrived}) + b"\n"
+            for index, arrived in zip(duplicates, duplicate_ts, strict=True)
+        ]
+        return lines, copies
 
 
 def _session_events(
@@ -426,9 +445,10 @@ def _client_times(
     return start_ms[session] + elapsed - elapsed[np.flatnonzero(first)][session]
 
 
-def _uuid4_strings(rng: np.random.Generator, count: int) -> list[str]:
-    """Random (version 4) UUIDs drawn from the seeded generator, so runs repeat exactly."""
-    raw = np.frombuffer(rng.bytes(16 * count), dtype=np.uint8).reshape(count, 16).copy()
+def _uuid4_strings(random_bytes: bytes) -> list[str]:
+    """Random (version 4) UUIDs from 16 bytes each of the seeded generator, so runs repeat."""
+    count = len(random_bytes) // 16
+    raw = np.frombuffer(random_bytes, dtype=np.uint8).reshape(count, 16).copy()
     raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
     text = raw.tobytes().hex()
