@@ -33,37 +33,60 @@ def _positive_int(text: str) -> int:
 
 
 def _shop_config(args: argparse.Namespace):
+    """The shop of the arguments: --preset's (simulate only) or the default shop, with the
+    options given on the command line changing it."""
     from recs_platform.simulation import ShopConfig
 
+    given = {
+        "start": args.start,
+        "days": args.days,
+        "sessions_per_day": args.sessions_per_day,
+        "n_items": args.items,
+        "seed": args.seed,
+        "family": args.family,
+    }
+    changes = {name: value for name, value in given.items() if value is not None}
+    preset, scale = getattr(args, "preset", None), getattr(args, "scale", None)
     try:
-        return ShopConfig(
-            start=args.start,
-            days=args.days,
-            sessions_per_day=args.sessions_per_day,
-            n_items=args.items,
-            seed=args.seed,
-            family=args.family,
-        )
+        if preset is not None:
+            return ShopConfig.preset(preset, scale=1.0 if scale is None else scale, **changes)
+        if scale is not None:
+            raise UsageError("--scale scales a --preset; give one")
+        return ShopConfig(**changes)
     except ValueError as error:
         raise UsageError(str(error)) from error
+
+
+def _scale(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from error
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{value} must lie in (0, 1]")
+    return value
 
 
 def _add_shop_arguments(parser: argparse.ArgumentParser) -> None:
     from recs_platform.simulation import FAMILY_NAMES, FAMILY_SUMMARIES, ShopConfig
 
+    # No defaults here: an option not given keeps the value of the preset or the default shop.
     defaults = ShopConfig()
     parser.add_argument(
         "--family",
         choices=FAMILY_NAMES,
-        default=defaults.family,
         help="the shoppers' generating process (README, 'The synthetic shop'): "
         + "; ".join(f"{name}: {FAMILY_SUMMARIES[name]}" for name in FAMILY_NAMES),
     )
-    parser.add_argument("--start", type=_date, default=defaults.start, help="first day (UTC)")
-    parser.add_argument("--days", type=_positive_int, default=defaults.days)
-    parser.add_argument("--sessions-per-day", type=_positive_int, default=defaults.sessions_per_day)
-    parser.add_argument("--items", type=_positive_int, default=defaults.n_items)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--start", type=_date, help=f"first day (UTC; default {defaults.start.isoformat()})"
+    )
+    parser.add_argument("--days", type=_positive_int, help=f"default {defaults.days}")
+    parser.add_argument(
+        "--sessions-per-day", type=_positive_int, help=f"default {defaults.sessions_per_day}"
+    )
+    parser.add_argument("--items", type=_positive_int, help=f"default {defaults.n_items}")
+    parser.add_argument("--seed", type=int, help=f"default {defaults.seed}")
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
@@ -210,6 +233,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from recs_platform.simulation.config import PRESETS
     from recs_platform.training.candidates import CANDIDATE_NAMES
 
     parser = argparse.ArgumentParser(
@@ -222,6 +246,19 @@ def build_parser() -> argparse.ArgumentParser:
         "simulate", help="simulate a shop into the landing zone and print its statistics"
     )
     _add_shop_arguments(simulate)
+    simulate.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        help="a named shop size, the other options changing it: coveo = the size of Coveo's "
+        "SIGIR eCom 2021 data (30 days, 4.95 M sessions, about 36 M events, 50,000 products, "
+        "the mixed shop)",
+    )
+    simulate.add_argument(
+        "--scale",
+        type=_scale,
+        help="with --preset: multiply its sessions per day (and returning shoppers) by this, "
+        "same catalogue (a smoke test of the full size)",
+    )
     simulate.set_defaults(run=_simulate)
 
     headroom = commands.add_parser(

@@ -121,7 +121,7 @@ UTC midnight, landing in the next day's folder.
 """
 
 from recs_platform.simulation.catalogue import Catalogue, build_catalogue
-from recs_platform.simulation.config import FAMILY_NAMES, ShopConfig
+from recs_platform.simulation.config import FAMILY_NAMES, PRESETS, ShopConfig
 from recs_platform.simulation.families import FAMILY_SUMMARIES, ShopFamily, build_family
 from recs_platform.simulation.generator import (
     SHOP_CONFIG_FILE,
@@ -138,6 +138,7 @@ from recs_platform.simulation.stats import SimulationReport, gini
 __all__ = [
     "FAMILY_NAMES",
     "FAMILY_SUMMARIES",
+    "PRESETS",
     "SHOP_CONFIG_FILE",
     "Catalogue",
     "Intent",
