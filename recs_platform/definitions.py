@@ -19,6 +19,7 @@ from recs_platform.automation import (
     build_landing_sensor,
     build_weekly_retrain_schedule,
 )
+from recs_platform.execution import executor_for
 from recs_platform.partitions import daily_partitions
 from recs_platform.resources import resources_for
 from recs_platform.settings import Settings
@@ -141,7 +142,7 @@ def build_definitions(settings: Settings, resources: dict | None = None) -> dg.D
         resources=resources if resources is not None else resources_for(settings),
         # Locally the steps of a run share its process: one DuckDB file, two cores, and a
         # process per step would cost seconds and hundreds of MB each for nothing.
-        executor=dg.in_process_executor if settings.env == "local" else None,
+        executor=executor_for(settings),
     )
 
 

@@ -191,3 +191,29 @@ def test_every_asset_touching_the_duckdb_file_shares_one_pool(tmp_path):
 def test_a_wrong_setting_is_named(name, value, message):
     with pytest.raises(SettingsError, match=message):
         Settings.from_env({name: value})
+
+
+@pytest.mark.parametrize(
+    ("env", "executor", "expected"),
+    [("local", None, dg.in_process_executor), ("prod", None, None)],
+)
+def test_the_executor_follows_the_settings(tmp_path, env, executor, expected):
+    """Locally every step in the run's process; in production without RECS_EXECUTOR Dagster's
+    default (a process per step)."""
+    settings = Settings(
+        env=env, data_dir=tmp_path, partitions_start=dt.date(2026, 11, 1), executor=executor
+    )
+    assert build_definitions(settings).executor is expected
+
+
+def test_the_kubernetes_executor_needs_dagster_k8s(tmp_path):
+    settings = Settings(
+        env="prod", data_dir=tmp_path, partitions_start=dt.date(2026, 11, 1), executor="k8s"
+    )
+    try:
+        import dagster_k8s
+    except ImportError:
+        with pytest.raises(SettingsError, match="dagster-k8s"):
+            build_definitions(settings)
+    else:
+        assert build_definitions(settings).executor is dagster_k8s.k8s_job_executor
