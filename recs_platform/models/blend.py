@@ -36,6 +36,7 @@ from recs_platform.models.base import (
 LENGTH_BUCKETS = (1, 2, 4)
 WEIGHTS_FILE = "blend.json"
 MEMBERS_FOLDER = "members"
+FALLBACK_FOLDER = "fallback"
 _TINY = 1e-300
 
 
@@ -92,6 +93,7 @@ class BlendRecommender(SessionRecommender):
         name: str = "blend",
         bounds: Sequence[int] = LENGTH_BUCKETS,
         prior_strength: float = 100.0,
+        fallback: SessionRecommender | None = None,
     ):
         if not members:
             raise ValueError("a blend needs at least one member")
@@ -108,6 +110,9 @@ class BlendRecommender(SessionRecommender):
         self.weights = np.asarray(weights, dtype=np.float64)
         if self.weights.shape != shape:
             raise ValueError(f"weights must be {shape}, got {self.weights.shape}")
+        # Scores the prefixes no member knows an item of (the empty one too), where the members
+        # were trained on different windows and their fallbacks disagree; None: the mixture.
+        self.fallback = fallback
         self.item_ids: list[str] = []
         if all(getattr(member, "item_ids", None) for member in self.members):
             self._index_members()
@@ -184,7 +189,9 @@ class BlendRecommender(SessionRecommender):
         weights = self.weights[:, keep]
         weights = weights / weights.sum(axis=1, keepdims=True)
         members = [self.members[position] for position in keep]
-        return BlendRecommender(members, weights, self.name, self.bounds, self.prior_strength)
+        return BlendRecommender(
+            members, weights, self.name, self.bounds, self.prior_strength, self.fallback
+        )
 
     def described_weights(self) -> dict[str, dict[str, float]]:
         """{bucket label: {member: weight}}; the default buckets are "1", "2", "3-4", "5+"."""
@@ -207,7 +214,19 @@ class BlendRecommender(SessionRecommender):
         member_rows = self.member_probabilities(prefixes)
         buckets = length_buckets([len(prefix) for prefix in prefixes], self.bounds)
         weights = self.weights[buckets]  # [prefixes, members]
-        return np.einsum("pm,mpj->pj", weights, member_rows)
+        scores = np.einsum("pm,mpj->pj", weights, member_rows)
+        if self.fallback is not None:
+            index = self.item_index()
+            lost = [
+                row for row, prefix in enumerate(prefixes) if not any(s in index for s in prefix)
+            ]
+            if lost:
+                columns = np.array([index.get(sku, -1) for sku in self.fallback.item_ids])
+                known = columns >= 0
+                rows = self.fallback.probabilities([prefixes[row] for row in lost])
+                scores[lost] = 0.0
+                scores[np.ix_(lost, columns[known])] = rows[:, known]
+        return scores
 
     def probabilities(self, prefixes: Sequence[Sequence[str]]) -> np.ndarray:
         """The blend's next-item distribution over the unseen items (the scores themselves)."""
@@ -221,6 +240,8 @@ class BlendRecommender(SessionRecommender):
             member_folder = f"{position:02d}-{member.name}"
             member.save(folder / MEMBERS_FOLDER / member_folder)
             names.append(member_folder)
+        if self.fallback is not None:
+            self.fallback.save(folder / FALLBACK_FOLDER)
         state = {
             "members": names,
             "weights": self.weights.tolist(),
@@ -233,11 +254,13 @@ class BlendRecommender(SessionRecommender):
     def _load_state(cls, folder: Path) -> BlendRecommender:
         state = json.loads((folder / WEIGHTS_FILE).read_text())
         members = [load_recommender(folder / MEMBERS_FOLDER / name) for name in state["members"]]
+        fallback = folder / FALLBACK_FOLDER
         return cls(
             members,
             np.array(state["weights"]),
             bounds=state["bounds"],
             prior_strength=state["prior_strength"],
+            fallback=load_recommender(fallback) if fallback.is_dir() else None,
         )
 
 

@@ -278,9 +278,22 @@ def train_and_choose(
             best_scored[result.best_model][1],
             window,
         )
+    # Under a time budget the members may have trained on different windows (the most recent
+    # sessions of each, so the longest holds the others): the blend then falls back on the
+    # popularity of the longest one, which is also what the checklist compares it with.
+    windows = {item.window.sessions for item in trained.values() if item.window is not None}
+    longest_window = max(windows) if windows else len(train)
     if BLEND in plan.candidates:
+        fallback = None
+        if len(windows) > 1:
+            fallback_sessions = train[len(train) - longest_window :] + skus(splits.validation)
+            fallback = candidate("popularity").make().fit(fallback_sessions)
         trained[BLEND] = _train_blend(
-            trained, validation_targets, reciprocal_ranks_of, plan.overrides.get(BLEND, {})
+            trained,
+            validation_targets,
+            reciprocal_ranks_of,
+            plan.overrides.get(BLEND, {}),
+            fallback,
         )
 
     selection = select(
@@ -312,11 +325,8 @@ def train_and_choose(
     if budget is not None:
         log.info("[%s] test day evaluated; the checklist runs", budget.progress())
     # The checklist compares the fallback with the popularity of what the model trained on.
-    trained_on = (
-        splits.train[len(splits.train) - chosen.window.sessions :]
-        if chosen.window
-        else splits.train
-    )
+    trained_sessions = chosen.window.sessions if chosen.window else longest_window
+    trained_on = splits.train[len(splits.train) - trained_sessions :]
     checklist = run_checklist(
         chosen.recommender,
         trained_on + splits.validation,
@@ -381,6 +391,7 @@ def _train_blend(
     validation_targets: NextItemTargets,
     reciprocal_ranks_of: Callable[..., np.ndarray],
     settings: Params,
+    fallback: SessionRecommender | None = None,
 ) -> TrainedCandidate:
     """The blend of every trained candidate, weighed on the validation day.
 
@@ -408,7 +419,10 @@ def _train_blend(
         out_of_fold[scored] = reciprocal_ranks_of(on_train, scored.tolist())
     weights = weights_by_bucket(likelihoods, buckets, n_buckets, prior_strength)
     served = BlendRecommender(
-        [item.recommender for item in trained.values()], weights, prior_strength=prior_strength
+        [item.recommender for item in trained.values()],
+        weights,
+        prior_strength=prior_strength,
+        fallback=fallback,
     ).without_small_weights(float(settings.get("min_weight", 0.01)))
     on_train.weights = weights
     log.info("blend: validation MRR %.4f (cross-fitted), weights by prefix length %s",

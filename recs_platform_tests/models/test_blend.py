@@ -117,3 +117,26 @@ def test_refitting_refits_every_member_and_keeps_the_weights():
     assert blend.item_ids == ["a", "b", "c", "d", "e"]
     assert blend.weights.tolist() == weights.tolist()
     assert blend.rank([["d"]], k=1) == [["e"]]
+
+
+def test_members_of_different_windows_fall_back_on_the_longest_windows_popularity(tmp_path):
+    # The Markov chain learned from the recent sessions only ("d" most viewed there), the
+    # popularity member from all of them; their empty-prefix lists disagree.
+    recent = [["d", "a"], ["d", "b"], ["d", "c"]]
+    everything = SESSIONS * 3 + recent
+    fallback = PopularityRecommender().fit(everything)
+    blend = BlendRecommender(
+        [MarkovRecommender().fit(recent), PopularityRecommender(name="p").fit(everything)],
+        np.array([[0.9, 0.1]] * 4),
+        fallback=fallback,
+    )
+    without = BlendRecommender(blend.members, blend.weights)
+    for prefix in ([], ["unknown-sku"]):
+        assert blend.rank([prefix], 4) == fallback.rank([prefix], 4)
+        assert without.rank([prefix], 4) != fallback.rank([prefix], 4)
+    # A prefix with a known item is the mixture's, with or without the fallback.
+    assert blend.score([["a"]]) == pytest.approx(without.score([["a"]]))
+    blend.save(tmp_path / "blend")
+    loaded = load_recommender(tmp_path / "blend")
+    assert loaded.rank([[]], 4) == fallback.rank([[]], 4)
+    assert loaded.without_small_weights(0.2).fallback is not None
