@@ -31,6 +31,25 @@ from recs_platform.models.popularity import item_counts
 POPULARITY_SCALE = 1e-3
 
 
+def _latest_per_row(matrix: sparse.csr_matrix, keep: int) -> sparse.csr_matrix:
+    """`matrix` with only the last `keep` entries of each row (the most recent sessions of an
+    item, sessions being in time order).
+
+    The sample of a prefix's neighbours stays exactly the same: a session among the latest
+    `sample_size` sharing an item with the prefix is among the latest `sample_size` of each
+    prefix item it holds, so every dot product it needs survives. Without the cut, a popular
+    item's whole history (hundreds of thousands of sessions on a large shop) entered the
+    product of every prefix holding it.
+    """
+    matrix.sort_indices()
+    lengths = np.diff(matrix.indptr)
+    kept = np.minimum(lengths, keep)
+    first_kept = np.repeat(matrix.indptr[1:] - kept, lengths)
+    mask = np.arange(matrix.nnz) >= first_kept
+    indptr = np.concatenate([[0], np.cumsum(kept)])
+    return sparse.csr_matrix((matrix.data[mask], matrix.indices[mask], indptr), shape=matrix.shape)
+
+
 class VSKNNRecommender(SessionRecommender):
     def __init__(self, name: str = "vsknn", k: int = 100, sample_size: int = 1000):
         if k < 1 or sample_size < 1:
@@ -63,7 +82,7 @@ class VSKNNRecommender(SessionRecommender):
     def _prepare(self) -> None:
         self.sessions.sort_indices()
         self.session_norms = np.sqrt(np.diff(self.sessions.indptr)).astype(np.float64)
-        self.sessions_by_item = self.sessions.T.tocsr()
+        self.sessions_by_item = _latest_per_row(self.sessions.T.tocsr(), self.sample_size)
 
     def _prefix_weights(self, prefixes: Sequence[Sequence[str]]) -> sparse.csr_matrix:
         """[prefixes, items]: linearly decaying weights of each prefix's known items."""

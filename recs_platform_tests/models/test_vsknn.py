@@ -103,3 +103,19 @@ def test_bad_settings_are_refused():
         VSKNNRecommender(k=0)
     with pytest.raises(RuntimeError, match="call fit"):
         VSKNNRecommender().score([["a"]])
+
+
+def test_the_per_item_cut_keeps_exactly_the_latest_neighbours():
+    """Each item keeps only its latest sample_size sessions for the overlap product; the
+    neighbours found are the same as with every session of every item."""
+    rng = np.random.default_rng(5)
+    sessions = [[f"i{item}" for item in rng.choice(12, rng.integers(2, 6))] for _ in range(400)]
+    prefixes = [[f"i{item}" for item in rng.choice(12, rng.integers(1, 5))] for _ in range(60)]
+    model = VSKNNRecommender(k=7, sample_size=15).fit(sessions)
+    assert np.diff(model.sessions_by_item.indptr).max() == 15
+    uncut = VSKNNRecommender(k=7, sample_size=15).fit(sessions)
+    uncut.sessions_by_item = uncut.sessions.T.tocsr()
+    assert np.diff(uncut.sessions_by_item.indptr).max() > 100
+    got, expected = model.neighbours(prefixes), uncut.neighbours(prefixes)
+    assert (got != expected).nnz == 0
+    assert model.score(prefixes) == pytest.approx(uncut.score(prefixes))
