@@ -63,6 +63,34 @@
 {% endmacro %}
 
 
+{% macro history_lookback_days() %}
+    {#- How many partitions before what it rebuilds a run reads to link its rows to earlier
+        ones: the previous copy of an event (stg_events, stg_event_duplicates), an earlier event
+        of a session (int_session_events), the previous day of a sku (item_stats). Never fewer
+        than lookback_days, so that an event kept twice (its copies further apart than this)
+        can never be attached twice to one session. -#}
+    {%- set value = var('history_lookback_days') | string -%}
+    {%- if not modules.re.fullmatch('[0-9]+', value) -%}
+        {{ exceptions.raise_compiler_error(
+            "history_lookback_days must be a whole number of days, got " ~ value
+        ) }}
+    {%- endif -%}
+    {%- if value | int < lookback_days() -%}
+        {{ exceptions.raise_compiler_error(
+            "history_lookback_days (" ~ value ~ ") must be at least lookback_days ("
+            ~ lookback_days() ~ ")"
+        ) }}
+    {%- endif -%}
+    {{ return(value | int) }}
+{% endmacro %}
+
+
+{% macro history_start(day) %}
+    {#- The first partition a run reads history from, for a run that rebuilds from `day` on. -#}
+    {{ return(shift_days(day, -history_lookback_days())) }}
+{% endmacro %}
+
+
 {% macro lookback_start(window) %}
     {#- The first partition a run of `window` may rewrite: its sessions' partitions begin up to
         lookback_days before the window, since the window's events can still reach them. -#}

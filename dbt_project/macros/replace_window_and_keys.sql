@@ -6,6 +6,13 @@
     its window's partitions whole and, of the lookback days before them, only the sessions it
     rebuilt (those that received an event in the window), not every session of those days.
 
+    The rows replaced by key are looked for from the window's lookback start on only, so that a
+    run does not read the whole table: a rebuilt session's partition is in [window start -
+    lookback_days, window end), and a session's partition never moves later (raw partitions
+    only grow), so its old rows lie there too. (The one exception, a session id that lands again
+    after more than history_lookback_days partitions of silence, makes a second session, and its
+    earlier one is left as it is: see int_session_events.sql.)
+
     Plain delete and insert: the same SQL on DuckDB and Snowflake.
 -#}
 
@@ -24,10 +31,15 @@
     {%- set columns = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
 
     delete from {{ target }}
-    where {{ unique_key }} in (select {{ unique_key }} from {{ source }})
     {%- if window %}
-        or ({{ in_days(partition_column, window.start, window.end) }})
-    {%- endif %};
+    where {{ partition_column }} >= {{ date_literal(lookback_start(window)) }}
+        and (
+            {{ unique_key }} in (select {{ unique_key }} from {{ source }})
+            or ({{ in_days(partition_column, window.start, window.end) }})
+        );
+    {%- else %}
+    where {{ unique_key }} in (select {{ unique_key }} from {{ source }});
+    {%- endif %}
 
     insert into {{ target }} ({{ columns }})
     select {{ columns }}

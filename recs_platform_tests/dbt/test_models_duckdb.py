@@ -255,7 +255,7 @@ def test_a_partition_runs_tests_read_only_the_partitions_it_rebuilt(tmp_path, bu
     assert d2.returncode != 0
     assert _failing_tests(d2.output) == [
         "expression_is_true_sessions_ended_at_started_at",
-        "unique_stg_events_event_id",
+        "unique_within_days_stg_events_event_id__event_date",
     ]
 
 
@@ -342,3 +342,124 @@ def test_an_empty_partition_window_fails_before_anything_runs(tmp_path):
 
     assert result.returncode != 0
     assert "Empty partition window: max_date (2026-03-02) must be after min_date" in result.output
+
+
+# A history lookback of one day (as short as the session lookback allows), so that four days
+# show every case: what lies within it, and what lands after it.
+SHORT_HISTORY_VARS = FIXTURE_VARS | {"history_lookback_days": 1}
+
+
+def _view(event_id, session_id, client, sku, server=None):
+    """A product view happening at `client`, received (so landing) at `server` if given."""
+    client_ms = epoch_ms(client)
+    return {
+        "event_id": event_id,
+        "session_id": session_id,
+        "user_id": None,
+        "event_type": "event_product",
+        "product_action": "detail",
+        "product_sku": sku,
+        "url": f"/p/{sku}",
+        "client_ts": client_ms,
+        "server_ts": epoch_ms(server) if server else client_ms + 100,
+        "source": "test",
+    }
+
+
+def _short_history_events() -> list[dict]:
+    """a1 lands on D1 and again on D2 and D3: each copy within a day of the previous one, so
+    both are duplicates of D1's (D3's run reads D2 only, where the copy names D1). b1 lands on
+    D1 and again on D3, two days later: a new event. s-gone's second event lands on D4, after
+    two days of silence. sku-a is viewed on D1 and D2; sku-b on D1 and D3 (b1's new copy)."""
+    a1 = _view("a1", "s-a", at(D1, "10:00:00"), "sku-a")
+    b1 = _view("b1", "s-b", at(D1, "11:00:00"), "sku-b")
+    return [
+        a1,
+        b1,
+        _view("a2", "s-a2", at(D2, "09:00:00"), "sku-a"),
+        {**a1, "server_ts": epoch_ms(at(D2, "08:00:00"))},
+        {**a1, "server_ts": epoch_ms(at(D3, "08:00:00"))},
+        {**b1, "server_ts": epoch_ms(at(D3, "08:00:00"))},
+        _view("g1", "s-gone", at(D1, "12:00:00"), "sku-c"),
+        _view("g2", "s-gone", at(D1, "12:01:00"), "sku-c", server=at(D4, "07:00:00")),
+    ]
+
+
+def _kept_duplicates_and_first_seen(warehouse: Warehouse) -> tuple:
+    kept = sorted(
+        (row["event_id"], row["event_date"]) for row in duckdb_rows(warehouse, "stg_events")
+    )
+    duplicates = sorted(
+        (row["event_id"], row["event_date"], row["first_event_date"])
+        for row in duckdb_rows(warehouse, "stg_event_duplicates")
+    )
+    first_seen = {
+        (row["product_sku"], row["event_date"]): row["first_seen_date"]
+        for row in duckdb_rows(warehouse, "item_stats")
+    }
+    return kept, duplicates, first_seen
+
+
+def test_a_run_reads_history_lookback_days_back_and_the_rule_holds_whatever_the_runs(tmp_path):
+    """history_lookback_days 1. Day by day (each day loaded, then built), and all four days
+    loaded and built in one run: the same kept events, duplicates and first-seen days, as
+    dbt_project.yml says. Sessions differ in the one documented case: s-gone's event landing
+    after more than the lookback of silence makes a session of its own in D4's run, and its
+    D1 session keeps its row; a run that scans D1 too leaves that event out of any session."""
+    day_by_day, one_run = Warehouse(tmp_path / "day_by_day"), Warehouse(tmp_path / "one_run")
+    for warehouse in (day_by_day, one_run):
+        warehouse.root.mkdir()
+        warehouse.land(_short_history_events())
+
+    def run_day_by_day():
+        for day in (D1, D2, D3, D4):
+            load_duckdb_days(day_by_day, [day])
+            day_by_day.build((day, next_day(day)), extra_vars=SHORT_HISTORY_VARS).check()
+
+    def run_in_one_run():
+        load_duckdb_days(one_run, (D1, D2, D3, D4))
+        one_run.build((D1, next_day(D4)), extra_vars=SHORT_HISTORY_VARS).check()
+
+    run_concurrently(run_day_by_day, run_in_one_run)
+
+    kept, duplicates, first_seen = _kept_duplicates_and_first_seen(day_by_day)
+    assert ("a1", D1) in kept and ("a1", D2) not in kept and ("a1", D3) not in kept
+    assert [(event_id, day) for event_id, day in kept if event_id == "b1"] == [
+        ("b1", D1),
+        ("b1", D3),
+    ]
+    assert duplicates == [("a1", D2, D1), ("a1", D3, D1)]
+    assert first_seen[("sku-a", D2)] == D1
+    assert first_seen[("sku-b", D3)] == D3
+    assert _kept_duplicates_and_first_seen(one_run) == (kept, duplicates, first_seen)
+    for table in ("stg_events", "stg_event_duplicates", "item_stats"):
+        assert duckdb_checksums(day_by_day)[table] == duckdb_checksums(one_run)[table], table
+
+    def gone_sessions(warehouse):
+        return [
+            (row["session_date"], row["event_count"])
+            for row in duckdb_rows(warehouse, "sessions")
+            if row["session_id"] == "s-gone"
+        ]
+
+    def outside_sessions_on_d4(warehouse):
+        (d4,) = [
+            r for r in duckdb_rows(warehouse, "daily_session_stats") if r["partition_date"] == D4
+        ]
+        return d4["events_outside_sessions"]
+
+    assert gone_sessions(day_by_day) == [(D1, 1), (D4, 1)]
+    assert outside_sessions_on_d4(day_by_day) == 0
+    assert gone_sessions(one_run) == [(D1, 1)]
+    assert outside_sessions_on_d4(one_run) == 1
+
+
+def test_a_history_lookback_shorter_than_the_session_lookback_fails_before_anything_runs(
+    tmp_path,
+):
+    result = Warehouse(tmp_path).dbt(
+        "parse", dbt_vars={"history_lookback_days": 1, "lookback_days": 2}
+    )
+
+    assert result.returncode != 0
+    assert "history_lookback_days (1) must be at least lookback_days (2)" in result.output

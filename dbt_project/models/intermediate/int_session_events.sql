@@ -12,6 +12,19 @@
     window, and those of the lookback days [start - lookback, start) that received an event in
     the window (midnight, a late event): the only earlier sessions its events can change. Their
     events landed in [start - lookback, end + lookback).
+
+    The scan also holds events of sessions that began before it (late ones, left out of their
+    session), which must not be taken for new sessions. A session that began before the scan
+    has an event landed before it; this run looks for one in the history_lookback_days
+    partitions before the scan only, so that what it reads does not grow with the history.
+    Bounding by lookback_days alone would not be exact: such a session receives no event of
+    the scan (its events attach up to lookback days after its first, before the scan), but its
+    late events are still in the scan. With history_lookback_days it is exact unless a
+    session's events stop landing for more than history_lookback_days partitions and then land
+    again: those later events then make a session of their own (same session_id, a later
+    partition; the earlier session's rows are left as they are, see
+    macros/replace_window_and_keys.sql), where a run that also scans the earlier partitions
+    (a backfill from before it, a full refresh) leaves them out of any session.
 -#}
 {%- set window = incremental_window() %}
 {%- set lookback = lookback_days() %}
@@ -56,10 +69,11 @@ session_first_partitions as (
 
 sessions_started_before_rebuild as (
 
-    {# Seen in the scan, but their first event landed before it: built by an earlier run. #}
+    {# Seen in the scan, but an event of theirs landed in the history_lookback_days partitions
+       before it: they began before it, built by an earlier run. #}
     select distinct session_id
-    from {{ this }}
-    where session_date < {{ date_literal(rebuild_start) }}
+    from {{ ref('stg_events') }}
+    where {{ in_days('event_date', history_start(rebuild_start), rebuild_start) }}
         and session_id in (select session_id from candidate_events)
 
 ),

@@ -8,6 +8,18 @@
 }}
 
 {%- set window = incremental_window() %}
+{%- set history_lookback = history_lookback_days() %}
+
+{#-
+    A landed row is a duplicate when an earlier copy of its event (by event_date, server_ts,
+    source_file, line_number) landed in the same partition or in the history_lookback_days
+    partitions before it; every other row is kept. So a copy delivered again within that many
+    days of the event's previous copy is dropped, and one landing later than that is kept as a
+    new event. Only that many partitions before the window are read, whatever the history: a
+    row's previous copy, if it counts, landed in [its partition - history_lookback_days, its
+    partition], so within [window start - history_lookback_days, window end). The rule is a
+    row's own, never the run's, so any grouping of days into runs keeps the same rows.
+-#}
 
 with landed_rows as (
 
@@ -34,55 +46,83 @@ with landed_rows as (
 
 {%- if window %}
 
-events_landed_before_window as (
+earlier_landings as (
 
-    {# Only the window's events are looked up in the earlier partitions: the set built is the
-       window's ids, not every id ever landed (with a week of history that set cost 9 s). #}
-    select distinct event_id
+    {# The window's events that also landed in the lookback partitions before it, with the
+       latest of those partitions. Only the window's ids are looked up: the set built is the
+       window's, not every id of the lookback days. #}
+    select
+        event_id,
+        max(event_date) as last_earlier_date
     from {{ source('raw', 'events') }}
-    where event_date < {{ date_literal(window.start) }}
+    where {{ in_days('event_date', history_start(window.start), window.start) }}
         and event_id in (select event_id from landed_rows)
+    group by event_id
 
 ),
 {%- endif %}
 
 repeated_events as (
 
-    {# Events landed more than once in the window: only their copies need ranking (about 1 % of
-       the rows), a window over every row costs about 1 s a day. #}
+    {# Events landed more than once in the window or also before it: only their copies need
+       comparing (about 1 % of the rows); a window function over every row costs about 1 s a
+       day. #}
     select event_id
     from landed_rows
     group by event_id
     having count(*) > 1
+    {%- if window %}
+    union
+    select event_id
+    from earlier_landings
+    {%- endif %}
 
 ),
 
-ranked_repeated_copies as (
+{%- set previous_copy_in_window %}
+        lag(landed_rows.event_date) over (
+            partition by landed_rows.event_id
+            order by
+                landed_rows.event_date,
+                landed_rows.server_ts,
+                landed_rows.source_file,
+                landed_rows.line_number
+        )
+{%- endset %}
 
+repeated_copies as (
+
+    {# Each copy with the partition of its event's previous copy: the copy before it in the
+       window, else the latest one landed in the lookback partitions before the window. #}
     select
-        event_id,
-        session_id,
-        user_id,
-        event_type,
-        product_action,
-        product_sku,
-        url,
-        client_ts,
-        server_ts,
-        source,
-        event_date,
-        source_file,
-        line_number,
-        row_number() over (
-            partition by event_id
-            order by event_date, server_ts, source_file, line_number
-        ) as copy_number
+        landed_rows.event_id,
+        landed_rows.session_id,
+        landed_rows.user_id,
+        landed_rows.event_type,
+        landed_rows.product_action,
+        landed_rows.product_sku,
+        landed_rows.url,
+        landed_rows.client_ts,
+        landed_rows.server_ts,
+        landed_rows.source,
+        landed_rows.event_date,
+        landed_rows.source_file,
+        landed_rows.line_number,
+        {%- if window %}
+        coalesce({{ previous_copy_in_window }}, earlier_landings.last_earlier_date)
+        {%- else %}
+        {{ previous_copy_in_window }}
+        {%- endif %} as previous_copy_date
     from landed_rows
-    where event_id in (select event_id from repeated_events)
+    {%- if window %}
+    left join earlier_landings
+        on earlier_landings.event_id = landed_rows.event_id
+    {%- endif %}
+    where landed_rows.event_id in (select event_id from repeated_events)
 
 ),
 
-first_copies_in_window as (
+first_copies as (
 
     select
         event_id,
@@ -115,20 +155,9 @@ first_copies_in_window as (
         event_date,
         source_file,
         line_number
-    from ranked_repeated_copies
-    where copy_number = 1
-
-),
-
-first_copies as (
-
-    select first_copies_in_window.*
-    from first_copies_in_window
-    {%- if window %}
-    left join events_landed_before_window
-        on events_landed_before_window.event_id = first_copies_in_window.event_id
-    where events_landed_before_window.event_id is null
-    {%- endif %}
+    from repeated_copies
+    where previous_copy_date is null
+        or previous_copy_date < {{ add_days('event_date', -history_lookback) }}
 
 ),
 
