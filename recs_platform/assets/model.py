@@ -45,7 +45,7 @@ class SessionModelConfig(dg.Config):
     """The whole retrain (search, refit, blend, evaluation) in about this many minutes: a
     candidate that cannot train on the whole window in its share trains with fewer trials, then
     on the most recent sessions that fit (metadata `training_windows`); null: unbounded."""
-    evaluation_sessions: int | None = 20_000
+    evaluation_sessions: int | None = 10_000
     """The validation and test days are scored on at most this many of their sessions each (a
     seeded sample; the served model's test MRR then has its 95% interval); null: all."""
 
