@@ -34,7 +34,9 @@ from torch import nn
 from recs_platform.models.torch_common import (
     NegativeSampler,
     ProgressLogger,
+    ScoringLayout,
     TorchSessionRecommender,
+    catalogue_logits,
     hyperparameters_of,
     sampled_softmax_loss,
     sampling_log_q,
@@ -82,6 +84,7 @@ class GRU4RecNetwork(nn.Module):
         self.output = nn.Parameter(torch.empty(n_items, hidden_size))
         self.output_bias = nn.Parameter(torch.zeros(n_items))
         nn.init.normal_(self.output, std=hidden_size**-0.5)
+        self.scoring_layout = ScoringLayout()
 
     def forward(
         self, items: torch.Tensor, hidden: torch.Tensor | None = None
@@ -99,7 +102,7 @@ class GRU4RecNetwork(nn.Module):
     def logits(self, outputs: torch.Tensor, last: torch.Tensor | None = None) -> torch.Tensor:
         """Scores of every item: <u, v_j> + b_j (+ T[last, j] with the transition term)."""
         if self.session_term:
-            logits = outputs @ self.output.T + self.output_bias
+            logits = catalogue_logits(outputs, self.output, self.output_bias, self.scoring_layout)
         else:
             logits = self.output_bias.expand(len(outputs), -1)
         if self.transitions is not None:

@@ -100,12 +100,32 @@ class LatentIntentNetwork(nn.Module):
         self.background = nn.Parameter(background)
         self.first_bias = nn.Parameter(first_bias)
         self.transitions = transitions
+        # What scoring keeps of the catalogue-wide terms, with the parameters' state they came
+        # from (see _catalogue_terms); never saved.
+        self._scoring_terms: tuple | None = None
 
     def theta(self) -> torch.Tensor:
         """[K, n_items]: how much each intent favours each item (log scale)."""
         if self.intent_rank is None:
             return self.theta_free
         return self.intent_factors @ self.item_factors.T
+
+    def _catalogue_terms(self):
+        """theta, the chain terms and the first items' log-normaliser per intent: what every
+        prefix shares, over the whole catalogue.
+
+        Scoring (no gradient) computes them once per change of the parameters and keeps them:
+        with 50,000 items they were most of a request's time (benchmarks/README.md, serving).
+        """
+        if torch.is_grad_enabled():
+            theta = self.theta()
+            return theta, self._chain_terms(theta), None
+        state = tuple((parameter.data_ptr(), parameter._version) for parameter in self.parameters())
+        if self._scoring_terms is None or self._scoring_terms[0] != state:
+            theta = self.theta()
+            terms = (theta, self._chain_terms(theta), self._first_log_normaliser(theta))
+            self._scoring_terms = (state, terms)
+        return self._scoring_terms[1]
 
     def _chain_terms(self, theta: torch.Tensor):
         """exp(B - B_shift) [C, N], exp(theta - theta_shift) [K, N], totals [C, K], the shift.
@@ -155,11 +175,24 @@ class LatentIntentNetwork(nn.Module):
         numerator = self._entry_logits(theta, terms[3], previous, columns, pair)
         return numerator - self._log_normalisers(theta, terms, previous, excluded)
 
-    def first_log_likelihoods(self, theta, first: torch.Tensor) -> torch.Tensor:
-        """log P(first item | z) + log P(z): [sessions, K]."""
-        logits = self.first_bias[None, :] + theta
-        log_first = logits - torch.logsumexp(logits, dim=1, keepdim=True)
-        return log_first[:, first - 1].T + torch.log_softmax(self.prior, dim=0)[None, :]
+    def _first_log_normaliser(self, theta) -> torch.Tensor:
+        """log sum_j exp(c_j + theta[z, j]) per intent: [K, 1]."""
+        return torch.logsumexp(self.first_bias[None, :] + theta, dim=1, keepdim=True)
+
+    def first_log_likelihoods(self, theta, first: torch.Tensor, log_normaliser=None):
+        """log P(first item | z) + log P(z): [sessions, K].
+
+        With `log_normaliser` (kept by scoring) only the first items' columns are computed; the
+        values are the same.
+        """
+        if log_normaliser is None:
+            logits = self.first_bias[None, :] + theta
+            log_first = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+            log_first = log_first[:, first - 1]
+        else:
+            columns = first - 1
+            log_first = (self.first_bias[columns][None, :] + theta[:, columns]) - log_normaliser
+        return log_first.T + torch.log_softmax(self.prior, dim=0)[None, :]
 
     def session_log_likelihoods(self, padded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """log P(x_1..x_n) of each right-padded session, the intent summed out: [batch]."""
@@ -167,11 +200,10 @@ class LatentIntentNetwork(nn.Module):
 
     def session_log_joint(self, padded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """log P(z, x_1..x_n) for each right-padded prefix and intent: [batch, K]."""
-        theta = self.theta()
-        return self._log_joint(theta, self._chain_terms(theta), padded, lengths)
+        return self._log_joint(*self._catalogue_terms(), padded, lengths)
 
-    def _log_joint(self, theta, terms, padded, lengths) -> torch.Tensor:
-        joint = self.first_log_likelihoods(theta, padded[:, 0])
+    def _log_joint(self, theta, terms, first_normaliser, padded, lengths) -> torch.Tensor:
+        joint = self.first_log_likelihoods(theta, padded[:, 0], first_normaliser)
         lengths = lengths.to(padded.device)
         positions = torch.arange(padded.shape[1], device=padded.device)
         inside = (positions[None, :] >= 1) & (positions[None, :] < lengths[:, None])
@@ -195,9 +227,9 @@ class LatentIntentNetwork(nn.Module):
 
     def next_scores(self, padded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """log P(next = j | prefix) up to a constant per row: [batch, n_items]."""
-        theta = self.theta()
-        terms = self._chain_terms(theta)
-        posterior = torch.softmax(self._log_joint(theta, terms, padded, lengths), dim=1)
+        theta, terms, first_normaliser = self._catalogue_terms()
+        joint = self._log_joint(theta, terms, first_normaliser, padded, lengths)
+        posterior = torch.softmax(joint, dim=1)
         lengths = lengths.to(padded.device)
         last = padded[torch.arange(len(lengths), device=padded.device), lengths - 1]
         excluded = None

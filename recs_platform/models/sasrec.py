@@ -26,7 +26,9 @@ from torch import nn
 from recs_platform.models.torch_common import (
     NegativeSampler,
     ProgressLogger,
+    ScoringLayout,
     TorchSessionRecommender,
+    catalogue_logits,
     hyperparameters_of,
     pad_right,
     sampled_softmax_loss,
@@ -68,6 +70,7 @@ class SASRecNetwork(nn.Module):
         nn.init.normal_(self.items.weight, std=dimensions**-0.5)
         with torch.no_grad():
             self.items.weight[0].zero_()
+        self.scoring_layout = ScoringLayout()
         self.untied_output = None
         if not tie_embeddings:
             self.untied_output = nn.Parameter(torch.empty(n_items, dimensions))
@@ -93,7 +96,7 @@ class SASRecNetwork(nn.Module):
         return self.items.weight[1:]
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return hidden @ self.output.T + self.output_bias
+        return catalogue_logits(hidden, self.output, self.output_bias, self.scoring_layout)
 
 
 class SASRecRecommender(TorchSessionRecommender):
