@@ -3,7 +3,8 @@
 Layout (DESIGN.md): ``<root>/events/date=YYYY-MM-DD/<producer>-<id>.jsonl[.gz]``. A file is written
 under a hidden temporary name (leading dot) and becomes visible only by an atomic rename once it is
 complete and fsynced, so a reader never sees half a file. The platform never edits or deletes a
-finalized file.
+finalized file. A day may hold several files of one producer (``...-00000``, ``...-00001``):
+readers take every finalized file of the partition, in name order.
 """
 
 from __future__ import annotations
@@ -146,6 +147,9 @@ class LandingWriteSummary:
     files_written: list[str]
     files_skipped: list[str]
     events: int
+    # Files opened for a day whose earlier file had been closed by `max_open_days`: each is a
+    # row that came back to a day the writer had already moved past.
+    days_reopened: int = 0
 
 
 class LandingWriter:
@@ -155,6 +159,15 @@ class LandingWriter:
     deterministic (``<producer>-<file_stem>-<date>-<seq>``) and `skip_existing` makes a re-run
     write nothing that is already there: that is how an import becomes idempotent. Without it each
     writer gets a random id, so concurrent producers never collide.
+
+    Each open file holds a gzip stream (about 256 KB of zlib state). By default every day stays
+    open until `close`, so memory grows with the number of days written. With `max_open_days`
+    set, opening a day beyond that many finalizes the least recently written one; an event for
+    a day closed that way goes to the day's next file (the next `<seq>`), so nothing is lost or
+    reordered within the day (readers take a day's files in name order) and the names stay
+    deterministic for a given input. For a producer whose events come in roughly time order this
+    keeps memory flat whatever the number of days; badly ordered input still lands completely,
+    in more, smaller files (counted in `summary.days_reopened`).
     """
 
     def __init__(
@@ -166,25 +179,49 @@ class LandingWriter:
         max_events_per_file: int = 500_000,
         file_stem: str | None = None,
         skip_existing: bool = False,
+        max_open_days: int | None = None,
     ):
         if not _PRODUCER.match(producer):
             raise ValueError(f"producer {producer!r} must match {_PRODUCER.pattern}")
+        if max_open_days is not None and max_open_days < 1:
+            raise ValueError(f"max_open_days must be at least 1, not {max_open_days}")
         self.root = Path(root)
         self.producer = producer
         self.compress = compress
         self.max_events_per_file = max_events_per_file
         self.file_stem = file_stem or uuid.uuid4().hex[:12]
         self.skip_existing = skip_existing
+        self.max_open_days = max_open_days
+        # With `max_open_days`, ordered from least to most recently written.
         self._open: dict[dt.date, _OpenFile] = {}
         self._sequence: dict[dt.date, int] = {}
+        self._closed_early: set[dt.date] = set()
+        self._latest: dt.date | None = None
         self.summary = LandingWriteSummary([], [], 0)
+
+    @property
+    def open_days(self) -> list[dt.date]:
+        """Days with a file open now (each holds one gzip stream)."""
+        return list(self._open)
 
     def _file_for(self, day: dt.date) -> _OpenFile:
         handle = self._open.get(day)
         if handle is not None and handle.lines >= self.max_events_per_file:
             self._finalize(day)
             handle = None
+        if self.max_open_days is not None and day != self._latest:
+            self._latest = day
+            if handle is not None:  # now the most recently written
+                self._open[day] = self._open.pop(day)
         if handle is None:
+            if self.max_open_days is not None:
+                while len(self._open) >= self.max_open_days:
+                    oldest = next(iter(self._open))
+                    self._finalize(oldest)
+                    self._closed_early.add(oldest)
+                if day in self._closed_early:
+                    self._closed_early.discard(day)
+                    self.summary.days_reopened += 1
             sequence = self._sequence.get(day, 0)
             self._sequence[day] = sequence + 1
             folder = self.root / partition_prefix(day)

@@ -13,7 +13,7 @@ from recs_platform.events.landing import (
     list_local_dates,
     list_local_partition,
 )
-from recs_platform_tests.factories import DAY, make_event, truncated_gzip
+from recs_platform_tests.factories import DAY, NOON_MS, make_event, truncated_gzip
 
 
 def test_events_land_in_the_folder_of_their_arrival_day(tmp_path):
@@ -94,3 +94,105 @@ def test_a_torn_last_line_is_reported_not_returned():
         lines.extend(iter_lines_recovering(stream, compressed=False))
     assert lines == [(1, b'{"a": 1}')]
     assert damage.value.line_number == 2
+
+
+def _events_over_days(days: int, per_day: int) -> list[dict]:
+    """`per_day` events a day over `days` days, in time order but each shifted by up to ±90 s,
+    so the writer sees the days overlap around midnight (as the Coveo file does)."""
+    events = []
+    for number in range(days * per_day):
+        server_ts = NOON_MS + number * (86_400_000 // per_day) + (number * 7919 % 181 - 90) * 1000
+        events.append(make_event(number, server_ts=server_ts))
+    return events
+
+
+def _landed(root) -> dict[dt.date, list[dict]]:
+    """Every landed event by day, reading each day's files in name order (as the loaders do)."""
+    landed = {}
+    for day in list_local_dates(root):
+        landed[day] = []
+        for landing_file in list_local_partition(root, day):
+            with open(root / landing_file.key, "rb") as stream:
+                landed[day] += [
+                    orjson.loads(line) for _, line in iter_lines_recovering(stream, True)
+                ]
+    return landed
+
+
+def test_a_bounded_writer_keeps_few_days_open_and_lands_every_event_once(tmp_path):
+    events = _events_over_days(days=60, per_day=48)
+    most_open = 0
+    with LandingWriter(tmp_path, "import", file_stem="bounded", max_open_days=3) as writer:
+        for event in events:
+            writer.write(event)
+            most_open = max(most_open, len(writer.open_days))
+    assert most_open == 3  # days overlap around midnight, so two or three are open at times
+    assert writer.summary.days_reopened == 0
+    landed = _landed(tmp_path)
+    assert len(landed) == 61
+    by_day: dict[dt.date, list[dict]] = {}
+    for event in events:
+        by_day.setdefault(arrival_date(event["server_ts"]), []).append(event)
+    assert landed == by_day  # each event once, on its day, in the order written
+    # Same names as an unbounded writer: one file a day, `-00000`.
+    assert all(key.endswith("-00000.jsonl.gz") for key in writer.summary.files_written)
+    assert len(writer.summary.files_written) == 61
+
+
+def test_an_unbounded_writer_keeps_every_day_open_until_it_closes(tmp_path):
+    with LandingWriter(tmp_path, "test") as writer:
+        writer.write_many(_events_over_days(days=10, per_day=4))
+        assert len(writer.open_days) == 11
+
+
+def test_an_event_for_a_day_already_closed_goes_to_its_next_file(tmp_path):
+    day_ms = 86_400_000
+    first, second, third = (
+        make_event(n, server_ts=NOON_MS + offset * day_ms) for n, offset in enumerate((0, 1, 2))
+    )
+    late = make_event(3, server_ts=NOON_MS + 60_000)  # day 0 again, after day 0 was closed
+    with LandingWriter(tmp_path, "import", file_stem="late", max_open_days=2) as writer:
+        writer.write_many([first, second])
+        assert writer.open_days == [DAY, DAY + dt.timedelta(days=1)]
+        writer.write(third)  # day 0 is the least recently written: closed, and visible
+        assert writer.open_days == [DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=2)]
+        assert len(list_local_partition(tmp_path, DAY)) == 1
+        writer.write(late)  # closes day 1, opens day 0's next file
+        assert writer.open_days == [DAY + dt.timedelta(days=2), DAY]
+    assert writer.summary.days_reopened == 1
+    assert [f.key[-14:] for f in list_local_partition(tmp_path, DAY)] == [
+        "00000.jsonl.gz",
+        "00001.jsonl.gz",
+    ]
+    assert _landed(tmp_path) == {
+        DAY: [first, late],
+        DAY + dt.timedelta(days=1): [second],
+        DAY + dt.timedelta(days=2): [third],
+    }
+
+
+def test_a_bounded_import_that_crashes_is_completed_by_a_rerun(tmp_path):
+    events = _events_over_days(days=12, per_day=6)
+    crashing = LandingWriter(tmp_path, "import", file_stem="same", max_open_days=2)
+    with pytest.raises(RuntimeError), crashing:
+        crashing.write_many(events[:40])
+        raise RuntimeError("importer died")
+    published = {key for day in list_local_dates(tmp_path) for key in _keys(tmp_path, day)}
+    assert 0 < len(published) < 13  # the days already finished stay; the open ones are dropped
+    with LandingWriter(
+        tmp_path, "import", file_stem="same", max_open_days=2, skip_existing=True
+    ) as rerun:
+        rerun.write_many(events)
+    assert set(rerun.summary.files_skipped) == published
+    assert sorted(e["event_id"] for d in _landed(tmp_path).values() for e in d) == sorted(
+        e["event_id"] for e in events
+    )
+
+
+def _keys(root, day: dt.date) -> list[str]:
+    return [landing_file.key for landing_file in list_local_partition(root, day)]
+
+
+def test_max_open_days_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="max_open_days"):
+        LandingWriter(tmp_path, "test", max_open_days=0)
