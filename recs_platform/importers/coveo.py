@@ -2,8 +2,11 @@
 
 The file (`browsing_train.csv`, 36M rows) has the columns
 ``session_id_hash,event_type,product_action,product_sku_hash,server_timestamp_epoch_ms,hashed_url``;
-`product_action` is empty for plain page views and rows are not strictly time-ordered. Rows are
-streamed one at a time and routed to their arrival day, so memory stays flat whatever the size.
+`product_action` is empty for plain page views and rows are only roughly time-ordered. Rows are
+streamed one at a time and routed to their arrival day. At most `OPEN_DAYS` days have a file open
+at once (starting another day finishes the least recently written one), so memory stays flat
+whatever the size and the number of days; a row that comes back to a day already finished lands
+in that day's next file.
 
 Importing is idempotent: `event_id` is derived from the row (its number and text), file names
 from the input's content, and files already in the landing zone are not written again.
@@ -32,6 +35,9 @@ COVEO_COLUMNS = (
 _EVENT_ID_NAMESPACE = uuid.UUID("8f6f5c1e-6f1e-4a8e-9d52-2f3a0c6b7e11")
 _FINGERPRINT_BYTES = 1 << 20
 _SKIPPED_ROWS_KEPT = 1000
+# Arrival days with a file (a gzip stream, ~256 KB) open at once. Part of what names the files: a
+# different value may split a day differently, so a re-import would not recognise them.
+OPEN_DAYS = 8
 
 
 class CoveoFormatError(ValueError):
@@ -46,6 +52,9 @@ class CoveoImportSummary:
     skipped_rows: list[tuple[int, str]] = field(default_factory=list)  # the first ones
     files_written: list[str] = field(default_factory=list)
     files_already_present: list[str] = field(default_factory=list)
+    # Times a row came back to a day already finished (OPEN_DAYS other days were written since),
+    # each starting another file for that day.
+    days_reopened: int = 0
 
     def format_table(self) -> str:
         lines = [
@@ -54,6 +63,7 @@ class CoveoImportSummary:
             f"rows not convertible   {self.skipped:>12,}",
             f"files written          {len(self.files_written):>12,}",
             f"files already present  {len(self.files_already_present):>12,}",
+            f"days reopened          {self.days_reopened:>12,}",
         ]
         for row_number, reason in self.skipped_rows[:10]:
             lines.append(f"  row {row_number}: {reason}")
@@ -114,6 +124,7 @@ def import_coveo(
         file_stem=file_fingerprint(csv_path),
         max_events_per_file=max_events_per_file,
         skip_existing=True,
+        max_open_days=OPEN_DAYS,
     )
     with open(csv_path, newline="", encoding="utf-8") as text, writer:
         header = text.readline().strip().split(",")
@@ -141,4 +152,5 @@ def import_coveo(
             summary.events += 1
     summary.files_written = writer.summary.files_written
     summary.files_already_present = writer.summary.files_skipped
+    summary.days_reopened = writer.summary.days_reopened
     return summary

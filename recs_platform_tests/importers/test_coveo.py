@@ -12,7 +12,8 @@ from recs_platform.events.landing import (
     list_local_dates,
     list_local_partition,
 )
-from recs_platform.importers.coveo import CoveoFormatError, import_coveo
+from recs_platform.importers import coveo
+from recs_platform.importers.coveo import COVEO_COLUMNS, CoveoFormatError, import_coveo
 from recs_platform.warehouse.duckdb_raw import load_raw_events_partition
 
 SAMPLE = Path(__file__).parents[1] / "fixtures" / "coveo_browsing_sample.csv"
@@ -97,3 +98,35 @@ def test_rows_that_cannot_be_converted_are_counted_and_named(tmp_path):
         (4, "expected 6 columns, found 3"),
     ]
     assert "rows not convertible" in summary.format_table()
+
+
+def test_an_import_over_many_days_keeps_only_a_few_open_and_lands_every_row(tmp_path, monkeypatch):
+    # 40 days, sessions of 4 rows 20 minutes apart, so sessions cross midnight; then one row
+    # that comes back to the first day after it was finished.
+    start_ms = 1_550_000_000_000 - 1_550_000_000_000 % 86_400_000
+    lines = [",".join(COVEO_COLUMNS)]
+    for session in range(40 * 12):
+        for step in range(4):
+            ts = start_ms + session * 7_200_000 + 3_600_000 + step * 1_200_000
+            lines.append(f"s{session},event_product,detail,sku{step},{ts},url{step}")
+    lines.append(f"late,pageview,,,{start_ms + 1},")
+    big = tmp_path / "many_days.csv"
+    big.write_text("\n".join(lines) + "\n")
+    most_open = []
+
+    class RecordingWriter(coveo.LandingWriter):
+        def write_encoded(self, day, data, lines):
+            super().write_encoded(day, data, lines)
+            most_open.append(len(self.open_days))
+
+    monkeypatch.setattr(coveo, "LandingWriter", RecordingWriter)
+    summary = import_coveo(big, tmp_path / "landing")
+    assert max(most_open) <= coveo.OPEN_DAYS
+    assert summary.events == len(lines) - 1 == 40 * 48 + 1
+    assert summary.days_reopened == 1 and "days reopened" in summary.format_table()
+    assert len(list_local_dates(tmp_path / "landing")) == 41  # the last sessions end after midnight
+    assert len(summary.files_written) == 41 + 1  # the first day got a second file
+    landed = landed_events(tmp_path / "landing")
+    assert len({event["event_id"] for event in landed}) == len(landed) == summary.events
+    again = import_coveo(big, tmp_path / "landing")
+    assert again.files_written == [] and again.files_already_present == summary.files_written
