@@ -132,8 +132,11 @@ def run_stage(stage: str, data_dir: Path, size: str, scale: float) -> dict:
     from recs_platform.simulation import ShopConfig
     from recs_platform.simulation.generator import SHOP_CONFIG_FILE
 
-    window_days = ShopConfig.read(settings.landing_dir / SHOP_CONFIG_FILE).days
-    dataset_config = {"training_dataset": {"config": {"window_days": window_days}}}
+    # The shop's days, ending with its last one: the partition after it holds only the
+    # stragglers of its last night (a test day of one session).
+    shop = ShopConfig.read(settings.landing_dir / SHOP_CONFIG_FILE)
+    window = {"window_days": shop.days, "end_date": shop.end.isoformat()}
+    dataset_config = {"training_dataset": {"config": window}}
     if stage == "training_dataset":
         result = training.execute_in_process(
             instance=instance,
