@@ -1,6 +1,9 @@
 """`session_model`: train the candidates, track them in MLflow, register one, promote a winner."""
 
 import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -168,6 +171,26 @@ def _scale_metadata(outcome: TrainingOutcome, k: int) -> dict:
     return metadata
 
 
+@contextmanager
+def _platform_logs_in(run_log: logging.Logger) -> Iterator[None]:
+    """The platform's own log lines (the budget's progress, each epoch, each candidate) into the
+    run's log, where the Dagster UI shows them, at INFO and above."""
+
+    class Forward(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            run_log.log(record.levelno, record.getMessage())
+
+    platform = logging.getLogger("recs_platform")
+    handler, level = Forward(logging.INFO), platform.level
+    platform.addHandler(handler)
+    platform.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        platform.removeHandler(handler)
+        platform.setLevel(level)
+
+
 def _oracle_for(config: SessionModelConfig, default_shop_config: Path | None):
     path = Path(config.shop_config_path) if config.shop_config_path else default_shop_config
     if path is None or not path.is_file():
@@ -233,7 +256,8 @@ def build_session_model_asset(default_shop_config: Path | None) -> dg.AssetsDefi
         client = mlflow.MlflowClient()
         with mlflow.start_run(run_name=f"session_model-{context.run.run_id[:8]}") as run:
             mlflow.set_tag("dagster_run_id", context.run.run_id)
-            outcome = train_and_choose(splits, plan, oracle)
+            with _platform_logs_in(context.log):
+                outcome = train_and_choose(splits, plan, oracle)
             _log_outcome(outcome, plan)
             example = [items for _, items in splits.test[:3]]
             logged = tracking.log_and_register(outcome.chosen.recommender, example)

@@ -38,13 +38,14 @@ def data_dir(tmp_path_factory):
     return data_dir
 
 
-def materialize_model(data_dir, **model_config):
+def materialize_model(data_dir, instance=None, **model_config):
     settings = Settings(env="local", data_dir=data_dir, partitions_start=SHOP.start)
     definitions = build_definitions(settings)
     job = dg.define_asset_job("model_only", selection=["training_dataset", "session_model"])
     merged = dg.Definitions.merge(definitions, dg.Definitions(jobs=[job]))
     config = {"search_trials": 1, **model_config}
     return merged.resolve_job_def("model_only").execute_in_process(
+        instance=instance,
         run_config={
             "ops": {
                 "training_dataset": {"config": {"window_days": SHOP.days}},
@@ -67,12 +68,19 @@ def champion_of(data_dir):
 
 
 def test_the_first_model_is_trained_tracked_registered_and_promoted(data_dir):
+    instance = dg.DagsterInstance.ephemeral()
     result = materialize_model(
         data_dir,
+        instance,
         candidates=["popularity", "markov", "gru4rec"],
         overrides={"gru4rec": FAST_GRU},
     )
     assert result.success
+    # The training's progress is in the run's log: the budget's, each epoch's, the choice.
+    messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert any("of 60.0 min] gru4rec:" in message for message in messages)
+    assert any("gru4rec epoch 1 done" in message for message in messages)
+    assert any(message.startswith("chosen by the") for message in messages)
     metadata = result.asset_materializations_for_node("session_model")[0].metadata
     rows = {row["name"]: row for row in metadata["evaluation_rows"].value}
     # Every candidate and the oracle are evaluated on the same test targets.
