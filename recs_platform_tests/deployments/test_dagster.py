@@ -173,7 +173,10 @@ def test_the_user_code_dockerfile_passes_hadolint_and_runs_the_code_server() -> 
     assert_hadolint_passes(dockerfile)
     text = dockerfile.read_text()
     assert '"dagster", "api", "grpc"' in text and '"recs_platform.definitions"' in text
-    assert "-c constraints.txt" in text and "download.pytorch.org/whl/cpu" in text
+    assert "-c constraints.txt" in text
+    # The CPU build by default; the GPU nodes' image passes PyPI's (CUDA) index.
+    assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in text
+    assert '--no-deps --index-url "${TORCH_INDEX_URL}" torch==2.13.0' in text
 
 
 def test_the_local_instance_keeps_the_duckdb_pool_and_caps_concurrent_runs(
