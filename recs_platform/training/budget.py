@@ -74,6 +74,7 @@ class TrainingWindow:
     trials: int  # search trials (1: its defaults only)
     estimated_s: float  # search + refit, by the probe
     allowance_s: float
+    epochs: int | None = None  # the most a fit trains; None: not trained by epochs
 
     @property
     def trimmed(self) -> bool:
@@ -81,9 +82,11 @@ class TrainingWindow:
 
     def describe(self) -> str:
         share = self.sessions / max(self.available_sessions, 1)
+        epochs = f", at most {self.epochs} epoch(s)" if self.epochs is not None else ""
         return (
             f"{self.sessions:,} of {self.available_sessions:,} training sessions ({share:.0%}), "
-            f"{self.trials} trial(s), about {self.estimated_s:.0f} s of {self.allowance_s:.0f} s"
+            f"{self.trials} trial(s){epochs}, about {self.estimated_s:.0f} s of "
+            f"{self.allowance_s:.0f} s"
         )
 
 
@@ -111,35 +114,45 @@ def fit_window(
     probe: Probe,
     available_sessions: int,
     validation_sessions: int,
-    epochs: int,
-    scored_epochs: int,
+    epochs: int | None,
+    scored_every_epoch: bool,
     trials: int,
     allowance_s: float,
     min_sessions: int = MIN_TRAINING_SESSIONS,
 ) -> TrainingWindow:
-    """The most trials, then the most recent sessions, whose estimated cost fits `allowance_s`.
+    """What fits `allowance_s` by the probe's estimate, giving up first search trials (down to
+    the defaults alone), then epochs (down to one), then the oldest sessions (down to
+    `min_sessions`). On a large shop one pass over many sessions teaches a model more than many
+    passes over a few.
 
-    `epochs`: the most a fit trains (1 for a model that is not trained by epochs);
-    `scored_epochs`: how often one fit scores the validation day (every epoch for a torch model
-    that stops early, else once).
+    `epochs`: the most a fit trains (None for a model that is not trained by epochs);
+    `scored_every_epoch`: a torch model that stops early scores the validation day after every
+    epoch, any other model once.
     """
 
-    def window(sessions: int, trials_run: int) -> TrainingWindow:
-        cost = estimated_seconds(
-            probe, sessions, validation_sessions, epochs, scored_epochs, trials_run
+    def window(sessions: int, trials_run: int, epochs_run: int | None) -> TrainingWindow:
+        passes = epochs_run or 1
+        scored = passes if scored_every_epoch else 1
+        cost = estimated_seconds(probe, sessions, validation_sessions, passes, scored, trials_run)
+        return TrainingWindow(
+            sessions, available_sessions, trials_run, cost, allowance_s, epochs_run
         )
-        return TrainingWindow(sessions, available_sessions, trials_run, cost, allowance_s)
 
-    full = window(available_sessions, trials)
-    if full.estimated_s <= allowance_s or trials <= 1 and available_sessions <= min_sessions:
+    full = window(available_sessions, trials, epochs)
+    if full.estimated_s <= allowance_s:
         return full
-    defaults_only = window(available_sessions, 1)
+    defaults_only = window(available_sessions, 1, epochs)
     if defaults_only.estimated_s <= allowance_s:
         # As many trials as fit on the whole window.
         per_trial = (full.estimated_s - defaults_only.estimated_s) / max(trials - 1, 1)
         extra = int((allowance_s - defaults_only.estimated_s) // max(per_trial, 1e-9))
-        return window(available_sessions, 1 + min(extra, trials - 1))
-    fit = probe.seconds_per_session_epoch * epochs
-    spare = allowance_s - probe.validation_s * scored_epochs - fit * validation_sessions
+        return window(available_sessions, 1 + min(extra, trials - 1), epochs)
+    for fewer in range((epochs or 1) - 1, 0, -1):
+        shorter = window(available_sessions, 1, fewer)
+        if shorter.estimated_s <= allowance_s:
+            return shorter
+    last = 1 if epochs is not None else None
+    fit = probe.seconds_per_session_epoch
+    spare = allowance_s - probe.validation_s - fit * validation_sessions
     sessions = int(spare / (2 * fit)) if fit > 0 else available_sessions
-    return window(min(max(sessions, min_sessions), available_sessions), 1)
+    return window(min(max(sessions, min_sessions), available_sessions), 1, last)

@@ -255,6 +255,8 @@ def train_and_choose(
                 budget.allowance_s(len(members) - position),
             )  # fmt: skip
             window_sessions = train[len(train) - window.sessions :]
+            if window.epochs is not None and window.epochs < chosen_candidate.make().epochs:
+                chosen_candidate = chosen_candidate.with_overrides({"epochs": window.epochs})
             log.info("[%s] %s: %s", budget.progress(), name, window.describe())
         result = search(
             chosen_candidate, window_sessions, validation_mrr, search_budget, plan.seed,
@@ -363,7 +365,7 @@ def _window_within_budget(
     `allowance_s` (`budget.fit_window`)."""
     model = chosen_candidate.make()
     is_torch = isinstance(model, TorchSessionRecommender)
-    epochs = int(model.epochs) if is_torch else 1
+    epochs = int(model.epochs) if is_torch else None
     probed = probe_size(len(train))
     probe_model = chosen_candidate.make({"epochs": 1} if is_torch else {})
     started = time.perf_counter()
@@ -376,12 +378,13 @@ def _window_within_budget(
         probe,
         len(train),
         validation_sessions,
-        epochs,
-        scored_epochs=epochs if is_torch and plan.patience is not None else 1,
+        epochs if is_torch else None,
+        scored_every_epoch=is_torch and plan.patience is not None,
         trials=max(trials, 1),
         allowance_s=max(allowance_s - fit_s - probe.validation_s, 0.0),
     )
-    refit_s = probe.seconds_per_session_epoch * epochs * (window.sessions + validation_sessions)
+    passes = window.epochs or 1
+    refit_s = probe.seconds_per_session_epoch * passes * (window.sessions + validation_sessions)
     search_s = min(plan.budget.timeout_s, max(window.allowance_s - refit_s, 1.0))
     return window, SearchBudget(window.trials, search_s)
 

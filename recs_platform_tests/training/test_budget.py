@@ -18,34 +18,42 @@ PROBE = Probe(sessions=10_000, fit_s=10.0, validation_s=2.0)
 
 
 def test_a_window_that_fits_keeps_every_session_and_trial():
-    window = fit_window(PROBE, 100_000, 5_000, epochs=1, scored_epochs=1, trials=4, allowance_s=1e4)
+    window = fit_window(PROBE, 100_000, 5_000, None, False, trials=4, allowance_s=1e4)
     assert (window.sessions, window.trials, window.trimmed) == (100_000, 4, False)
     assert window.estimated_s == pytest.approx(4 * (100 + 2) + 105)
 
 
 def test_trials_go_first_then_the_oldest_sessions():
     # The whole window costs 102 s per trial and 105 s to refit: two trials fit in 310 s.
-    two_trials = fit_window(PROBE, 100_000, 5_000, 1, 1, trials=4, allowance_s=310)
+    two_trials = fit_window(PROBE, 100_000, 5_000, None, False, trials=4, allowance_s=310)
     assert (two_trials.sessions, two_trials.trials) == (100_000, 2)
     assert two_trials.estimated_s <= 310
     # Not even the defaults fit on the whole window in 100 s: one trial, the recent sessions.
-    trimmed = fit_window(PROBE, 100_000, 5_000, 1, 1, trials=4, allowance_s=100)
+    trimmed = fit_window(PROBE, 100_000, 5_000, None, False, trials=4, allowance_s=100)
     assert trimmed.trials == 1 and trimmed.trimmed
     assert trimmed.estimated_s == pytest.approx(100, abs=0.01)
     assert "%" in trimmed.describe() and f"{trimmed.sessions:,}" in trimmed.describe()
 
 
-def test_epochs_and_per_epoch_scoring_count():
-    # 10 epochs scored every epoch: 10 x (1 ms x n) + 10 x 2 s per fit.
-    window = fit_window(PROBE, 100_000, 0, epochs=10, scored_epochs=10, trials=1, allowance_s=120)
-    assert window.sessions == 5_000  # (120 - 20) / (2 x 10 ms)
-    assert estimated_seconds(PROBE, window.sessions, 0, 10, 10, 1) == pytest.approx(120)
+def test_epochs_go_before_sessions_and_each_epoch_is_scored():
+    # 10 epochs on everything, scored every epoch: 10 x (100 s + 2 s) + 10 x 100 s to refit.
+    full = fit_window(PROBE, 100_000, 0, epochs=10, scored_every_epoch=True, trials=1,
+                      allowance_s=1e4)  # fmt: skip
+    assert full.estimated_s == pytest.approx(10 * 102 + 1000) and full.epochs == 10
+    # 450 s: 2 epochs on every session (2 x 102 + 200 = 404 s), not 10 on a fifth of them.
+    fewer = fit_window(PROBE, 100_000, 0, 10, True, trials=1, allowance_s=450)
+    assert (fewer.sessions, fewer.epochs) == (100_000, 2)
+    assert "at most 2 epoch(s)" in fewer.describe()
+    # 120 s: one epoch on the most recent sessions that fit, (120 - 2) / (2 x 1 ms).
+    window = fit_window(PROBE, 100_000, 0, 10, True, trials=1, allowance_s=120)
+    assert (window.sessions, window.epochs) == (59_000, 1)
+    assert estimated_seconds(PROBE, window.sessions, 0, 1, 1, 1) == pytest.approx(120)
 
 
 def test_no_allowance_leaves_the_smallest_useful_window():
-    window = fit_window(PROBE, 100_000, 5_000, 1, 1, trials=4, allowance_s=0)
-    assert window.sessions == MIN_TRAINING_SESSIONS and window.trials == 1
-    small = fit_window(PROBE, 500, 100, 1, 1, trials=1, allowance_s=0)
+    window = fit_window(PROBE, 100_000, 5_000, 10, True, trials=4, allowance_s=0)
+    assert (window.sessions, window.trials, window.epochs) == (MIN_TRAINING_SESSIONS, 1, 1)
+    small = fit_window(PROBE, 500, 100, None, False, trials=1, allowance_s=0)
     assert small.sessions == 500 and not small.trimmed
 
 

@@ -132,15 +132,20 @@ def test_a_blend_needs_two_other_candidates():
 
 def test_a_spent_time_budget_trains_on_the_most_recent_sessions_and_says_so(splits):
     plan = TrainingPlan(
-        candidates=("popularity", "markov"),
+        candidates=("popularity", "markov", "gru4rec"),
         budget=SearchBudget(trials=1),
+        overrides={"gru4rec": FAST_GRU},
         time_budget_s=1e-3,
         evaluation_sessions=100,
     )
     outcome = train_and_choose(splits, plan)
+    # The torch candidate gave up its epochs before its sessions: one epoch, the recent ones.
+    gru = outcome.candidates["gru4rec"]
+    assert outcome.windows["gru4rec"].epochs == 1 == gru.params["epochs"]
+    assert len(gru.recommender.training_log) == 1
     assert len(splits.train) > MIN_TRAINING_SESSIONS
     recent = splits.train[-MIN_TRAINING_SESSIONS:]
-    for name in ("popularity", "markov"):
+    for name in ("popularity", "markov", "gru4rec"):
         window = outcome.windows[name]
         assert window.trimmed and window.sessions == MIN_TRAINING_SESSIONS
         assert window.available_sessions == len(splits.train)
