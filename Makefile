@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 export RECS_DATA_DIR ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(RECS_DATA_DIR)/dagster_home
 
-.PHONY: install dbt-manifest demo test lint format bench dev clean
+.PHONY: install system-packages dbt-manifest demo test lint format bench dev clean
 
 install: $(INSTALLED)
 
@@ -25,7 +25,12 @@ dbt-manifest: install
 demo: install dbt-manifest $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/recs-platform demo
 
-test: install lint dbt-manifest
+# Chromium (browser tests), PostgreSQL (the production dagster.yaml test), curl, wrk: installed
+# with apt-get when this user may, else it stops before pytest with the command to run.
+system-packages:
+	bash scripts/system-packages.sh
+
+test: install system-packages lint dbt-manifest
 	$(BIN)/pytest
 
 lint: install
