@@ -8,9 +8,10 @@ over between steps without gradient; `bptt=n` (default 10) backpropagates throug
 steps, one update per n steps, so the network learns what of the history to keep (validation
 MRR@20 0.344 with 1, 0.364 with 10 on the default shop) and spends less time in the optimizer.
 
-Loss: `"cross-entropy"` over the full catalogue (default; fine up to ~20k items on a CPU), or
+Loss: `"cross-entropy"` over the full catalogue (fine up to ~20k items on a CPU), or
 `"sampled"`: softmax over the batch's targets plus `n_negatives` items drawn with probability
-~ popularity^`sample_alpha`, with the log-Q correction, for large catalogues.
+~ popularity^`sample_alpha`, with the log-Q correction, for large catalogues; `"auto"` (the
+default) is the first up to `SAMPLED_LOSS_ABOVE_ITEMS` (20,000) items, the second above.
 
 With `transition_term=True` (`TransitionGRURecommender`) the logits get a learned first-order
 term T[last item, j] over the item pairs seen in training (sparse, see `transitions`), trained
@@ -40,10 +41,11 @@ from recs_platform.models.torch_common import (
     hyperparameters_of,
     sampled_softmax_loss,
     sampling_log_q,
+    uses_sampled_loss,
 )
 from recs_platform.models.transitions import SparseTransitions
 
-LOSSES = ("cross-entropy", "sampled")
+LOSSES = ("auto", "cross-entropy", "sampled")
 ENCODERS = ("gru", "sum")
 
 
@@ -126,7 +128,7 @@ class GRU4RecRecommender(TorchSessionRecommender):
         dropout_hidden: float = 0.1,
         learning_rate: float = 0.003,
         optimizer: str = "adam",
-        loss: str = "cross-entropy",
+        loss: str = "auto",
         n_negatives: int = 2048,
         sample_alpha: float = 0.75,
         bptt: int = 10,
@@ -149,7 +151,8 @@ class GRU4RecRecommender(TorchSessionRecommender):
             raise ValueError(f"unknown encoder {encoder!r}: one of {ENCODERS}")
         if encoder == "sum" and layers != 1:
             raise ValueError("the sum encoder has one layer")
-        if transition_term and loss != "cross-entropy":
+        if transition_term and loss == "sampled":
+            # "auto" is the full cross-entropy with the transition term, at any size.
             raise ValueError("transition_term needs the full cross-entropy loss")
         if not (transition_term or session_term):
             raise ValueError("at least one of transition_term and session_term is needed")
@@ -205,7 +208,7 @@ class GRU4RecRecommender(TorchSessionRecommender):
         lengths = np.array([len(sessions[index]) for index in order], dtype=np.int64)
         clicks = torch.from_numpy(np.concatenate([sessions[index] for index in order]))
         offsets = np.concatenate([[0], np.cumsum(lengths)])
-        sampled = self.loss == "sampled"
+        sampled = not self.transition_term and uses_sampled_loss(self.loss, len(self.item_ids))
         if sampled:
             sampler = NegativeSampler(self.popularity, self.sample_alpha, rng)
             log_q = sampling_log_q(

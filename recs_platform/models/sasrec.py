@@ -3,9 +3,11 @@
 Item embeddings (shared with the output layer) plus learned position embeddings, `blocks`
 pre-norm transformer blocks under a causal mask, and the next item predicted at every position
 with cross-entropy over the full catalogue (or `"sampled"`: the batch's targets plus
-`n_negatives` popularity^`sample_alpha` draws, log-Q corrected, for large catalogues). A prefix is
-scored from its last position; prefixes longer than `max_length` keep their last `max_length`
-items, and training sessions longer than `max_length + 1` are cut into windows of that size.
+`n_negatives` popularity^`sample_alpha` draws, log-Q corrected, for large catalogues; `"auto"`,
+the default, picks the second above 20,000 items: `torch_common.SAMPLED_LOSS_ABOVE_ITEMS`). A
+prefix is scored from its last position; prefixes longer than `max_length` keep their last
+`max_length` items, and training sessions longer than `max_length + 1` are cut into windows of
+that size.
 Batches group sessions of similar length, so little is padded.
 
 Defaults (chosen on the default simulated shop, trained on its first 11 days and validated on
@@ -33,9 +35,10 @@ from recs_platform.models.torch_common import (
     pad_right,
     sampled_softmax_loss,
     sampling_log_q,
+    uses_sampled_loss,
 )
 
-LOSSES = ("cross-entropy", "sampled")
+LOSSES = ("auto", "cross-entropy", "sampled")
 IGNORE = -100
 
 
@@ -116,7 +119,7 @@ class SASRecRecommender(TorchSessionRecommender):
         tie_embeddings: bool = True,
         learning_rate: float = 0.002,
         optimizer: str = "adam",
-        loss: str = "cross-entropy",
+        loss: str = "auto",
         n_negatives: int = 2048,
         sample_alpha: float = 0.75,
         seed: int = 0,
@@ -183,7 +186,7 @@ class SASRecRecommender(TorchSessionRecommender):
                 part[offset : offset + self.batch_size]
                 for offset in range(0, len(part), self.batch_size)
             ]
-        sampled = self.loss == "sampled"
+        sampled = uses_sampled_loss(self.loss, len(self.item_ids))
         if sampled:
             sampler = NegativeSampler(self.popularity, self.sample_alpha, rng)
             mean_targets = sum(len(window) - 1 for window in windows) / max(len(batches), 1)

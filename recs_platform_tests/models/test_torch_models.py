@@ -216,3 +216,21 @@ def test_bad_settings_are_refused():
         TransitionGRURecommender(loss="sampled")
     with pytest.raises(ValueError, match="at least one of"):
         GRU4RecRecommender(session_term=False)
+
+
+@pytest.mark.parametrize("model_class", [GRU4RecRecommender, SASRecRecommender])
+def test_the_auto_loss_is_sampled_only_above_the_catalogue_size(model_class, monkeypatch):
+    from recs_platform.models import torch_common
+
+    prefixes = [session[:2] for session in TRAIN[:20]]
+
+    def scores(loss):
+        return small(model_class, epochs=1, loss=loss, n_negatives=16).fit(TRAIN).score(prefixes)
+
+    n_items = len({sku for session in TRAIN for sku in session})
+    assert torch_common.uses_sampled_loss("auto", torch_common.SAMPLED_LOSS_ABOVE_ITEMS + 1)
+    assert not torch_common.uses_sampled_loss("auto", torch_common.SAMPLED_LOSS_ABOVE_ITEMS)
+    assert scores("auto") == pytest.approx(scores("cross-entropy"))
+    monkeypatch.setattr(torch_common, "SAMPLED_LOSS_ABOVE_ITEMS", n_items - 1)
+    assert scores("auto") == pytest.approx(scores("sampled"))
+    assert not np.allclose(scores("auto"), scores("cross-entropy"))
