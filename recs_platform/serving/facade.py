@@ -83,7 +83,8 @@ def recommend_answer(status: int, body: bytes) -> dict:
             "scores": prediction["scores"],
             "unknown": prediction.get("unknown", []),
             "fallback": prediction.get("fallback"),
-            "model": document.get("model", {}),
+            # Each prediction names its model; endpoints before that named it once, at the top.
+            "model": prediction.get("model") or document.get("model", {}),
         }
     except (KeyError, TypeError, ValueError):
         raise EndpointUnavailable("the endpoint's answer is not the inference contract") from None

@@ -1,8 +1,18 @@
 """The inference contract (SageMaker's container API, DESIGN.md), as plain functions.
 
 Request: `{"instances": [{"session": ["sku-a", "sku-b"], "k": 10}, ...]}`, or one bare
-`{"session": [...], "k": ...}`. Response: `{"predictions": [{"items": [...], "scores": [...],
-"unknown": [...], "fallback": null}], "model": {...}}`, items best first.
+`{"session": [...], "k": ...}`; `inputs` is taken for `instances` (MLflow's scoring server reads
+these records under `inputs` only: its `instances` is TF Serving's column format).
+
+Response: `{"predictions": [{"items": [...], "scores": [...], "unknown": [...], "fallback": null,
+"model": {...}}], "model": {...}}`, items best first.
+
+`predictions` is the one answer: the endpoint's `/invocations` returns it under `predictions`, and
+the MLflow model's `predict` (training/tracking.py) returns it as a DataFrame's records, so
+`mlflow models serve`, which answers a pyfunc's records as `{"predictions": [...]}`, answers what
+the endpoint answers. Each prediction names the model that made it; the top-level `model`, the
+same object, stays for the readers of the first contract (the probe, `/recommend`): MLflow's
+scoring server cannot add it.
 
 Rules, the same for every model:
 - the items of the session never come back (exclude-seen);
@@ -16,8 +26,8 @@ Anything else wrong with a request raises `InvalidRequest`, which the server ans
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +40,9 @@ POPULARITY_FALLBACK = "popularity"
 # A packaged model folder: the recommender's own files plus this description of it.
 MODEL_INFO_FILE = "model-info.json"
 RECOMMENDER_FOLDER = "recommender"
+UNKNOWN_VERSION = "unregistered"
+# Where a body's list of instances may be: SageMaker's name, then MLflow's.
+INSTANCE_KEYS = ("instances", "inputs")
 
 
 class InvalidRequest(ValueError):
@@ -93,23 +106,36 @@ def parse_instances(body: bytes, limits: Limits = Limits()) -> list[Instance]:
         raise InvalidRequest(f"body is not JSON (or not UTF-8): {error}") from None
     if not isinstance(document, dict):
         raise InvalidRequest(f"body must be a JSON object, not {_json_type(document)}")
-    if "instances" in document:
-        raw_instances = document["instances"]
+    key = next((key for key in INSTANCE_KEYS if key in document), None)
+    if key is not None:
+        raw_instances = document[key]
         if not isinstance(raw_instances, list):
-            raise InvalidRequest(f"instances must be a list, not {_json_type(raw_instances)}")
+            raise InvalidRequest(f"{key} must be a list, not {_json_type(raw_instances)}")
         if not raw_instances:
-            raise InvalidRequest("instances is empty")
+            raise InvalidRequest(f"{key} is empty")
         if len(raw_instances) > limits.max_instances:
             raise InvalidRequest(
                 f"{len(raw_instances)} instances; at most {limits.max_instances} per request"
             )
-        where = "instances[{}]"
+        where = key + "[{}]"
     elif "session" in document:
         raw_instances, where = [document], "body"
     else:
-        raise InvalidRequest('body needs "instances" (a list) or "session" (a list of SKUs)')
+        raise InvalidRequest(
+            'body needs "instances" (a list, or "inputs") or "session" (a list of SKUs)'
+        )
     return [
         _instance(raw, where.format(position), limits) for position, raw in enumerate(raw_instances)
+    ]
+
+
+def instances_from_records(
+    records: Sequence[Mapping[str, Any]], limits: Limits = Limits()
+) -> list[Instance]:
+    """The instances of records already decoded (the MLflow model's rows), by a body's rules;
+    raises `InvalidRequest`. A body's size and instance count are the server's to limit."""
+    return [
+        _instance(raw, f"instances[{position}]", limits) for position, raw in enumerate(records)
     ]
 
 
@@ -144,8 +170,11 @@ def _instance(raw: Any, where: str, limits: Limits) -> Instance:
     return Instance(session=tuple(session), k=k)
 
 
-def predict(model: LoadedModel, instances: Sequence[Instance], limits: Limits = Limits()) -> dict:
-    """The response document for `instances` (see the module docstring)."""
+def predictions(
+    model: LoadedModel, instances: Sequence[Instance], limits: Limits = Limits()
+) -> list[dict[str, Any]]:
+    """One prediction per instance (see the module docstring): what the endpoint and the MLflow
+    model both answer."""
     recommender = model.recommender
     index = recommender.item_index()
     catalogue = len(recommender.item_ids)
@@ -158,7 +187,8 @@ def predict(model: LoadedModel, instances: Sequence[Instance], limits: Limits = 
         k = min(max(instances[row].k for row in scored_rows), catalogue)
         results = recommender.top_k(prefixes, k, exclude_seen=True, excluded=excluded)
         ranked = dict(zip(scored_rows, results, strict=True))
-    predictions = []
+    described = model.describe()
+    answers = []
     for row, instance in enumerate(instances):
         unknown = list(dict.fromkeys(sku for sku in instance.session if sku not in index))
         if row in ranked:
@@ -167,15 +197,21 @@ def predict(model: LoadedModel, instances: Sequence[Instance], limits: Limits = 
         else:
             items, scores = model.popularity_ranking()
             fallback = POPULARITY_FALLBACK
-        predictions.append(
+        answers.append(
             {
                 "items": items[: instance.k],
                 "scores": scores[: instance.k],
                 "unknown": unknown,
                 "fallback": fallback,
+                "model": described,
             }
         )
-    return {"predictions": predictions, "model": model.describe()}
+    return answers
+
+
+def predict(model: LoadedModel, instances: Sequence[Instance], limits: Limits = Limits()) -> dict:
+    """The endpoint's response document for `instances` (see the module docstring)."""
+    return {"predictions": predictions(model, instances, limits), "model": model.describe()}
 
 
 def _json_type(value: Any) -> str:
@@ -219,16 +255,26 @@ def load_model(source: str | Path, name: str | None = None, version: str | None 
             )
     elif "://" not in text and not text.startswith("models:/"):
         raise FileNotFoundError(f"{text} is neither a folder nor an MLflow model URI")
-    from recs_platform.training.tracking import REGISTERED_MODEL, load_registered, resolve_version
+    import mlflow
 
-    registered_version = resolve_version(text) if text.startswith("models:/") else None
-    return LoadedModel(
-        recommender=load_registered(text),
-        name=name or REGISTERED_MODEL,
-        version=version or registered_version or "unregistered",
-        source=text,
-        details={"model_uri": text},
-    )
+    # The MLflow model carries its packaged folder (training/tracking.py): the same description.
+    served = mlflow.pyfunc.load_model(text).unwrap_python_model().loaded_model
+    if served.version == UNKNOWN_VERSION and text.startswith("models:/"):
+        # Logged before the package was: the registry knows which version the URI names.
+        served = replace(served, version=_registry_version(text), details={"model_uri": text})
+    return replace(served, name=name or served.name, version=version or served.version, source=text)
+
+
+def _registry_version(model_uri: str) -> str:
+    """The registry version a `models:/name/N` or `models:/name@alias` URI names."""
+    reference = model_uri.removeprefix("models:/")
+    if "@" in reference:
+        from mlflow import MlflowClient
+
+        name, alias = reference.split("@", 1)
+        return str(MlflowClient().get_model_version_by_alias(name, alias).version)
+    _, _, number = reference.partition("/")
+    return number if number.isdigit() else UNKNOWN_VERSION
 
 
 def package_model(

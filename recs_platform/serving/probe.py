@@ -3,7 +3,7 @@
 The probe asks for a session of two known items, an empty session and a session of one SKU the
 catalogue cannot hold. A well-formed answer has one prediction per instance, k distinct catalogue
 items best first, none of the session's, the unknown SKU reported, the popularity fallback named
-where no item was known, and the version that was deployed.
+where no item was known, and no model named but the version that was deployed.
 """
 
 from __future__ import annotations
@@ -38,8 +38,15 @@ def probe_problems(
     if not isinstance(answer, dict) or not isinstance(answer.get("predictions"), list):
         return [f"the answer has no predictions list: {str(answer)[:300]}"]
     problems = []
-    served = str((answer.get("model") or {}).get("version"))
-    if served != str(expected_version):
+    # Each prediction names its model, and the endpoint once more at the top (an MLflow scoring
+    # server serving the same model cannot): every name must be the deployed version.
+    named = [answer.get("model")] + [
+        prediction.get("model") for prediction in answer["predictions"]
+    ]
+    versions = {str(model.get("version")) for model in named if isinstance(model, dict)}
+    if not versions:
+        problems.append("the answer names no model")
+    for served in sorted(versions - {str(expected_version)}):
         problems.append(f"the endpoint serves version {served}, not {expected_version}")
     instances = request["instances"]
     if len(answer["predictions"]) != len(instances):

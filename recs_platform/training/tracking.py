@@ -6,6 +6,7 @@ in production any tracking server named by `MLFLOW_TRACKING_URI`. Nothing here i
 
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,17 +16,29 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.entities import LoggedModelStatus
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, DataType, Schema
-from mlflow.types.schema import Array
+from mlflow.types.schema import AnyType, Array, Object, Property
 
 from recs_platform.models.base import SessionRecommender, load_recommender
+from recs_platform.serving.inference import (
+    DEFAULT_K,
+    UNKNOWN_VERSION,
+    InvalidRequest,
+    LoadedModel,
+    instances_from_records,
+    load_model,
+    package_model,
+    predictions,
+)
 
 REGISTERED_MODEL = "session-recommender"
 CHAMPION = "champion"
 EXPERIMENT = "session-recommender"
-DEFAULT_K = 20
+# The pyfunc's artifact: the folder an endpoint serves (`inference.package_model`).
+PACKAGE_ARTIFACT = "package"
 
 
 def local_tracking(data_dir: Path) -> tuple[str, str]:
@@ -50,47 +63,87 @@ def use_experiment(tracking_uri: str, experiment: str, artifact_location: str | 
 
 
 class SessionRecommenderModel(mlflow.pyfunc.PythonModel):
-    """The pyfunc face of any `SessionRecommender`.
+    """The pyfunc face of any `SessionRecommender`, answering the endpoint's contract.
 
-    Input: a DataFrame with a column `session` (a list of skus, oldest first) and optionally `k`.
-    Output: a DataFrame with `items` (best first, seen skus excluded) and `scores` per row.
+    Input: rows with `session` (skus, oldest first) and optionally `k`, as a DataFrame or as the
+    records themselves (`[{"session": [...], "k": 10}]`, what `/invocations` takes under
+    `instances` or `inputs`). Output: a DataFrame of `inference.predictions`, a row per input
+    row (`items`, `scores`, `unknown`, `fallback`, `model`): its records are the list the endpoint
+    answers under `predictions`, and what `mlflow models serve` answers under the same name.
     """
 
     def load_context(self, context) -> None:
-        self.recommender = load_recommender(Path(context.artifacts["recommender"]))
+        artifacts = context.artifacts
+        if PACKAGE_ARTIFACT in artifacts:
+            self.loaded_model = load_model(Path(artifacts[PACKAGE_ARTIFACT]))
+        else:  # logged before the package: the recommender alone, its version unknown to it
+            folder = artifacts["recommender"]
+            recommender = load_recommender(Path(folder))
+            self.loaded_model = LoadedModel(recommender, REGISTERED_MODEL, UNKNOWN_VERSION, folder)
 
-    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
-        sessions = [list(session) for session in model_input["session"]]
-        if "k" in model_input.columns:
-            ks = [int(k) if pd.notna(k) else DEFAULT_K for k in model_input["k"]]
-        else:
-            ks = [DEFAULT_K] * len(sessions)
-        return pd.DataFrame(recommend(self.recommender, sessions, ks))
+    @property
+    def recommender(self) -> SessionRecommender:
+        return self.loaded_model.recommender
+
+    def predict(
+        self, context, model_input: pd.DataFrame, params: dict | None = None
+    ) -> pd.DataFrame:
+        # MLflow hands the rows over as a DataFrame (records too, once checked by the signature).
+        rows = [_as_json(row) for row in model_input.to_dict("records")]
+        try:
+            instances = instances_from_records(rows)
+        except InvalidRequest as error:
+            raise MlflowException.invalid_parameter_value(str(error)) from None
+        answers = predictions(self.loaded_model, instances)
+        return pd.DataFrame(answers, columns=SIGNATURE.outputs.input_names())
 
 
-def recommend(
-    recommender: SessionRecommender, sessions: list[list[str]], ks: list[int]
-) -> list[dict[str, Any]]:
-    """Top-k items and their scores per session, best first, items of the session left out."""
-    if not sessions:
-        return []
-    ranked = recommender.top_k(sessions, k=max(ks), exclude_seen=True)
-    return [
-        {"items": items[:k], "scores": scores[:k]}
-        for (items, scores), k in zip(ranked, ks, strict=True)
-    ]
+def _as_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as the JSON instance it stands for: pandas gives arrays for lists, and a `k` column
+    with a gap is float64 with NaN where the request left `k` out."""
+    record = dict(row)
+    session = record.get("session")
+    if isinstance(session, np.ndarray | tuple):
+        record["session"] = list(session)
+    if isinstance(record.get("session"), list):
+        record["session"] = [str(sku) if isinstance(sku, str) else sku for sku in record["session"]]
+    k = record.get("k")
+    if k is None or (isinstance(k, float) and math.isnan(k)):
+        record.pop("k", None)
+    elif isinstance(k, np.integer) or (isinstance(k, float) and k.is_integer()):
+        record["k"] = int(k)
+    return record
 
 
-# `session`: skus, oldest first; `k` optional (DEFAULT_K). Out: items best first, their scores.
+# The contract's instance and prediction (serving/inference.py). MLflow checks no type for `k`:
+# instances with and without `k` make a float column with NaN, which a `long` refuses and a
+# `double` refuses when no `k` is missing. The contract refuses a `k` that is not a whole number.
 SIGNATURE = ModelSignature(
     inputs=Schema(
         [
             ColSpec(Array(DataType.string), "session"),
-            ColSpec(DataType.long, "k", required=False),
+            ColSpec(AnyType(), "k", required=False),
         ]
     ),
     outputs=Schema(
-        [ColSpec(Array(DataType.string), "items"), ColSpec(Array(DataType.double), "scores")]
+        [
+            ColSpec(Array(DataType.string), "items"),
+            ColSpec(Array(DataType.double), "scores"),
+            ColSpec(Array(DataType.string), "unknown"),
+            ColSpec(DataType.string, "fallback", required=False),
+            ColSpec(
+                Object(
+                    [
+                        Property("name", DataType.string),
+                        Property("version", DataType.string),
+                        Property("recommender", DataType.string),
+                        Property("items", DataType.long),
+                        Property("model_uri", DataType.string, required=False),
+                    ]
+                ),
+                "model",
+            ),
+        ]
     ),
 )
 
@@ -117,42 +170,42 @@ class LoggedRecommender:
 def log_and_register(
     recommender: SessionRecommender, example_sessions: list[list[str]]
 ) -> LoggedRecommender:
-    """Logs the recommender as a pyfunc in the active run and registers a new version."""
-    examples = [list(session) for session in example_sessions[:3]]
-    example = pd.DataFrame({"session": examples, "k": [DEFAULT_K] * len(examples)})
-    with tempfile.TemporaryDirectory() as scratch:
-        folder = recommender.save(Path(scratch) / "recommender")
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=SessionRecommenderModel(),
-            artifacts={"recommender": str(folder)},
-            signature=SIGNATURE,
-            input_example=example,
-            pip_requirements=_pip_requirements(),
-            registered_model_name=REGISTERED_MODEL,
-        )
-    version = str(info.registered_model_version)
-    return LoggedRecommender(
-        model_uri=f"models:/{REGISTERED_MODEL}/{version}",
-        version=version,
-        run_id=mlflow.active_run().info.run_id,
-    )
+    """Logs the recommender as a pyfunc in the active run and registers a new version.
+
+    The version is registered first, so the model's own files can say which version they are:
+    its answers name it, as the endpoint's do. A version whose files fail to log is deleted."""
+    run_id = mlflow.active_run().info.run_id
+    logged_model = mlflow.initialize_logged_model(name="model", source_run_id=run_id)
+    registered = mlflow.register_model(f"models:/{logged_model.model_id}", REGISTERED_MODEL)
+    version = str(registered.version)
+    model_uri = f"models:/{REGISTERED_MODEL}/{version}"
+    examples = [{"session": list(session), "k": DEFAULT_K} for session in example_sessions[:3]]
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            package = package_model(
+                recommender, Path(scratch) / "package", REGISTERED_MODEL, version, model_uri
+            )
+            mlflow.pyfunc.log_model(
+                name="model",
+                model_id=logged_model.model_id,
+                python_model=SessionRecommenderModel(),
+                artifacts={PACKAGE_ARTIFACT: str(package)},
+                signature=SIGNATURE,
+                input_example=examples,
+                pip_requirements=_pip_requirements(),
+            )
+    except BaseException:
+        MlflowClient().delete_model_version(REGISTERED_MODEL, version)
+        mlflow.finalize_logged_model(logged_model.model_id, LoggedModelStatus.FAILED)
+        raise
+    mlflow.finalize_logged_model(logged_model.model_id, LoggedModelStatus.READY)
+    return LoggedRecommender(model_uri=model_uri, version=version, run_id=run_id)
 
 
 def load_registered(model_uri: str) -> SessionRecommender:
     """The `SessionRecommender` inside a registered pyfunc model (for evaluation and serving)."""
     pyfunc = mlflow.pyfunc.load_model(model_uri)
     return pyfunc.unwrap_python_model().recommender
-
-
-def resolve_version(model_uri: str, client: MlflowClient | None = None) -> str | None:
-    """The registry version a `models:/name/N` or `models:/name@alias` URI names."""
-    reference = model_uri.removeprefix("models:/")
-    if "@" in reference:
-        name, alias = reference.split("@", 1)
-        return str((client or MlflowClient()).get_model_version_by_alias(name, alias).version)
-    name, _, version = reference.partition("/")
-    return version if version.isdigit() else None
 
 
 def champion_version(client: MlflowClient | None = None) -> str | None:

@@ -7,13 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlencode
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from recs_platform.collection.app import CollectorConfig, create_app
-from recs_platform.serving.facade import MAX_K, MAX_SESSION_ITEMS
+from recs_platform.serving.facade import MAX_K, MAX_SESSION_ITEMS, recommend_answer
 from recs_platform.serving.recommend_lambda import (
     RecommendHandler,
     RecommendSettings,
@@ -105,6 +106,28 @@ def test_unknown_skus_and_empty_sessions_fall_back_to_popularity(facade) -> None
     assert unknown["unknown"] == ["nope", "never"]
     empty = facade.get("/recommend").json()
     assert empty["items"] == ["a", "b", "c", "d", "e"]  # k defaults to 10; 5 items exist
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        # An MLflow scoring server's answer: the model named by the prediction alone.
+        {"predictions": [{"items": ["b"], "scores": [1.0], "unknown": [], "fallback": None,
+                          "model": {"name": "m", "version": "5"}}]},
+        # An endpoint from before each prediction named its model.
+        {"predictions": [{"items": ["b"], "scores": [1.0], "unknown": [], "fallback": None}],
+         "model": {"name": "m", "version": "5"}},
+    ],
+)  # fmt: skip
+def test_the_answer_names_the_model_from_either_place(document: dict) -> None:
+    answer = recommend_answer(200, orjson.dumps(document))
+    assert answer == {
+        "items": ["b"],
+        "scores": [1.0],
+        "unknown": [],
+        "fallback": None,
+        "model": {"name": "m", "version": "5"},
+    }
 
 
 @pytest.mark.parametrize(

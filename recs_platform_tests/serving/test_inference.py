@@ -11,6 +11,7 @@ from recs_platform.serving.inference import (
     InvalidRequest,
     Limits,
     LoadedModel,
+    instances_from_records,
     load_model,
     package_model,
     parse_instances,
@@ -38,6 +39,8 @@ def test_ranks_best_first_without_the_session_items(model: LoadedModel) -> None:
     assert prediction["unknown"] == [] and prediction["fallback"] is None
     assert response["model"]["version"] == "7"
     assert response["model"]["name"] == "session-recommender"
+    # Each prediction names its model too: what an MLflow scoring server's answer carries.
+    assert prediction["model"] == response["model"]
 
 
 def test_unknown_skus_are_ignored_and_reported(model: LoadedModel) -> None:
@@ -78,6 +81,17 @@ def test_a_batch_answers_each_instance_as_alone(model: LoadedModel) -> None:
     assert len(batched[1]["items"]) == 5  # k defaults to 10, capped to the 5 items
 
 
+def test_mlflow_s_inputs_key_and_decoded_records_take_the_same_rules(model: LoadedModel) -> None:
+    instances = [{"session": ["a"], "k": 1}, {"session": []}, {"session": ["c", "zz"], "k": 4}]
+    expected = parse_instances(body({"instances": instances}))
+    assert parse_instances(body({"inputs": instances})) == expected
+    assert instances_from_records(instances) == expected
+    with pytest.raises(InvalidRequest, match=r"inputs\[0\].k must be at least 1"):
+        parse_instances(body({"inputs": [{"session": [], "k": 0}]}))
+    with pytest.raises(InvalidRequest, match=r"instances\[1\].k must be a whole number"):
+        instances_from_records([{"session": []}, {"session": [], "k": 2.5}])
+
+
 def test_only_the_end_of_a_long_session_is_scored_but_all_of_it_is_excluded(
     model: LoadedModel,
 ) -> None:
@@ -98,6 +112,7 @@ def test_only_the_end_of_a_long_session_is_scored_but_all_of_it_is_excluded(
         (b"\xff\xfe", "not JSON"),
         (b"[1, 2]", "must be a JSON object, not a list"),
         (b"{}", 'needs "instances"'),
+        (b'{"inputs": []}', "inputs is empty"),
         (b'{"instances": {}}', "instances must be a list"),
         (b'{"instances": []}', "instances is empty"),
         (b'{"instances": [3]}', "instances[0] must be an object"),
@@ -134,7 +149,10 @@ def test_a_packaged_model_loads_with_its_name_and_version(tmp_path, model: Loade
     assert (loaded.name, loaded.version) == ("session-recommender", "12")
     assert loaded.describe()["model_uri"] == "models:/x/12"
     request = parse_instances(body({"session": ["a"], "k": 2}))
-    assert predict(loaded, request)["predictions"] == predict(model, request)["predictions"]
+    (from_package,) = predict(loaded, request)["predictions"]
+    (from_memory,) = predict(model, request)["predictions"]
+    assert from_package["model"] == loaded.describe()
+    assert {**from_package, "model": None} == {**from_memory, "model": None}
 
 
 def test_loading_something_that_is_no_model_fails_clearly(tmp_path) -> None:

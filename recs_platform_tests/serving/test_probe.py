@@ -33,6 +33,7 @@ def broken(answer: dict, change) -> dict:
     ("change", "problem"),
     [
         (lambda a: a["model"].update(version="4"), "serves version 4, not 5"),
+        (lambda a: a["predictions"][1]["model"].update(version="6"), "serves version 6, not 5"),
         (lambda a: a["predictions"].pop(), "2 predictions for 3 instances"),
         (lambda a: a["predictions"][0]["items"].pop(), "2 items, expected 3"),
         (lambda a: a["predictions"][0]["items"].__setitem__(1, "c"), "repeated items"),
@@ -54,3 +55,12 @@ def test_an_error_status_or_a_shapeless_answer_fails() -> None:
     request = probe_request(CATALOGUE)
     assert "answered 503" in probe_problems(request, 503, {"error": "x"}, "5", CATALOGUE)[0]
     assert "no predictions list" in probe_problems(request, 200, ["x"], "5", CATALOGUE)[0]
+
+
+def test_an_answer_without_the_top_level_model_passes_on_its_predictions(good_answer) -> None:
+    # What `mlflow models serve` answers for the same model: the predictions alone.
+    predictions_only = {"predictions": good_answer["predictions"]}
+    assert probe_problems(probe_request(CATALOGUE), 200, predictions_only, "5", CATALOGUE) == []
+    nameless = broken(predictions_only, lambda a: [p.pop("model") for p in a["predictions"]])
+    problems = probe_problems(probe_request(CATALOGUE), 200, nameless, "5", CATALOGUE)
+    assert problems == ["the answer names no model"]

@@ -1,11 +1,14 @@
-"""MLflow: a recommender logged as a pyfunc answers like the recommender; the champion alias."""
+"""MLflow: a recommender logged as a pyfunc answers the endpoint's contract; the champion alias."""
 
 import mlflow
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from recs_platform.models.markov import MarkovRecommender
 from recs_platform.models.popularity import PopularityRecommender
+from recs_platform.serving.inference import load_model
 from recs_platform.training import tracking
 
 SESSIONS = [["a", "b", "c"], ["b", "c"], ["c", "d"], ["a", "b"]]
@@ -34,12 +37,65 @@ def test_a_logged_model_predicts_like_the_recommender_and_is_registered(local_st
     scores = markov.score([["a"]])[0]
     index = markov.item_index()
     assert predictions["scores"][0] == [scores[index["b"]], scores[index["c"]]]
-    # `k` may be left out: the default applies, seen items never come back.
-    without_k = pyfunc.predict(pd.DataFrame({"session": [["a"]]}))
-    assert without_k["items"][0] == ["b", "c", "d"]
+    # Each answer names the registered version that made it, as the endpoint's do.
+    assert predictions["model"][0] == {
+        "name": tracking.REGISTERED_MODEL,
+        "version": "1",
+        "recommender": "markov",
+        "items": 4,
+        "model_uri": logged.model_uri,
+    }
+    # `k` may be left out (the contract's default, 10); seen items never come back; a session
+    # of unknown SKUs gets the popularity ranking and the SKUs back.
+    records = pyfunc.predict([{"session": ["a"]}, {"session": ["zz"], "k": 1}]).to_dict("records")
+    assert records[0]["items"] == ["b", "c", "d"] and records[0]["fallback"] is None
+    (popular, _), *_ = markov.top_k([()], 1, exclude_seen=False)
+    assert records[1]["items"] == popular and records[1]["unknown"] == ["zz"]
+    assert records[1]["fallback"] == "popularity"
 
     loaded = tracking.load_registered(logged.model_uri)
     assert loaded.rank([["b"]], k=3) == markov.rank([["b"]], k=3)
+
+
+def test_a_request_the_contract_refuses_is_refused_by_the_pyfunc(local_store):
+    with mlflow.start_run():
+        logged = tracking.log_and_register(MarkovRecommender().fit(SESSIONS), [["a"]])
+    pyfunc = mlflow.pyfunc.load_model(logged.model_uri)
+    with pytest.raises(MlflowException, match=r"instances\[1\].k must be at least 1"):
+        pyfunc.predict([{"session": ["a"]}, {"session": ["a"], "k": 0}])
+
+
+def test_a_version_whose_files_fail_to_log_is_deleted(local_store, monkeypatch):
+    def failing_log_model(**kwargs):
+        raise OSError("artifact store unreachable")
+
+    monkeypatch.setattr(mlflow.pyfunc, "log_model", failing_log_model)
+    with mlflow.start_run(), pytest.raises(OSError, match="unreachable"):
+        tracking.log_and_register(MarkovRecommender().fit(SESSIONS), [["a"]])
+    found = MlflowClient().search_model_versions(f"name='{tracking.REGISTERED_MODEL}'")
+    assert found == []
+
+
+def test_a_version_logged_before_the_package_still_answers(local_store, tmp_path):
+    """Versions logged with the bare recommender as their artifact (before the pyfunc carried a
+    packaged folder) load and answer; served from the registry they take its version."""
+    markov = MarkovRecommender().fit(SESSIONS)
+    with mlflow.start_run():
+        mlflow.pyfunc.log_model(
+            name="model",
+            python_model=tracking.SessionRecommenderModel(),
+            artifacts={"recommender": str(markov.save(tmp_path / "recommender"))},
+            registered_model_name=tracking.REGISTERED_MODEL,
+        )
+    (answer,) = (
+        mlflow.pyfunc.load_model("models:/session-recommender/1")
+        .predict(pd.DataFrame({"session": [["a"]], "k": [2]}))
+        .to_dict("records")
+    )
+    assert answer["items"] == ["b", "c"] and answer["model"]["version"] == "unregistered"
+    served = load_model("models:/session-recommender/1")
+    assert served.describe()["version"] == "1"
+    assert served.describe()["model_uri"] == "models:/session-recommender/1"
 
 
 def test_champion_alias_is_absent_until_promoted_and_then_follows_promotion(local_store):
