@@ -15,11 +15,19 @@ from pathlib import Path
 from typing import IO, Any
 
 import dagster as dg
+import pandas as pd
 from dagster_aws.s3 import S3Resource
 from dagster_dbt import DbtCliResource
 from dagster_duckdb import DuckDBResource
 from dagster_snowflake import SnowflakeResource
 
+from recs_platform.datasets.training import (
+    DatasetStore,
+    FolderStore,
+    S3Store,
+    load_training_dataset,
+    save_training_dataset,
+)
 from recs_platform.events.landing import LandingFile, list_local_dates, list_local_partition
 from recs_platform.notifications import Alert
 from recs_platform.settings import Settings
@@ -364,10 +372,59 @@ class WebhookNotifier(Notifier):
         return "webhook"
 
 
+# --- the training dataset's files ----------------------------------------------------------
+
+
+def _store_output(store: DatasetStore, context: dg.OutputContext, dataset: pd.DataFrame) -> None:
+    written = save_training_dataset(dataset, dataset.attrs["vocabulary"], store)
+    context.add_output_metadata({"files": dg.MetadataValue.json(written)})
+
+
+def _load_input(store: DatasetStore) -> pd.DataFrame:
+    dataset, vocabulary = load_training_dataset(store)
+    dataset.attrs["vocabulary"] = vocabulary
+    return dataset
+
+
+class TrainingDatasetIOManager(dg.ConfigurableIOManager):
+    """One parquet file per split plus `vocabulary.json`, in a folder per asset."""
+
+    base_dir: str
+
+    def _folder(self, context) -> Path:
+        return Path(self.base_dir) / "_".join(context.asset_key.path)
+
+    def handle_output(self, context: dg.OutputContext, dataset: pd.DataFrame) -> None:
+        _store_output(FolderStore(self._folder(context)), context, dataset)
+
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+        return _load_input(FolderStore(self._folder(context)))
+
+
+class S3TrainingDatasetIOManager(dg.ConfigurableIOManager):
+    """The same files on S3, under `<prefix>datasets/<asset key path>/` of the bucket (beside the
+    landing zone's `<prefix>events/` and the reports' `<prefix>reports/`)."""
+
+    s3: dg.ResourceDependency[S3Resource]
+    bucket: str
+    prefix: str = ""
+
+    def key_prefix(self, asset_key: dg.AssetKey) -> str:
+        root = self.prefix.strip("/")
+        return "/".join([*([root] if root else []), "datasets", *asset_key.path]) + "/"
+
+    def _store(self, context) -> S3Store:
+        return S3Store(self.s3.get_client(), self.bucket, self.key_prefix(context.asset_key))
+
+    def handle_output(self, context: dg.OutputContext, dataset: pd.DataFrame) -> None:
+        _store_output(self._store(context), context, dataset)
+
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+        return _load_input(self._store(context))
+
+
 def resources_for(settings: Settings) -> dict[str, Any]:
     """The resource set of one environment. Nothing here connects to anything."""
-    from recs_platform.assets.dataset import S3TrainingDatasetIOManager, TrainingDatasetIOManager
-
     dbt = DbtCliResource(
         project_dir=str(DBT_PROJECT_DIR),
         profiles_dir=str(DBT_PROJECT_DIR),

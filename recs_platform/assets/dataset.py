@@ -1,23 +1,16 @@
 """`training_dataset`: the last N days of `training_sessions`, split by time, pandera-checked."""
 
 import datetime as dt
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-from dagster_aws.s3 import S3Resource
 from dagster_pandera import pandera_schema_to_dagster_type
 
 from recs_platform.datasets.training import (
     SPLITS,
-    DatasetStore,
-    FolderStore,
-    S3Store,
     TrainingSessionsSchema,
     TrainingWindow,
     build_training_dataset,
-    load_training_dataset,
-    save_training_dataset,
 )
 from recs_platform.resources import Warehouse
 
@@ -30,54 +23,6 @@ class TrainingDatasetConfig(dg.Config):
     test_days: int = 1
     end_date: str | None = None
     """Exclusive end of the window (YYYY-MM-DD); default: the day after the newest session."""
-
-
-def _store_output(store: DatasetStore, context: dg.OutputContext, dataset: pd.DataFrame) -> None:
-    written = save_training_dataset(dataset, dataset.attrs["vocabulary"], store)
-    context.add_output_metadata({"files": dg.MetadataValue.json(written)})
-
-
-def _load_input(store: DatasetStore) -> pd.DataFrame:
-    dataset, vocabulary = load_training_dataset(store)
-    dataset.attrs["vocabulary"] = vocabulary
-    return dataset
-
-
-class TrainingDatasetIOManager(dg.ConfigurableIOManager):
-    """One parquet file per split plus `vocabulary.json`, in a folder per asset."""
-
-    base_dir: str
-
-    def _folder(self, context) -> Path:
-        return Path(self.base_dir) / "_".join(context.asset_key.path)
-
-    def handle_output(self, context: dg.OutputContext, dataset: pd.DataFrame) -> None:
-        _store_output(FolderStore(self._folder(context)), context, dataset)
-
-    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
-        return _load_input(FolderStore(self._folder(context)))
-
-
-class S3TrainingDatasetIOManager(dg.ConfigurableIOManager):
-    """The same files on S3, under `<prefix>datasets/<asset key path>/` of the bucket (beside the
-    landing zone's `<prefix>events/` and the reports' `<prefix>reports/`)."""
-
-    s3: dg.ResourceDependency[S3Resource]
-    bucket: str
-    prefix: str = ""
-
-    def key_prefix(self, asset_key: dg.AssetKey) -> str:
-        root = self.prefix.strip("/")
-        return "/".join([*([root] if root else []), "datasets", *asset_key.path]) + "/"
-
-    def _store(self, context) -> S3Store:
-        return S3Store(self.s3.get_client(), self.bucket, self.key_prefix(context.asset_key))
-
-    def handle_output(self, context: dg.OutputContext, dataset: pd.DataFrame) -> None:
-        _store_output(self._store(context), context, dataset)
-
-    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
-        return _load_input(self._store(context))
 
 
 def build_training_dataset_asset(

@@ -32,7 +32,6 @@ from recs_platform.collection.routes import (
     CollectRequest,
     batch_status,
     is_collect_route,
-    parse_query,
     parse_request,
 )
 from recs_platform.serving.facade import (
@@ -44,6 +43,7 @@ from recs_platform.serving.facade import (
 )
 from recs_platform.serving.storefront import SCRIPT_PATH as STOREFRONT_SCRIPT_PATH
 from recs_platform.serving.storefront import is_shop_path
+from recs_platform.web.query import parse_query
 
 if TYPE_CHECKING:
     from recs_platform.serving.storefront import Storefront

@@ -29,14 +29,6 @@ from typing import Any
 
 import orjson
 
-from recs_platform.collection.api_gateway import (
-    cors_headers,
-    http_method,
-    json_response,
-    request_headers,
-    response,
-    route_path,
-)
 from recs_platform.collection.landing_files import rejection_line
 from recs_platform.collection.parsing import CollectorLimits, Rejection, RequestRejected
 from recs_platform.collection.routes import (
@@ -45,11 +37,19 @@ from recs_platform.collection.routes import (
     CollectRequest,
     batch_status,
     is_collect_route,
-    parse_query,
     parse_request,
 )
 from recs_platform.events.contract import encode_event
 from recs_platform.settings import Settings
+from recs_platform.web.api_gateway import (
+    cors_headers,
+    http_method,
+    json_response,
+    request_headers,
+    response,
+    route_path,
+)
+from recs_platform.web.query import parse_query
 
 HEALTH_PATH = "/health"
 # Firehose PutRecordBatch quotas.

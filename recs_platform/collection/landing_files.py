@@ -48,9 +48,10 @@ from recs_platform.collection.parsing import (
     RequestRejected,
     pixel_event,
 )
-from recs_platform.collection.routes import CollectRequest, parse_query, parse_request
+from recs_platform.collection.routes import CollectRequest, parse_request
 from recs_platform.events.landing import EVENTS_PREFIX, arrival_date, fsync_directory
 from recs_platform.pids import pid_is_running
+from recs_platform.web.query import parse_query
 
 log = logging.getLogger(__name__)
 

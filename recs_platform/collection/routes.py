@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import unquote_plus
 
 from recs_platform.collection.parsing import (
     CollectorLimits,
@@ -28,22 +27,6 @@ class CollectRequest:
     query: Mapping[str, str]
     body: bytes
     server_ts: int
-
-
-def parse_query(raw: bytes) -> dict[str, str]:
-    """A query string as a dict (first value of a repeated name wins); raises
-    UnicodeDecodeError unless it is UTF-8. On the pixel's hot path, so no general parser."""
-    query: dict[str, str] = {}
-    for part in raw.decode("utf-8").split("&"):
-        if not part:
-            continue
-        name, _, value = part.partition("=")
-        if "%" in name or "+" in name:
-            name = unquote_plus(name, errors="strict")
-        if "%" in value or "+" in value:
-            value = unquote_plus(value, errors="strict")
-        query.setdefault(name, value)
-    return query
 
 
 def batch_status(path: str, *, accepted: int, rejected: int) -> int:

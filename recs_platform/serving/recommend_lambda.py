@@ -15,15 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from recs_platform.collection.api_gateway import (
-    cors_headers,
-    http_method,
-    json_response,
-    request_headers,
-    response,
-    route_path,
-)
-from recs_platform.collection.routes import parse_query
 from recs_platform.serving.facade import (
     RECOMMEND_PATH,
     BadRecommendQuery,
@@ -32,6 +23,15 @@ from recs_platform.serving.facade import (
     recommend_answer,
 )
 from recs_platform.settings import Settings
+from recs_platform.web.api_gateway import (
+    cors_headers,
+    http_method,
+    json_response,
+    request_headers,
+    response,
+    route_path,
+)
+from recs_platform.web.query import parse_query
 
 logger = logging.getLogger(__name__)
 

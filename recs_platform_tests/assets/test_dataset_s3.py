@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 from dagster_duckdb import DuckDBResource
 
-from recs_platform.assets.dataset import (
+from recs_platform.assets.dataset import build_training_dataset_asset
+from recs_platform.datasets.training import SPLITS, TrainingWindow, build_training_dataset
+from recs_platform.resources import (
+    DuckDBWarehouse,
     S3TrainingDatasetIOManager,
     TrainingDatasetIOManager,
-    build_training_dataset_asset,
 )
-from recs_platform.datasets.training import SPLITS, TrainingWindow, build_training_dataset
-from recs_platform.resources import DuckDBWarehouse
 from recs_platform_tests.assets.test_dataset import (
     DAYS,
     GOOD_ROWS,

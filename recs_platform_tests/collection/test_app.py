@@ -200,7 +200,7 @@ def test_snowplow_batches_get_200_even_when_nothing_maps(collector, tmp_path):
 def test_the_query_parser_decodes_like_the_standard_library():
     from urllib.parse import parse_qsl, urlencode
 
-    from recs_platform.collection.routes import parse_query
+    from recs_platform.web.query import parse_query
 
     query = {"a b": "x/y+z&=", "url": "/p/é?x=1", "sku": "sku-1", "empty": ""}
     encoded = urlencode(query).encode()

@@ -9,7 +9,8 @@ from starlette.testclient import TestClient
 from recs_platform.collection.app import CollectorConfig, create_app
 from recs_platform.collection.durable import DurableLandingWriter
 from recs_platform.collection.parsing import CollectorLimits
-from recs_platform.collection.routes import PIXEL_GIF, CollectRequest, parse_query, parse_request
+from recs_platform.collection.routes import PIXEL_GIF, CollectRequest, parse_request
+from recs_platform.web.query import parse_query
 from recs_platform_tests.collection.servers import landed_events, rejected_records
 from recs_platform_tests.factories import make_event
 
