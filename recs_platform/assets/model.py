@@ -7,22 +7,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
-import mlflow
 import pandas as pd
 
 from recs_platform.execution import training_op_tags
 from recs_platform.resources import MlflowTracking
 from recs_platform.simulation import ShopConfig
 from recs_platform.simulation.oracle import Oracle
-from recs_platform.training import tracking
 from recs_platform.training.candidates import CANDIDATE_NAMES
-from recs_platform.training.pipeline import (
-    DatasetSplits,
-    TrainingOutcome,
-    TrainingPlan,
-    compare_with_champion,
-    train_and_choose,
-)
+from recs_platform.training.pipeline import DatasetSplits, TrainingOutcome, TrainingPlan
+from recs_platform.training.retrain import markdown_table, retrain
 from recs_platform.training.search import SearchBudget
 
 CHECKLIST_CHECK = "checklist_invariants"
@@ -51,102 +44,6 @@ class SessionModelConfig(dg.Config):
     evaluation_sessions: int | None = 10_000
     """The validation and test days are scored on at most this many of their sessions each (a
     seeded sample; the served model's test MRR then has its 95% interval); null: all."""
-
-
-def _markdown_table(rows: list[dict], k: int) -> str:
-    columns = [
-        ("model", "name"),
-        (f"HR@{k}", f"hr_{k}"),
-        (f"MRR@{k}", f"mrr_{k}"),
-        ("HR@10", "hr_10"),
-        ("MRR@10", "mrr_10"),
-        (f"coverage@{k}", f"coverage_{k}"),
-        (f"popularity bias@{k}", f"popularity_bias_{k}"),
-        ("validation MRR", "validation_mrr"),
-        ("95% interval", "validation_interval"),
-        ("fit s", "fit_seconds"),
-    ]
-    lines = [
-        "| " + " | ".join(title for title, _ in columns) + " |",
-        "|" + "---|" * len(columns),
-    ]
-    for row in rows:
-        cells = []
-        for _, key in columns:
-            value = row.get(key)
-            if key == "name" and row.get("chosen"):
-                value = f"**{value}** (chosen)"
-            if key == "validation_interval" and row.get("validation_mrr_low") is not None:
-                value = f"{row['validation_mrr_low']:.4f}-{row['validation_mrr_high']:.4f}"
-                value += " (within noise of the best)" if row.get("within_noise") else ""
-            cells.append(f"{value:.4f}" if isinstance(value, float) else str(value or ""))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _log_outcome(outcome: TrainingOutcome, plan: TrainingPlan) -> None:
-    """Params, metrics, the table, the checklist and plots into the active MLflow run."""
-    chosen = outcome.chosen
-    mlflow.set_tags({"chosen_candidate": chosen.name, "candidates": ",".join(plan.candidates)})
-    mlflow.log_params({f"{chosen.name}.{key}": value for key, value in chosen.params.items()})
-    mlflow.log_params(
-        {
-            "train_sessions": outcome.train_sessions,
-            "test_sessions": outcome.test_sessions,
-            "test_targets": len(outcome.test_targets),
-            "search_trials": plan.budget.trials,
-            "search_timeout_s": plan.budget.timeout_s,
-            "time_budget_s": plan.time_budget_s,
-            "evaluation_sessions": plan.evaluation_sessions,
-            "test_sessions_evaluated": outcome.test_sessions_evaluated,
-        }
-    )
-    if outcome.budget_used_s is not None:
-        mlflow.log_metric("time_budget_used_s", outcome.budget_used_s)
-        mlflow.log_dict(
-            {name: {"window": window.describe(), "sessions": window.sessions,
-                    "available_sessions": window.available_sessions, "trials": window.trials}
-             for name, window in outcome.windows.items()},
-            "training/windows.json",
-        )  # fmt: skip
-    for row in outcome.table():
-        for key, value in row.items():
-            if isinstance(value, float):
-                mlflow.log_metric(f"{row['name']}.{key}", value)
-    for name, trained in outcome.candidates.items():
-        for step, entry in enumerate(getattr(trained.recommender, "training_log", []) or []):
-            numbers = {key: value for key, value in entry.items() if isinstance(value, float)}
-            mlflow.log_metrics({f"{name}.train.{key}": v for key, v in numbers.items()}, step=step)
-    mlflow.log_metrics({"selection_regret": outcome.regret})
-    mlflow.set_tags(
-        {"selection_rule": outcome.selection.rule, "best_on_test": outcome.best_on_test}
-    )
-    mlflow.log_dict(outcome.selection.as_dict(), "selection/validation_scores.json")
-    mlflow.log_dict({"rows": outcome.table()}, "evaluation/test_metrics.json")
-    mlflow.log_text(_markdown_table(outcome.table(), plan.k), "evaluation/test_metrics.md")
-    mlflow.log_dict(outcome.checklist.as_dict(), "checklist/checklist.json")
-    mlflow.log_metric("checklist_passed", float(outcome.checklist.passed))
-    mlflow.log_figure(_metrics_figure(outcome.table(), plan.k), "evaluation/mrr_hr.png")
-
-
-def _metrics_figure(rows: list[dict], k: int):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(7, 3.5))
-    names = [row["name"] for row in rows]
-    positions = range(len(rows))
-    axis.bar([p - 0.2 for p in positions], [row[f"hr_{k}"] for row in rows], 0.4, label=f"HR@{k}")
-    axis.bar([p + 0.2 for p in positions], [row[f"mrr_{k}"] for row in rows], 0.4, label=f"MRR@{k}")
-    axis.set_xticks(list(positions), names)
-    axis.set_ylim(0, 1)
-    axis.set_title("test split: every candidate on the same targets")
-    axis.legend()
-    figure.tight_layout()
-    plt.close(figure)
-    return figure
 
 
 def _scale_metadata(outcome: TrainingOutcome, k: int) -> dict:
@@ -250,46 +147,28 @@ def build_session_model_asset(default_shop_config: Path | None) -> dg.AssetsDefi
             else None,
             evaluation_sessions=config.evaluation_sessions,
         )
-        splits = DatasetSplits.from_frame(training_dataset)
-        oracle = _oracle_for(config, default_shop_config)
         mlflow_tracking.activate()
-        client = mlflow.MlflowClient()
-        with mlflow.start_run(run_name=f"session_model-{context.run.run_id[:8]}") as run:
-            mlflow.set_tag("dagster_run_id", context.run.run_id)
-            with _platform_logs_in(context.log):
-                outcome = train_and_choose(splits, plan, oracle)
-            _log_outcome(outcome, plan)
-            example = [items for _, items in splits.test[:3]]
-            logged = tracking.log_and_register(outcome.chosen.recommender, example)
-            champion = tracking.champion_version(client)
-            champion_model = (
-                tracking.load_registered(f"models:/{tracking.REGISTERED_MODEL}/{champion}")
-                if champion is not None
-                else None
+        with _platform_logs_in(context.log):
+            done = retrain(
+                DatasetSplits.from_frame(training_dataset),
+                plan,
+                _oracle_for(config, default_shop_config),
+                run_name=f"session_model-{context.run.run_id[:8]}",
+                tags={"dagster_run_id": context.run.run_id},
             )
-            comparison = compare_with_champion(outcome, champion_model, champion)
-            mlflow.log_dict(
-                {"champion_version": champion, "champion_mrr": comparison.champion_mrr,
-                 "candidate_mrr": comparison.candidate_mrr,
-                 "beats_champion": comparison.beats_champion},
-                "evaluation/champion_comparison.json",
-            )  # fmt: skip
-            promoted = outcome.checklist.passed and comparison.beats_champion
-            if promoted:
-                tracking.promote(logged.version, client)
-            mlflow.set_tag("promoted_to_champion", str(promoted).lower())
+        outcome, comparison, logged = done.outcome, done.comparison, done.logged
 
         k = plan.k
         table = outcome.table()
         failures = [failure.as_dict() for failure in outcome.checklist.failures()]
         return dg.MaterializeResult(
             metadata={
-                "mlflow_run_id": run.info.run_id,
+                "mlflow_run_id": done.mlflow_run_id,
                 "model_uri": logged.model_uri,
                 "model_version": logged.version,
                 "chosen_candidate": outcome.chosen.name,
-                "champion_version": tracking.champion_version(client),
-                "promoted": promoted,
+                "champion_version": done.champion_version,
+                "promoted": done.promoted,
                 f"test_mrr_{k}": comparison.candidate_mrr,
                 f"test_hr_{k}": outcome.report.row(outcome.chosen.name).as_dict()[f"hr_{k}"],
                 "test_targets": len(outcome.test_targets),
@@ -299,7 +178,7 @@ def build_session_model_asset(default_shop_config: Path | None) -> dg.AssetsDefi
                 "best_on_test": outcome.best_on_test,
                 "selection_regret": outcome.regret,
                 **_scale_metadata(outcome, k),
-                "evaluation": dg.MetadataValue.md(_markdown_table(table, k)),
+                "evaluation": dg.MetadataValue.md(markdown_table(table, k)),
                 "evaluation_rows": dg.MetadataValue.json(json.loads(json.dumps(table))),
             },
             check_results=[
@@ -318,7 +197,7 @@ def build_session_model_asset(default_shop_config: Path | None) -> dg.AssetsDefi
                     severity=dg.AssetCheckSeverity.ERROR,
                     description=comparison.describe(),
                     metadata={
-                        "previous_champion": str(champion),
+                        "previous_champion": str(comparison.champion_version),
                         f"champion_mrr_{k}": comparison.champion_mrr
                         if comparison.champion_mrr is not None
                         else float("nan"),
