@@ -5,21 +5,29 @@ it into /opt/ml/model, which the container serves with `recs-platform serve --mo
 /opt/ml/model`), creates a model and an endpoint config named for the version, then creates the
 endpoint or moves it to the new config with a blue/green update, and waits until it serves that
 config. A deployment that fails is undone where SageMaker allows it; the error says what
-happened, what state the endpoint is in and what is left to do.
+happened, what state the endpoint is in and what is left to do. `DeploymentState` names where a
+deployment stands and `TRANSITIONS` every move it may make.
 
 After an update the previous model and config are kept, so rolling back by hand is one call:
 `aws sagemaker update-endpoint --endpoint-name <endpoint> --endpoint-config-name <previous>`.
+
+MLflow's SageMaker client (`mlflow.sagemaker`) does not do this job: it uploads an MLflow model
+directory for MLflow's own serving image, not this package for the `recs-platform serve` image,
+and it updates without a blue/green policy, leaves a Failed update as it is, and deletes the
+previous model once an update succeeds, the model a rollback by hand needs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import enum
 import json
 import re
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -41,9 +49,75 @@ _NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 _STAMP_FORMAT = "%Y%m%d%H%M%S"
 
 
+class DeploymentState(enum.StrEnum):
+    """Where a deployment stands. It starts STARTED and ends in a state without exits in
+    `TRANSITIONS`: CREATED, UPDATED or UNCHANGED when the endpoint serves the version, any
+    other when it raised `SageMakerDeployError` (whose `state` that is)."""
+
+    STARTED = "started"  # reading the endpoint and what its config runs
+    STAGING = "staging"  # uploading the archive, creating the model and the endpoint config
+    CREATING = "creating"  # the endpoint is being created on the new config
+    UPDATING = "updating"  # the endpoint is moving blue/green to the new config
+    UNCHANGED = "unchanged"  # it already served this version: nothing was done
+    CREATED = "created"  # the new endpoint is InService on the new config
+    UPDATED = "updated"  # the endpoint is InService on the new config
+    ABORTED = "aborted"  # stopped before the endpoint changed; what it made is deleted
+    ROLLED_BACK = "rolled-back"  # SageMaker rolled the update back: the previous config serves
+    ROLLING_BACK = "rolling-back"  # the update ended Failed; the move back has started
+    FAILED = "failed"  # Failed: a new endpoint is deleted; an update could not be moved back
+    TIMED_OUT = "timed-out"  # a new endpoint is deleted; an update is left to SageMaker
+    GONE = "gone"  # the endpoint was deleted while the deployment waited
+    UNKNOWN = "unknown"  # the endpoint could not be read while the deployment waited
+
+
+TRANSITIONS: dict[DeploymentState, frozenset[DeploymentState]] = {
+    **dict.fromkeys(DeploymentState, frozenset()),  # the states a deployment ends in, and:
+    DeploymentState.STARTED: frozenset(
+        {DeploymentState.UNCHANGED, DeploymentState.ABORTED, DeploymentState.STAGING}
+    ),
+    DeploymentState.STAGING: frozenset(
+        {DeploymentState.ABORTED, DeploymentState.CREATING, DeploymentState.UPDATING}
+    ),
+    DeploymentState.CREATING: frozenset(
+        {
+            DeploymentState.CREATED,
+            DeploymentState.FAILED,
+            DeploymentState.TIMED_OUT,
+            DeploymentState.GONE,
+            DeploymentState.UNKNOWN,
+        }
+    ),
+    DeploymentState.UPDATING: frozenset(
+        {
+            DeploymentState.UPDATED,
+            DeploymentState.ROLLED_BACK,
+            DeploymentState.ROLLING_BACK,
+            DeploymentState.FAILED,
+            DeploymentState.TIMED_OUT,
+            DeploymentState.GONE,
+            DeploymentState.UNKNOWN,
+        }
+    ),
+}
+"""Every state and the states a deployment in it may move to."""
+
+
+def transition(state: DeploymentState, to: DeploymentState) -> DeploymentState:
+    """`to`, when a deployment in `state` may move there (`TRANSITIONS`); raises otherwise."""
+    exits = TRANSITIONS[state]
+    if to not in exits:
+        allowed = ", ".join(sorted(exits)) or "nowhere: a deployment ends there"
+        raise ValueError(f"a deployment cannot move from {state} to {to} (it moves to {allowed})")
+    return to
+
+
 class SageMakerDeployError(RuntimeError):
     """A deployment that did not end serving the new model; the message says why, what state
-    the endpoint is in and what the operator can do."""
+    the endpoint is in and what the operator can do, and `state` where the deployment ended."""
+
+    def __init__(self, message: str, state: DeploymentState) -> None:
+        super().__init__(message)
+        self.state = state
 
 
 @dataclass(frozen=True)
@@ -90,7 +164,9 @@ class SageMakerDeployment:
     model_name: str
     endpoint_config_name: str
     model_data_url: str
-    action: str  # "created", "updated" or "unchanged"
+    action: str
+    """The state it ended in: "created", "updated" or "unchanged". A plain str, as it goes into
+    Dagster metadata, whose serializer refuses enums it does not know."""
     seconds: float
 
 
@@ -115,11 +191,7 @@ def model_archive(package_folder: Path, destination: Path) -> Path:
     """Write `destination`, a model.tar.gz of a packaged model folder (`package_model`) with the
     folder's files at the archive root; returns `destination`."""
     package_folder, destination = Path(package_folder), Path(destination)
-    if not (package_folder / MODEL_INFO_FILE).is_file():
-        raise FileNotFoundError(
-            f"{package_folder} is not a packaged model (no {MODEL_INFO_FILE}): "
-            "make one with recs_platform.serving.inference.package_model"
-        )
+    _check_is_package(package_folder)
     if destination.resolve().is_relative_to(package_folder.resolve()):
         raise ValueError(f"{destination} is inside {package_folder}: it would archive itself")
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -133,6 +205,14 @@ def model_archive(package_folder: Path, destination: Path) -> Path:
                 filter=_without_owner,
             )
     return destination
+
+
+def _check_is_package(package_folder: Path) -> None:
+    if not (package_folder / MODEL_INFO_FILE).is_file():
+        raise FileNotFoundError(
+            f"{package_folder} is not a packaged model (no {MODEL_INFO_FILE}): "
+            "make one with recs_platform.serving.inference.package_model"
+        )
 
 
 def _without_owner(member: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -160,60 +240,35 @@ def deploy_to_sagemaker(
     """
     started = clock()
     version = str(version)
-    _check_package_version(Path(package_folder), version)
-    model_data_url = target.model_data_url(version)
-    endpoint = target.endpoint_name
-    try:
-        current = _describe_endpoint(sagemaker, endpoint)
-        if current is not None:
-            _check_updatable(current)
-            serving_model = _model_already_serving(
-                sagemaker, current["EndpointConfigName"], target, version
-            )
-            if serving_model is not None:
-                return SageMakerDeployment(
-                    endpoint_name=endpoint,
-                    version=version,
-                    model_name=serving_model,
-                    endpoint_config_name=current["EndpointConfigName"],
-                    model_data_url=model_data_url,
-                    action="unchanged",
-                    seconds=clock() - started,
-                )
-    except ClientError as error:
-        raise SageMakerDeployError(
-            f"could not read the state of endpoint {endpoint}: {_client_error(error)}. "
-            "Nothing was changed."
-        ) from error
-
-    name = deployment_name(endpoint, version, now())
-    _upload_archive(s3, Path(package_folder), target, version)
-    _create_model_and_config(sagemaker, name, target, version, model_data_url)
-    if current is None:
-        _create_endpoint(sagemaker, name, target, sleep, clock)
-        action = "created"
+    package_folder = Path(package_folder)
+    _check_package_version(package_folder, version)
+    run = _DeploymentRun(sagemaker, target, version, sleep, clock)
+    current, serving_model = run.read_endpoint()
+    if serving_model is not None:
+        run.move(DeploymentState.UNCHANGED)
+        model_name = serving_model
+        config_name = current["EndpointConfigName"]
     else:
-        _update_endpoint(sagemaker, name, current["EndpointConfigName"], target, sleep, clock)
-        action = "updated"
+        run.stage(s3, package_folder, deployment_name(target.endpoint_name, version, now()))
+        if current is None:
+            run.create()
+        else:
+            run.update(current["EndpointConfigName"])
+        model_name = config_name = run.name
     return SageMakerDeployment(
-        endpoint_name=endpoint,
+        endpoint_name=target.endpoint_name,
         version=version,
-        model_name=name,
-        endpoint_config_name=name,
-        model_data_url=model_data_url,
-        action=action,
+        model_name=model_name,
+        endpoint_config_name=config_name,
+        model_data_url=target.model_data_url(version),
+        action=run.state.value,
         seconds=clock() - started,
     )
 
 
 def _check_package_version(package_folder: Path, version: str) -> None:
-    info_path = package_folder / MODEL_INFO_FILE
-    if not info_path.is_file():
-        raise FileNotFoundError(
-            f"{package_folder} is not a packaged model (no {MODEL_INFO_FILE}): "
-            "make one with recs_platform.serving.inference.package_model"
-        )
-    packaged_version = str(json.loads(info_path.read_text())["version"])
+    _check_is_package(package_folder)
+    packaged_version = str(json.loads((package_folder / MODEL_INFO_FILE).read_text())["version"])
     if packaged_version != version:
         raise ValueError(
             f"{package_folder} holds version {packaged_version}, not {version}: the endpoint "
@@ -221,59 +276,306 @@ def _check_package_version(package_folder: Path, version: str) -> None:
         )
 
 
-def _describe_endpoint(sagemaker: Any, endpoint_name: str) -> dict | None:
-    """`describe_endpoint`'s answer, or None when there is no such endpoint."""
+@dataclass
+class _DeploymentRun:
+    """One deployment's clients, target and version, the name of the model and config it makes,
+    and its state, which moves only along `TRANSITIONS`."""
+
+    sagemaker: Any
+    target: SageMakerTarget
+    version: str
+    sleep: Callable[[float], None]
+    clock: Callable[[], float]
+    state: DeploymentState = DeploymentState.STARTED
+    name: str = ""
+    """The new model's and endpoint config's, once staging."""
+
+    @property
+    def endpoint(self) -> str:
+        return self.target.endpoint_name
+
+    def move(self, to: DeploymentState) -> None:
+        self.state = transition(self.state, to)
+
+    def failure(self, to: DeploymentState, message: str) -> SageMakerDeployError:
+        """Move to `to`, where the deployment ends, and return the error that says so."""
+        self.move(to)
+        return SageMakerDeployError(message, to)
+
+    @contextlib.contextmanager
+    def aborting(self, doing: str, then: str = "", **leftovers: str) -> Iterator[None]:
+        """When SageMaker (or S3) refuses a call made inside: delete `leftovers` (`config`,
+        `model`) and end ABORTED, saying what could not be done and why, then `then` and what
+        was deleted."""
+        try:
+            yield
+        except (ClientError, S3UploadFailedError) as error:
+            reason = _client_error(error) if isinstance(error, ClientError) else str(error)
+            cleanup = _delete_leftovers(self.sagemaker, **leftovers) if leftovers else ""
+            message = " ".join(filter(None, (f"could not {doing}: {reason}.", then, cleanup)))
+            raise self.failure(DeploymentState.ABORTED, message) from error
+
+    def read_endpoint(self) -> tuple[dict | None, str | None]:
+        """The endpoint's description (None: there is none) and, when its config already runs
+        this version, that config's model."""
+        with self.aborting(f"read the state of endpoint {self.endpoint}", "Nothing was changed."):
+            current = self.describe_endpoint()
+            if current is None:
+                return None, None
+            self.check_updatable(current)
+            return current, _model_already_serving(
+                self.sagemaker, current["EndpointConfigName"], self.target, self.version
+            )
+
+    def describe_endpoint(self) -> dict | None:
+        return _describe(self.sagemaker.describe_endpoint, "endpoint", EndpointName=self.endpoint)
+
+    def check_updatable(self, description: dict) -> None:
+        status = description["EndpointStatus"]
+        if status == "InService":
+            return
+        reason = description.get("FailureReason")
+        because = f" ({reason})" if reason else ""
+        if status == "Failed":
+            advice = (
+                f"a Failed endpoint cannot be updated: delete it (`aws sagemaker delete-endpoint "
+                f"--endpoint-name {self.endpoint}`) and deploy again, which creates it anew"
+            )
+        else:
+            advice = (
+                "wait until it is InService (`aws sagemaker wait endpoint-in-service "
+                f"--endpoint-name {self.endpoint}`) and deploy again"
+            )
+        raise self.failure(
+            DeploymentState.ABORTED,
+            f"endpoint {self.endpoint} is {status}{because}, on config "
+            f"{description.get('EndpointConfigName')}; nothing was changed: {advice}",
+        )
+
+    def stage(self, s3: Any, package_folder: Path, name: str) -> None:
+        """Upload the archive, then create the model and the endpoint config called `name`."""
+        self.move(DeploymentState.STAGING)
+        self.name = name
+        target, version = self.target, self.version
+        key = target.archive_key(version)
+        with tempfile.TemporaryDirectory(prefix="recs-sagemaker-") as scratch:
+            archive = model_archive(package_folder, Path(scratch) / ARCHIVE_NAME)
+            with self.aborting(
+                f"upload the model archive to s3://{target.bucket}/{key}",
+                "Nothing was changed in SageMaker; check the bucket and the credentials' "
+                "s3:PutObject permission.",
+            ):
+                s3.upload_file(str(archive), target.bucket, key)
+        tags = [{"Key": VERSION_TAG, "Value": version}]
+        unchanged = "Nothing was changed on the endpoint."
+        with self.aborting(f"create model {name} for endpoint {self.endpoint}", unchanged):
+            self.sagemaker.create_model(
+                ModelName=name,
+                PrimaryContainer={
+                    "Image": target.image_uri,
+                    "ModelDataUrl": target.model_data_url(version),
+                    "Environment": {VERSION_ENV: version},
+                },
+                ExecutionRoleArn=target.role_arn,
+                Tags=tags,
+            )
+        with self.aborting(
+            f"create endpoint config {name} for endpoint {self.endpoint}", unchanged, model=name
+        ):
+            self.sagemaker.create_endpoint_config(
+                EndpointConfigName=name,
+                ProductionVariants=[
+                    {
+                        "VariantName": VARIANT_NAME,
+                        "ModelName": name,
+                        "InstanceType": target.instance_type,
+                        "InitialInstanceCount": target.instance_count,
+                        "InitialVariantWeight": 1.0,
+                    }
+                ],
+                Tags=tags,
+            )
+
+    def create(self) -> None:
+        """Create the endpoint on the new config; when it does not come up, delete it."""
+        endpoint, name = self.endpoint, self.name
+        with self.aborting(f"create endpoint {endpoint}", config=name, model=name):
+            self.sagemaker.create_endpoint(EndpointName=endpoint, EndpointConfigName=name)
+        self.move(DeploymentState.CREATING)
+        ended, description = self.wait()
+        if ended is DeploymentState.CREATED:
+            self.move(ended)
+            return
+        if ended is DeploymentState.TIMED_OUT:
+            happened = (
+                f"endpoint {endpoint} was not InService within {self.target.timeout_s:.0f} s "
+                f"(still {description['EndpointStatus']})"
+            )
+        elif ended is DeploymentState.GONE:
+            happened = f"endpoint {endpoint} was deleted while it was being created"
+        else:
+            on_config = description.get("EndpointConfigName")
+            elsewhere = f" on config {on_config}" if on_config != name else ""
+            happened = (
+                f"endpoint {endpoint} is {description['EndpointStatus']}{elsewhere} instead of "
+                f"InService on config {name}{_failure_reason(description)}"
+            )
+        cleanup = _delete_leftovers(
+            self.sagemaker,
+            endpoint=endpoint if ended is not DeploymentState.GONE else None,
+            config=name,
+            model=name,
+        )
+        raise self.failure(
+            ended,
+            f"{happened}. Rolled back: the new endpoint is not kept, so nothing serves under "
+            f"{endpoint}. {cleanup} Check the container's logs in CloudWatch "
+            f"(/aws/sagemaker/Endpoints/{endpoint}), fix the cause and deploy again.",
+        )
+
+    def update(self, previous_config: str) -> None:
+        """Move the endpoint blue/green to the new config; when it ends Failed, move it back."""
+        endpoint, name = self.endpoint, self.name
+        with self.aborting(
+            f"update endpoint {endpoint} to config {name}",
+            f"It still serves config {previous_config}.",
+            config=name,
+            model=name,
+        ):
+            self.sagemaker.update_endpoint(
+                EndpointName=endpoint,
+                EndpointConfigName=name,
+                DeploymentConfig=_blue_green(self.target),
+            )
+        self.move(DeploymentState.UPDATING)
+        ended, description = self.wait()
+        if ended is DeploymentState.UPDATED:
+            self.move(ended)
+            return
+        if ended is DeploymentState.FAILED:
+            self.roll_back(previous_config, description)
+        if ended is DeploymentState.ROLLED_BACK:
+            cleanup = _delete_leftovers(self.sagemaker, config=name, model=name)
+            message = (
+                f"SageMaker rolled endpoint {endpoint} back: it is InService on the previous "
+                f"config {description['EndpointConfigName']}, not on {name}"
+                f"{_failure_reason(description)}. The previous model keeps serving. {cleanup} "
+                f"Check the new container's logs in CloudWatch (/aws/sagemaker/Endpoints/"
+                f"{endpoint}), fix the cause and deploy again."
+            )
+        elif ended is DeploymentState.GONE:
+            cleanup = _delete_leftovers(self.sagemaker, config=name, model=name)
+            message = (
+                f"endpoint {endpoint} was deleted while it was being updated to config {name}; "
+                f"nothing serves under {endpoint}. {cleanup} Deploy again to create it."
+            )
+        else:
+            message = (
+                f"endpoint {endpoint} did not finish moving to config {name} within "
+                f"{self.target.timeout_s:.0f} s: it is {description['EndpointStatus']} on "
+                f"config {description.get('EndpointConfigName')}"
+                f"{_failure_reason(description)}. An update in progress cannot be rolled back; "
+                f"SageMaker finishes it or rolls it back itself. Watch it with `aws sagemaker "
+                f"describe-endpoint --endpoint-name {endpoint}`; if it ends on "
+                f"{previous_config}, delete model {name} and endpoint config {name}."
+            )
+        raise self.failure(ended, message)
+
+    def roll_back(self, previous_config: str, description: dict) -> NoReturn:
+        """After an update that left the endpoint Failed: move it back to `previous_config`."""
+        endpoint, name = self.endpoint, self.name
+        happened = (
+            f"updating endpoint {endpoint} to config {name} failed"
+            f"{_failure_reason(description)}; the endpoint is Failed"
+        )
+        try:
+            self.sagemaker.update_endpoint(
+                EndpointName=endpoint, EndpointConfigName=previous_config
+            )
+        except ClientError as error:
+            raise self.failure(
+                DeploymentState.FAILED,
+                f"{happened}, and rolling it back to config {previous_config} was refused: "
+                f"{_client_error(error)}. Model {name} and endpoint config {name} are kept, as "
+                f"the endpoint still refers to them. Roll back by hand: `aws sagemaker "
+                f"update-endpoint --endpoint-name {endpoint} --endpoint-config-name "
+                f"{previous_config}`.",
+            ) from error
+        cleanup = _delete_leftovers(self.sagemaker, config=name, model=name)
+        raise self.failure(
+            DeploymentState.ROLLING_BACK,
+            f"{happened}. Rolling back to the previous config {previous_config} has started "
+            f"(watch it with `aws sagemaker describe-endpoint --endpoint-name {endpoint}`). "
+            f"{cleanup} Check the new container's logs in CloudWatch (/aws/sagemaker/Endpoints/"
+            f"{endpoint}), fix the cause and deploy again.",
+        )
+
+    def wait(self) -> tuple[DeploymentState, dict | None]:
+        """Poll until the endpoint is InService on the new config, or cannot be any more.
+
+        Returns the state the last description puts the deployment in (CREATED or UPDATED,
+        ROLLED_BACK, FAILED, GONE or TIMED_OUT) and that description. InService on another
+        config is SageMaker's own rollback (for a new endpoint: FAILED) only once the change
+        was seen under way or SageMaker gave a reason, not on a first, stale answer.
+        """
+        creating = self.state is DeploymentState.CREATING
+        deadline = self.clock() + self.target.timeout_s
+        seen_in_progress = False
+        while True:
+            try:
+                description = self.describe_endpoint()
+            except ClientError as error:
+                raise self.failure(
+                    DeploymentState.UNKNOWN,
+                    f"could not read the state of endpoint {self.endpoint} while waiting for "
+                    f"it to serve config {self.name}: {_client_error(error)}. The deployment "
+                    "may still be under way: check `aws sagemaker describe-endpoint "
+                    f"--endpoint-name {self.endpoint}`.",
+                ) from error
+            if description is None:
+                return DeploymentState.GONE, None
+            status = description["EndpointStatus"]
+            if status == "InService" and description.get("EndpointConfigName") == self.name:
+                served = DeploymentState.CREATED if creating else DeploymentState.UPDATED
+                return served, description
+            if status == "Failed":
+                return DeploymentState.FAILED, description
+            if status == "InService" and (seen_in_progress or description.get("FailureReason")):
+                rolled_back = DeploymentState.FAILED if creating else DeploymentState.ROLLED_BACK
+                return rolled_back, description
+            seen_in_progress = seen_in_progress or status != "InService"
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                return DeploymentState.TIMED_OUT, description
+            self.sleep(min(self.target.poll_s, remaining))
+
+
+def _describe(describe: Callable[..., dict], kind: str, **name: str) -> dict | None:
+    """`describe(**name)`'s answer, or None when SageMaker has no such `kind`: it answers a
+    lookup of something absent with a ValidationException."""
     try:
-        return sagemaker.describe_endpoint(EndpointName=endpoint_name)
+        return describe(**name)
     except ClientError as error:
-        if _is_missing(error, "endpoint"):
+        details = error.response.get("Error", {})
+        if details.get("Code") == "ValidationException" and (
+            f"Could not find {kind} " in details.get("Message", "")
+        ):
             return None
         raise
-
-
-def _is_missing(error: ClientError, kind: str) -> bool:
-    """SageMaker answers a lookup of something absent with a ValidationException."""
-    details = error.response.get("Error", {})
-    return details.get("Code") == "ValidationException" and (
-        f"Could not find {kind} " in details.get("Message", "")
-    )
-
-
-def _check_updatable(description: dict) -> None:
-    status = description["EndpointStatus"]
-    endpoint = description["EndpointName"]
-    if status == "InService":
-        return
-    reason = description.get("FailureReason")
-    because = f" ({reason})" if reason else ""
-    if status == "Failed":
-        advice = (
-            f"a Failed endpoint cannot be updated: delete it (`aws sagemaker delete-endpoint "
-            f"--endpoint-name {endpoint}`) and deploy again, which creates it anew"
-        )
-    else:
-        advice = (
-            "wait until it is InService (`aws sagemaker wait endpoint-in-service "
-            f"--endpoint-name {endpoint}`) and deploy again"
-        )
-    raise SageMakerDeployError(
-        f"endpoint {endpoint} is {status}{because}, on config "
-        f"{description.get('EndpointConfigName')}; nothing was changed: {advice}"
-    )
 
 
 def _model_already_serving(
     sagemaker: Any, config_name: str, target: SageMakerTarget, version: str
 ) -> str | None:
     """The model of `config_name` when that config already runs exactly what this deployment
-    would (one variant, same instances, image, archive and version); None otherwise."""
-    try:
-        config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
-    except ClientError as error:
-        if _is_missing(error, "endpoint configuration"):
-            return None  # deleted under a running endpoint: deploy anew
-        raise
-    variants = config["ProductionVariants"]
+    would (one variant, same instances, image, archive and version); None otherwise, also when
+    the config or its model was deleted under the running endpoint (then: deploy anew)."""
+    config = _describe(
+        sagemaker.describe_endpoint_config,
+        "endpoint configuration",
+        EndpointConfigName=config_name,
+    )
+    variants = config["ProductionVariants"] if config else []
     if len(variants) != 1:
         return None
     (variant,) = variants
@@ -282,13 +584,8 @@ def _model_already_serving(
         or variant.get("InitialInstanceCount") != target.instance_count
     ):
         return None
-    try:
-        model = sagemaker.describe_model(ModelName=variant["ModelName"])
-    except ClientError as error:
-        if _is_missing(error, "model"):
-            return None
-        raise
-    container = model.get("PrimaryContainer", {})
+    model = _describe(sagemaker.describe_model, "model", ModelName=variant["ModelName"])
+    container = (model or {}).get("PrimaryContainer", {})
     if (
         container.get("Image") == target.image_uri
         and container.get("ModelDataUrl") == target.model_data_url(version)
@@ -296,177 +593,6 @@ def _model_already_serving(
     ):
         return variant["ModelName"]
     return None
-
-
-def _upload_archive(s3: Any, package_folder: Path, target: SageMakerTarget, version: str) -> None:
-    key = target.archive_key(version)
-    with tempfile.TemporaryDirectory(prefix="recs-sagemaker-") as scratch:
-        archive = model_archive(package_folder, Path(scratch) / ARCHIVE_NAME)
-        try:
-            s3.upload_file(str(archive), target.bucket, key)
-        except (ClientError, S3UploadFailedError) as error:
-            reason = _client_error(error) if isinstance(error, ClientError) else str(error)
-            raise SageMakerDeployError(
-                f"could not upload the model archive to s3://{target.bucket}/{key}: {reason}. "
-                "Nothing was changed in SageMaker; check the bucket and the credentials' "
-                "s3:PutObject permission."
-            ) from error
-
-
-def _create_model_and_config(
-    sagemaker: Any, name: str, target: SageMakerTarget, version: str, model_data_url: str
-) -> None:
-    tags = [{"Key": VERSION_TAG, "Value": version}]
-    try:
-        sagemaker.create_model(
-            ModelName=name,
-            PrimaryContainer={
-                "Image": target.image_uri,
-                "ModelDataUrl": model_data_url,
-                "Environment": {VERSION_ENV: version},
-            },
-            ExecutionRoleArn=target.role_arn,
-            Tags=tags,
-        )
-    except ClientError as error:
-        raise SageMakerDeployError(
-            f"could not create model {name} for endpoint {target.endpoint_name}: "
-            f"{_client_error(error)}. Nothing was changed on the endpoint."
-        ) from error
-    try:
-        sagemaker.create_endpoint_config(
-            EndpointConfigName=name,
-            ProductionVariants=[
-                {
-                    "VariantName": VARIANT_NAME,
-                    "ModelName": name,
-                    "InstanceType": target.instance_type,
-                    "InitialInstanceCount": target.instance_count,
-                    "InitialVariantWeight": 1.0,
-                }
-            ],
-            Tags=tags,
-        )
-    except ClientError as error:
-        cleanup = _delete_leftovers(sagemaker, model=name)
-        raise SageMakerDeployError(
-            f"could not create endpoint config {name} for endpoint {target.endpoint_name}: "
-            f"{_client_error(error)}. Nothing was changed on the endpoint. {cleanup}"
-        ) from error
-
-
-def _create_endpoint(
-    sagemaker: Any, name: str, target: SageMakerTarget, sleep, clock: Callable[[], float]
-) -> None:
-    endpoint = target.endpoint_name
-    try:
-        sagemaker.create_endpoint(EndpointName=endpoint, EndpointConfigName=name)
-    except ClientError as error:
-        cleanup = _delete_leftovers(sagemaker, config=name, model=name)
-        raise SageMakerDeployError(
-            f"could not create endpoint {endpoint}: {_client_error(error)}. {cleanup}"
-        ) from error
-    outcome, description = _wait_for_config(sagemaker, target, name, sleep, clock)
-    if outcome == "in-service":
-        return
-    if outcome == "timed-out":
-        happened = (
-            f"endpoint {endpoint} was not InService within {target.timeout_s:.0f} s "
-            f"(still {description['EndpointStatus']})"
-        )
-    elif outcome == "gone":
-        happened = f"endpoint {endpoint} was deleted while it was being created"
-    else:
-        on_config = description.get("EndpointConfigName")
-        elsewhere = f" on config {on_config}" if on_config != name else ""
-        happened = (
-            f"endpoint {endpoint} is {description['EndpointStatus']}{elsewhere} instead of "
-            f"InService on config {name}{_failure_reason(description)}"
-        )
-    cleanup = _delete_leftovers(
-        sagemaker, endpoint=endpoint if outcome != "gone" else None, config=name, model=name
-    )
-    raise SageMakerDeployError(
-        f"{happened}. Rolled back: the new endpoint is not kept, so nothing serves under "
-        f"{endpoint}. {cleanup} Check the container's logs in CloudWatch "
-        f"(/aws/sagemaker/Endpoints/{endpoint}), fix the cause and deploy again."
-    )
-
-
-def _update_endpoint(
-    sagemaker: Any,
-    name: str,
-    previous_config: str,
-    target: SageMakerTarget,
-    sleep,
-    clock: Callable[[], float],
-) -> None:
-    endpoint = target.endpoint_name
-    try:
-        sagemaker.update_endpoint(
-            EndpointName=endpoint,
-            EndpointConfigName=name,
-            DeploymentConfig=_blue_green(target),
-        )
-    except ClientError as error:
-        cleanup = _delete_leftovers(sagemaker, config=name, model=name)
-        raise SageMakerDeployError(
-            f"could not update endpoint {endpoint} to config {name}: {_client_error(error)}. "
-            f"It still serves config {previous_config}. {cleanup}"
-        ) from error
-    outcome, description = _wait_for_config(sagemaker, target, name, sleep, clock)
-    if outcome == "in-service":
-        return
-    if outcome == "rolled-back":
-        cleanup = _delete_leftovers(sagemaker, config=name, model=name)
-        raise SageMakerDeployError(
-            f"SageMaker rolled endpoint {endpoint} back: it is InService on the previous "
-            f"config {description['EndpointConfigName']}, not on {name}"
-            f"{_failure_reason(description)}. The previous model keeps serving. {cleanup} "
-            f"Check the new container's logs in CloudWatch (/aws/sagemaker/Endpoints/"
-            f"{endpoint}), fix the cause and deploy again."
-        )
-    if outcome == "failed":
-        _roll_back_failed_update(sagemaker, endpoint, name, previous_config, description)
-    if outcome == "gone":
-        cleanup = _delete_leftovers(sagemaker, config=name, model=name)
-        raise SageMakerDeployError(
-            f"endpoint {endpoint} was deleted while it was being updated to config {name}; "
-            f"nothing serves under {endpoint}. {cleanup} Deploy again to create it."
-        )
-    raise SageMakerDeployError(
-        f"endpoint {endpoint} did not finish moving to config {name} within "
-        f"{target.timeout_s:.0f} s: it is {description['EndpointStatus']} on config "
-        f"{description.get('EndpointConfigName')}{_failure_reason(description)}. An update in "
-        f"progress cannot be rolled back; SageMaker finishes it or rolls it back itself. Watch "
-        f"it with `aws sagemaker describe-endpoint --endpoint-name {endpoint}`; if it ends on "
-        f"{previous_config}, delete model {name} and endpoint config {name}."
-    )
-
-
-def _roll_back_failed_update(
-    sagemaker: Any, endpoint: str, name: str, previous_config: str, description: dict
-) -> NoReturn:
-    happened = (
-        f"updating endpoint {endpoint} to config {name} failed"
-        f"{_failure_reason(description)}; the endpoint is Failed"
-    )
-    try:
-        sagemaker.update_endpoint(EndpointName=endpoint, EndpointConfigName=previous_config)
-    except ClientError as error:
-        raise SageMakerDeployError(
-            f"{happened}, and rolling it back to config {previous_config} was refused: "
-            f"{_client_error(error)}. Model {name} and endpoint config {name} are kept, as the "
-            f"endpoint still refers to them. Roll back by hand: `aws sagemaker update-endpoint "
-            f"--endpoint-name {endpoint} --endpoint-config-name {previous_config}`."
-        ) from error
-    cleanup = _delete_leftovers(sagemaker, config=name, model=name)
-    raise SageMakerDeployError(
-        f"{happened}. Rolling back to the previous config {previous_config} has started "
-        f"(watch it with `aws sagemaker describe-endpoint --endpoint-name {endpoint}`). "
-        f"{cleanup} Check the new container's logs in CloudWatch (/aws/sagemaker/Endpoints/"
-        f"{endpoint}), fix the cause and deploy again."
-    )
 
 
 def _blue_green(target: SageMakerTarget) -> dict:
@@ -478,43 +604,6 @@ def _blue_green(target: SageMakerTarget) -> dict:
             "MaximumExecutionTimeoutInSeconds": int(min(max(target.timeout_s, 600), 28800)),
         }
     }
-
-
-def _wait_for_config(
-    sagemaker: Any, target: SageMakerTarget, config_name: str, sleep, clock: Callable[[], float]
-) -> tuple[str, dict | None]:
-    """Poll until the endpoint is InService on `config_name`, or cannot be any more.
-
-    Returns the outcome ("in-service", "rolled-back", "failed", "gone" or "timed-out") and the
-    last description. InService on another config counts as SageMaker's own rollback only once
-    the update was seen under way or SageMaker gave a reason, not on a first, stale answer.
-    """
-    deadline = clock() + target.timeout_s
-    seen_in_progress = False
-    while True:
-        try:
-            description = _describe_endpoint(sagemaker, target.endpoint_name)
-        except ClientError as error:
-            raise SageMakerDeployError(
-                f"could not read the state of endpoint {target.endpoint_name} while waiting "
-                f"for it to serve config {config_name}: {_client_error(error)}. The deployment "
-                "may still be under way: check `aws sagemaker describe-endpoint "
-                f"--endpoint-name {target.endpoint_name}`."
-            ) from error
-        if description is None:
-            return "gone", None
-        status = description["EndpointStatus"]
-        if status == "InService" and description.get("EndpointConfigName") == config_name:
-            return "in-service", description
-        if status == "Failed":
-            return "failed", description
-        if status == "InService" and (seen_in_progress or description.get("FailureReason")):
-            return "rolled-back", description
-        seen_in_progress = seen_in_progress or status != "InService"
-        remaining = deadline - clock()
-        if remaining <= 0:
-            return "timed-out", description
-        sleep(min(target.poll_s, remaining))
 
 
 def _delete_leftovers(
