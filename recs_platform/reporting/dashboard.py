@@ -3,8 +3,9 @@
 `build_shop_dashboard(query)` reads `analytics.daily_session_stats`, `analytics.sessions` and
 `analytics.item_stats` through any `query(sql, params) -> rows` callable (`?` placeholders, SQL
 that DuckDB and Snowflake both run) and returns a `ShopDashboard` of plain numbers.
-`render_html(dashboard)` turns it into one self-contained page: inline CSS, inline SVG charts, no
-script, no link to anything outside the file, every text that comes from the data escaped.
+`render_html(dashboard)` turns it into one self-contained page: inline CSS, the charts drawn by
+matplotlib as inline SVG (text kept as text, no font embedded), no script, no link to anything
+outside the file, every text that comes from the data escaped.
 
 What each number counts:
 - Days, sessions, events, product views and the funnel come from `daily_session_stats`, which puts
@@ -24,14 +25,21 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import io
 import math
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from recs_platform.simulation.stats import gini
+
+if TYPE_CHECKING:  # matplotlib is imported when a chart is drawn, not with the module
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 Query = Callable[[str, list | None], list[tuple]]
 
@@ -398,9 +406,6 @@ section{background:#fff;border:1px solid #dfe3ea;border-radius:8px;padding:16px 
 figure{margin:0 0 12px}
 figcaption{color:#5a6273;font-size:.9em;margin-top:4px}
 svg{display:block;width:100%;height:auto}
-svg text{font-size:11px;fill:#5a6273}
-svg .grid{stroke:#e8ebf0}
-svg .axis{stroke:#9aa2b1}
 table{border-collapse:collapse;width:100%;font-size:.88em;font-variant-numeric:tabular-nums}
 th,td{padding:4px 6px;border-bottom:1px solid #eceef2;text-align:right;white-space:nowrap}
 th{color:#5a6273;font-weight:600;white-space:normal;vertical-align:bottom}
@@ -412,7 +417,25 @@ th:first-child,td:first-child{text-align:left}
 footer{color:#8a91a0;font-size:.8em;margin-top:24px}
 """
 
-BLUE, ORANGE, GREEN, RED, GREY = "#4c78a8", "#f58518", "#54a24b", "#e45756", "#9aa2b1"
+BLUE, ORANGE, GREEN, GREY, MUTED = "#4c78a8", "#f58518", "#54a24b", "#9aa2b1", "#5a6273"
+
+CHART_STYLE = {
+    "svg.fonttype": "none",  # text stays text: selectable, small, no font embedded
+    "svg.hashsalt": "shop-dashboard",  # fixed ids: the same data gives the same page
+    "font.sans-serif": ["DejaVu Sans"],  # shipped with matplotlib, which measures text with it
+    "font.size": 11,
+    "text.color": MUTED,
+    "axes.labelcolor": MUTED,
+    "xtick.color": MUTED,
+    "ytick.color": MUTED,
+    "axes.edgecolor": GREY,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.color": "#e8ebf0",
+    "axes.axisbelow": True,
+}
+"""matplotlib's settings for the charts, in force only while one is drawn."""
 
 
 def _esc(text: Any) -> str:
@@ -431,22 +454,36 @@ def _decimal(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
 
-def _nice_ceiling(value: float) -> int:
-    """The top of a count axis: the smallest of 1, 2, 4, 6, 8 times a power of ten not below
-    `value` (1 for nothing), so that its half is a whole number from 2 on."""
-    if value <= 1:
-        return 1
-    power = 10 ** math.floor(math.log10(value))
-    return next(step * power for step in (1, 2, 4, 6, 8, 10) if step * power >= value)
+@contextmanager
+def _chart(width: int, height: int) -> Iterator[tuple[Figure, Axes]]:
+    """A figure of `width` x `height` SVG units (CSS pixels at full size) under CHART_STYLE.
+    Made without pyplot, it is in no global registry: nothing to close, it goes with the chart."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    with matplotlib.rc_context(CHART_STYLE):
+        figure = Figure(figsize=(width / 72, height / 72), layout="constrained")
+        yield figure, figure.add_subplot()
 
 
-def _svg(width: int, height: int, label: str, body: Sequence[str], max_width: int = 0) -> str:
-    style = f' style="max-width:{max_width}px"' if max_width else ""
-    return (
-        f'<svg viewBox="0 0 {width} {height}"{style} role="img" aria-label="{_esc(label)}">'
-        + "".join(body)
-        + "</svg>"
+def _inline_svg(figure: Figure, label: str, max_width: int = 0) -> str:
+    """The figure as an `<svg>` element of the page: no XML prolog or doctype, a role and an
+    aria-label, a hover `<title>` for each artist whose gid is "tip:" and its text, and the ids
+    that are referred to (clip paths, markers) prefixed with the chart's name to be unique."""
+    buffer = io.StringIO()
+    # No metadata: no date to change the bytes from run to run, no RDF links to outside schemas.
+    figure.savefig(
+        buffer, format="svg", metadata=dict.fromkeys(["Creator", "Date", "Format", "Type"])
     )
+    svg = re.sub(r">\s+<", "><", buffer.getvalue())
+    opening = re.search(r'<svg [^>]*viewBox="([^"]+)"[^>]*>', svg)
+    body = re.sub(r'<g id="tip:([^"]*)">', r"<g><title>\1</title>", svg[opening.end() :])
+    body = re.sub(r'<g id="[^"]*"', "<g", body)
+    prefix = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-") + "-"
+    body = re.sub(r'(\bid="|url\(#|href="#)', rf"\g<1>{prefix}", body)
+    style = f' style="max-width:{max_width}px"' if max_width else ""
+    aria = f'role="img" aria-label="{_esc(label)}"'
+    return f'<svg viewBox="{opening.group(1)}"{style} {aria}>{body}'
 
 
 def _bar_chart(
@@ -456,105 +493,59 @@ def _bar_chart(
     label: str,
     color: str = BLUE,
     formatter: Callable[[float], str] = _count,
-    width: int = 1000,
-    height: int = 220,
 ) -> str:
-    """Vertical bars of counts, one per value, a y axis with gridlines at 0, half and the top,
-    every k-th label below."""
-    left, right, top, bottom = 64, 10, 10, 36
-    plot_width, plot_height = width - left - right, height - top - bottom
-    ceiling = _nice_ceiling(max(values, default=0))
-    slot = plot_width / max(len(values), 1)
-    bar_width = max(slot * 0.78, 1.0)
-    body = []
-    for fraction in (0, 0.5, 1) if ceiling > 1 else (0, 1):
-        y = top + plot_height * (1 - fraction)
-        css = "axis" if fraction == 0 else "grid"
-        body.append(
-            f'<line class="{css}" x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}"/>'
-        )
-        body.append(
-            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">'
-            f"{_count(ceiling * fraction)}</text>"
-        )
-    label_every = max(1, math.ceil(len(values) / max(plot_width // 56, 1)))
-    for index, (value, text) in enumerate(zip(values, labels, strict=True)):
-        bar_height = plot_height * value / ceiling
-        x = left + index * slot + (slot - bar_width) / 2
-        y = top + plot_height - bar_height
-        body.append(
-            f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_width:.1f}" height="{bar_height:.1f}" '
-            f'fill="{color}"><title>{_esc(text)}: {_esc(formatter(value))}</title></rect>'
-        )
-        if index % label_every == 0:
-            center = left + (index + 0.5) * slot
-            body.append(
-                f'<text x="{center:.1f}" y="{top + plot_height + 16}" text-anchor="middle">'
-                f"{_esc(text)}</text>"
-            )
-    return _svg(width, height, label, body)
+    """Vertical bars of counts, one per value, each with its label and value on hover; at most
+    16 labels below (every k-th)."""
+    with _chart(1000, 220) as (figure, axes):
+        bars = axes.bar(range(len(values)), values, width=0.78, color=color)
+        for bar, value, text in zip(bars, values, labels, strict=True):
+            bar.set_gid(f"tip:{text}: {formatter(value)}")
+        every = math.ceil(len(values) / 16)
+        axes.set_xticks(range(0, len(values), every), labels[::every])
+        axes.set(xlim=(-0.5, len(values) - 0.5), ylim=(0, max(*values, 1) * 1.05))
+        axes.yaxis.get_major_locator().set_params(integer=True, nbins=4)
+        axes.yaxis.set_major_formatter(lambda value, _: formatter(value))
+        axes.tick_params(axis="x", length=0)
+        axes.grid(axis="x", visible=False)
+        return _inline_svg(figure, label)
 
 
-def _funnel_chart(steps: Sequence[FunnelStep], width: int = 1000) -> str:
-    row, left, right = 34, 170, 260
-    height = row * len(steps) + 8
-    plot_width = width - left - right
-    body = []
-    for index, step in enumerate(steps):
-        y = 4 + index * row
-        bar = plot_width * step.share_of_sessions
-        note = f"{_count(step.sessions)} · {_percent(step.share_of_sessions)} of sessions"
+def _funnel_chart(steps: Sequence[FunnelStep]) -> str:
+    """One bar per step, as long as its share of all sessions, with its numbers beside it."""
+    notes = []
+    for step in steps:
+        notes.append(f"{_count(step.sessions)} · {_percent(step.share_of_sessions)} of sessions")
         if step.share_of_previous is not None:
-            note += f" · {_percent(step.share_of_previous)} of the step before"
-        body.append(
-            f'<text x="{left - 8}" y="{y + row / 2 + 4:.1f}" text-anchor="end">'
-            f"{_esc(step.label)}</text>"
-            f'<rect x="{left}" y="{y + 4}" width="{max(bar, 1):.1f}" height="{row - 10}" '
-            f'fill="{BLUE if index == 0 else GREEN}"><title>{_esc(note)}</title></rect>'
-            f'<text x="{left + bar + 8:.1f}" y="{y + row / 2 + 4:.1f}">{_esc(note)}</text>'
-        )
-    return _svg(width, height, "Session funnel", body)
+            notes[-1] += f" · {_percent(step.share_of_previous)} of the step before"
+    with _chart(1000, 34 * len(steps) + 8) as (figure, axes):
+        colors = [BLUE, *[GREEN] * (len(steps) - 1)]
+        rows = range(len(steps))
+        bars = axes.barh(rows, [step.share_of_sessions for step in steps], 0.7, color=colors)
+        axes.bar_label(bars, notes, padding=8)
+        axes.set_yticks(rows, [step.label for step in steps])
+        axes.set(xlim=(0, 1), ylim=(len(steps) - 0.5, -0.5))  # the first step on top
+        axes.xaxis.set_visible(False)
+        axes.tick_params(axis="y", length=0)
+        axes.grid(visible=False)
+        axes.spines[:].set_visible(False)
+        return _inline_svg(figure, "Session funnel")
 
 
-def _popularity_chart(dashboard: ShopDashboard, width: int = 560, height: int = 380) -> str:
-    left, right, top, bottom = 56, 16, 12, 44
-    plot_width, plot_height = width - left - right, height - top - bottom
-
-    def point(x: float, y: float) -> tuple[float, float]:
-        return left + x * plot_width, top + (1 - y) * plot_height
-
-    body = []
-    for fraction in (0, 0.25, 0.5, 0.75, 1):
-        x, y = point(fraction, fraction)
-        body.append(
-            f'<line class="grid" x1="{left}" x2="{left + plot_width}" y1="{y:.1f}" y2="{y:.1f}"/>'
-            f'<line class="grid" x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_height}"/>'
-            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{fraction:.0%}</text>'
-            f'<text x="{x:.1f}" y="{top + plot_height + 16}" text-anchor="middle">'
-            f"{fraction:.0%}</text>"
-        )
-    x0, y0 = point(0, 0)
-    x1, y1 = point(1, 1)
-    body.append(
-        f'<line x1="{x0:.1f}" y1="{y0:.1f}" x2="{x1:.1f}" y2="{y1:.1f}" stroke="{GREY}" '
-        'stroke-dasharray="5 4"><title>every item equally popular (Gini 0)</title></line>'
-    )
-    points = " ".join("{:.1f},{:.1f}".format(*point(x, y)) for x, y in dashboard.popularity_curve)
-    body.append(f'<polyline points="{points}" fill="none" stroke="{ORANGE}" stroke-width="2"/>')
-    for share, covered in dashboard.popularity_marks:
-        x, y = point(share, covered)
-        body.append(
-            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{ORANGE}">'
-            f"<title>top {_percent(share, 0)} of items: {_percent(covered)} of views</title>"
-            "</circle>"
-        )
-    body.append(
-        f'<text x="{left + plot_width / 2:.1f}" y="{height - 6}" text-anchor="middle">'
-        "share of items, most viewed first</text>"
-        f'<text transform="translate(14 {top + plot_height / 2:.1f}) rotate(-90)" '
-        'text-anchor="middle">share of product views</text>'
-    )
-    return _svg(width, height, "Popularity curve", body, max_width=width)
+def _popularity_chart(dashboard: ShopDashboard) -> str:
+    """The popularity curve, the diagonal of a shop where every item is as popular, and the
+    marks the caption states."""
+    with _chart(560, 380) as (figure, axes):
+        axes.plot([0, 1], [0, 1], color=GREY, linestyle=(0, (5, 4)), linewidth=1)
+        axes.plot(*zip(*dashboard.popularity_curve, strict=True), color=ORANGE, linewidth=2)
+        for share, views in dashboard.popularity_marks:
+            tip = f"tip:top {_percent(share, 0)} of items: {_percent(views)} of views"
+            axes.plot([share], [views], "o", color=ORANGE, markersize=7, gid=tip)
+        ticks = [0, 0.25, 0.5, 0.75, 1]
+        axes.set(xlim=(0, 1), ylim=(0, 1), xticks=ticks, yticks=ticks)
+        axes.set(xlabel="share of items, most viewed first", ylabel="share of product views")
+        axes.xaxis.set_major_formatter("{x:.0%}")
+        axes.yaxis.set_major_formatter("{x:.0%}")
+        return _inline_svg(figure, "Popularity curve", max_width=560)
 
 
 def _cards(cards: Sequence[tuple[str, str]]) -> str:
@@ -590,7 +581,7 @@ def _bar_span(fraction: float) -> str:
     return f'<span class="bar" style="width:{120 * fraction:.0f}px"></span>'
 
 
-def _figure(chart: str, caption: str) -> str:
+def _captioned(chart: str, caption: str) -> str:
     return f"<figure>{chart}<figcaption>{_esc(caption)}</figcaption></figure>"
 
 
@@ -632,11 +623,11 @@ def render_html(dashboard: ShopDashboard, generated_at: dt.datetime | None = Non
 
     day_labels = [row.day.strftime("%m-%d") for row in d.daily]
     sections["daily"] = (
-        _figure(
+        _captioned(
             _bar_chart([row.sessions for row in d.daily], day_labels, label="Sessions per day"),
             "Sessions per day, each counted on the day its first event landed (UTC).",
         )
-        + _figure(
+        + _captioned(
             _bar_chart(
                 [row.events for row in d.daily],
                 day_labels,
@@ -680,7 +671,7 @@ def render_html(dashboard: ShopDashboard, generated_at: dt.datetime | None = Non
         + "</div>"
     )
 
-    sections["funnel"] = _figure(
+    sections["funnel"] = _captioned(
         _funnel_chart(d.funnel),
         "Sessions that reached each step at least once, as a share of all sessions and of the "
         "step before (a purchase without an add to cart still counts as a purchase).",
@@ -688,7 +679,7 @@ def render_html(dashboard: ShopDashboard, generated_at: dt.datetime | None = Non
 
     histogram = d.session_length_histogram
     open_ended = histogram[-1].high is None
-    sections["lengths"] = _figure(
+    sections["lengths"] = _captioned(
         _bar_chart(
             [bin_.sessions for bin_ in histogram],
             [bin_.label for bin_ in histogram],
@@ -706,7 +697,7 @@ def render_html(dashboard: ShopDashboard, generated_at: dt.datetime | None = Non
             f"the top {_percent(share, 0)} of items have {_percent(covered)} of the views"
             for share, covered in d.popularity_marks
         )
-        sections["popularity"] = _figure(
+        sections["popularity"] = _captioned(
             _popularity_chart(d),
             f"Share of product views covered by the most viewed items: {marks}. The dashed "
             f"diagonal is a shop where every item is equally popular. Gini of item views "

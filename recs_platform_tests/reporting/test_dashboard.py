@@ -2,6 +2,7 @@
 
 import datetime as dt
 import math
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -227,8 +228,20 @@ def test_the_page_is_self_contained_with_every_section(dashboard):
         for name in ("href", "xlink:href", "action"):
             assert attrs.get(name) is None or attrs[name].startswith("#"), (tag, attrs)
     lowered = page.lower()
-    for outside in ("http:", "https:", "url(", "@import", "//cdn", "data:"):
+    for outside in ("http:", "https:", "@import", "//cdn", "data:", "@font-face"):
         assert outside not in lowered, outside
+    # The charts refer to clip paths and markers of their own: every url() and link points to
+    # an id on the page, and no id repeats though five charts share the page.
+    element_ids = [attrs["id"] for _, attrs in parsed.tags if "id" in attrs]
+    assert len(element_ids) == len(set(element_ids))
+    references = re.findall(r"url\(#([^)]*)\)", page) + [
+        attrs[name][1:]
+        for _, attrs in parsed.tags
+        for name in ("href", "xlink:href")
+        if name in attrs
+    ]
+    assert page.count("url(") == len(re.findall(r"url\(#", page))
+    assert set(references) <= set(element_ids)
 
     ids = {attrs.get("id") for tag, attrs in parsed.tags if tag == "section"}
     assert ids == {key for key, _ in SECTIONS}
@@ -241,6 +254,86 @@ def test_the_page_is_self_contained_with_every_section(dashboard):
     assert "Gini of item views 0.312" in text
     assert "2026-03-01 to 2026-03-04 (4 days)" in text
     assert "Generated 2026-03-05 06:00 UTC" in text
+
+
+class Charts(HTMLParser):
+    """Each inline chart by its aria-label: its role, the hover titles in it and its other text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.charts: dict[str, dict] = {}
+        self.chart: dict | None = None
+        self.in_title = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "svg":
+            self.chart = {"role": attrs.get("role"), "titles": [], "text": []}
+            self.charts[attrs["aria-label"]] = self.chart
+        self.in_title = tag == "title"
+
+    def handle_endtag(self, tag):
+        self.in_title = False
+        if tag == "svg":
+            self.chart = None
+
+    def handle_data(self, data):
+        if self.chart is not None:
+            self.chart["titles" if self.in_title else "text"].append(data)
+
+
+def test_the_charts_show_the_numbers_of_the_marts(dashboard):
+    """What a reader sees of each chart: an image with a label, one bar per day (or per session
+    length) whose hover title is its value, the axis text as text, the funnel's numbers."""
+    page = render_html(dashboard, generated_at=dt.datetime(2026, 3, 5, 6, 0, tzinfo=dt.UTC))
+    parser = Charts()
+    parser.feed(page)
+    charts = parser.charts
+    assert list(charts) == [
+        "Sessions per day",
+        "Events per day",
+        "Session funnel",
+        "Session-length histogram",
+        "Popularity curve",
+    ]
+    assert {chart["role"] for chart in charts.values()} == {"img"}
+    days = ["03-01", "03-02", "03-03", "03-04"]
+    sessions, events = DAILY.sessions.tolist(), DAILY.session_events.tolist()
+    assert (sessions, events) == ([4, 2, 0, 1], [16, 7, 0, 2])
+    for label, counts in [("Sessions per day", sessions), ("Events per day", events)]:
+        chart = charts[label]
+        assert chart["titles"] == [f"{day}: {n}" for day, n in zip(days, counts, strict=True)]
+        assert set(days) <= set(chart["text"]), label
+    lengths = charts["Session-length histogram"]
+    assert lengths["titles"] == [f"{n}: {c}" for n, c in enumerate([1, 3, 0, 0, 2, 0, 0, 1], 1)]
+    assert set(map(str, range(1, 9))) <= set(lengths["text"])
+    funnel = charts["Session funnel"]["text"]
+    for step in ("all sessions", "viewed a product", "added to cart", "purchased"):
+        assert step in funnel
+    assert "7 · 100.0 % of sessions" in funnel
+    assert "6 · 85.7 % of sessions · 85.7 % of the step before" in funnel
+    assert "1 · 14.3 % of sessions · 33.3 % of the step before" in funnel
+    popularity = charts["Popularity curve"]
+    assert popularity["titles"] == [
+        "top 1 % of items: 3.1 % of views",
+        "top 10 % of items: 31.2 % of views",
+        "top 20 % of items: 50.0 % of views",
+    ]
+    assert {"0%", "50%", "100%", "share of product views"} <= set(popularity["text"])
+
+
+def test_the_same_numbers_give_the_same_page(dashboard):
+    """The charts' ids are not random and carry no date, so an unchanged shop rewrites the same
+    bytes; drawing leaves matplotlib's own settings and figure list as they were."""
+    import matplotlib
+    from matplotlib import pyplot
+
+    settings = dict(matplotlib.rcParams)
+    stamp = dt.datetime(2026, 3, 5, 6, 0, tzinfo=dt.UTC)
+    first = render_html(dashboard, generated_at=stamp)
+    assert render_html(dashboard, generated_at=stamp) == first
+    assert dict(matplotlib.rcParams) == settings
+    assert pyplot.get_fignums() == []
 
 
 def test_skus_from_the_data_are_escaped(data_dir):
