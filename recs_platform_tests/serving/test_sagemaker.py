@@ -378,6 +378,7 @@ def test_sagemakers_own_rollback_is_reported(stubbed, s3_client, s3_bucket, pack
     with pytest.raises(SageMakerDeployError) as raised:
         _deploy(client, s3_client, packages["4"], _target(s3_bucket), FakeClock())
 
+    assert raised.value.state == "rolled-back"
     message = str(raised.value)
     assert "rolled endpoint recs back" in message
     assert f"InService on the previous config {OLD_CONFIG}" in message
@@ -404,6 +405,7 @@ def test_a_failed_update_is_rolled_back_to_the_previous_config(
     with pytest.raises(SageMakerDeployError) as raised:
         _deploy(client, s3_client, packages["4"], _target(s3_bucket), FakeClock())
 
+    assert raised.value.state == "rolling-back"
     message = str(raised.value)
     assert "the endpoint is Failed" in message and "CannotStartContainerError" in message
     assert f"Rolling back to the previous config {OLD_CONFIG} has started" in message
@@ -425,6 +427,7 @@ def test_a_timeout_mid_update_names_the_state_and_keeps_the_new_config(
     with pytest.raises(SageMakerDeployError) as raised:
         _deploy(client, s3_client, packages["4"], target, clock)
 
+    assert raised.value.state == "timed-out"
     message = str(raised.value)
     assert f"did not finish moving to config {NEW_NAME} within 30 s" in message
     assert f"it is Updating on config {OLD_CONFIG}" in message
@@ -454,6 +457,7 @@ def test_a_failed_create_deletes_endpoint_config_and_model(
     with pytest.raises(SageMakerDeployError) as raised:
         _deploy(client, s3_client, packages["4"], _target(s3_bucket, timeout_s=10.0), FakeClock())
 
+    assert raised.value.state == ("failed" if ending == "Failed" else "timed-out")
     message = str(raised.value)
     if ending == "Failed":
         assert f"endpoint recs is Failed instead of InService on config {NEW_NAME}" in message
@@ -471,6 +475,7 @@ def test_a_failed_upload_changes_nothing_in_sagemaker(stubbed, s3_client, packag
     with pytest.raises(SageMakerDeployError) as raised:
         _deploy(client, s3_client, packages["4"], _target("no-such-bucket"), FakeClock())
 
+    assert raised.value.state == "aborted"
     message = str(raised.value)
     assert "could not upload the model archive to s3://no-such-bucket/models/recs/v4/" in message
     assert "NoSuchBucket" in message and "Nothing was changed in SageMaker" in message
@@ -480,8 +485,83 @@ def test_an_endpoint_mid_update_is_left_alone(stubbed, s3_client, s3_bucket, pac
     client, stubber = stubbed
     _expect_describe(stubber, "Updating", OLD_CONFIG)
 
-    with pytest.raises(SageMakerDeployError, match="recs is Updating.*nothing was changed"):
+    with pytest.raises(
+        SageMakerDeployError, match="recs is Updating.*nothing was changed"
+    ) as raised:
         _deploy(client, s3_client, packages["4"], _target(s3_bucket), FakeClock())
+    assert raised.value.state == "aborted"
+
+
+def test_a_refused_rollback_keeps_the_new_config_and_says_how_to_roll_back(
+    stubbed, s3_client, s3_bucket, packages
+) -> None:
+    client, stubber = stubbed
+    _expect_serving_version_3(stubber, s3_bucket)
+    _expect_model_and_config(stubber, s3_bucket)
+    _expect_blue_green_update(stubber)
+    _expect_describe(stubber, "Failed", OLD_CONFIG, reason="CannotStartContainerError")
+    stubber.add_client_error(
+        "update_endpoint",
+        service_error_code="ValidationException",
+        service_message="Cannot update in-progress endpoint",
+        http_status_code=400,
+        expected_params={"EndpointName": "recs", "EndpointConfigName": OLD_CONFIG},
+    )  # and no delete: the endpoint still refers to the new config
+
+    with pytest.raises(SageMakerDeployError) as raised:
+        _deploy(client, s3_client, packages["4"], _target(s3_bucket), FakeClock())
+
+    assert raised.value.state == "failed"
+    message = str(raised.value)
+    assert f"rolling it back to config {OLD_CONFIG} was refused" in message
+    assert f"Model {NEW_NAME} and endpoint config {NEW_NAME} are kept" in message
+    assert f"--endpoint-config-name {OLD_CONFIG}`" in message
+
+
+def test_an_endpoint_that_cannot_be_read_while_waiting_is_left_as_it_is(
+    stubbed, s3_client, s3_bucket, packages
+) -> None:
+    client, stubber = stubbed
+    _expect_serving_version_3(stubber, s3_bucket)
+    _expect_model_and_config(stubber, s3_bucket)
+    _expect_blue_green_update(stubber)
+    stubber.add_client_error(
+        "describe_endpoint",
+        service_error_code="AccessDeniedException",
+        service_message="not authorized to perform sagemaker:DescribeEndpoint",
+        http_status_code=400,
+    )  # and no delete: the update may still be under way
+
+    with pytest.raises(SageMakerDeployError) as raised:
+        _deploy(client, s3_client, packages["4"], _target(s3_bucket), FakeClock())
+
+    assert raised.value.state == "unknown"
+    assert "The deployment may still be under way" in str(raised.value)
+
+
+def test_a_refused_endpoint_config_deletes_the_new_model(
+    stubbed, s3_client, s3_bucket, packages
+) -> None:
+    client, stubber = stubbed
+    _expect_no_endpoint(stubber)
+    stubber.add_response("create_model", {"ModelArn": "arn:aws:sagemaker:us-east-1:123:model/m"})
+    stubber.add_client_error(
+        "create_endpoint_config",
+        service_error_code="ResourceLimitExceeded",
+        service_message="account limit of endpoint configs",
+        http_status_code=400,
+    )
+    stubber.add_response("delete_model", {}, {"ModelName": NEW_NAME})
+
+    with pytest.raises(SageMakerDeployError) as raised:
+        _deploy(client, s3_client, packages["4"], _target(s3_bucket), FakeClock())
+
+    assert raised.value.state == "aborted"
+    assert str(raised.value) == (
+        f"could not create endpoint config {NEW_NAME} for endpoint recs: ResourceLimitExceeded: "
+        "account limit of endpoint configs. Nothing was changed on the endpoint. "
+        f"Deleted model {NEW_NAME}."
+    )
 
 
 # --- invoking ----------------------------------------------------------------------------------
