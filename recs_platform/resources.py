@@ -331,7 +331,10 @@ class SageMakerRecommendationEndpoint(RecommendationEndpoint):
         }
 
     def invoke(self, payload: dict[str, Any]) -> tuple[int, Any]:
-        from recs_platform.serving.sagemaker import invoke_sagemaker, sagemaker_runtime_client
+        from recs_platform.serving.sagemaker_runtime import (
+            invoke_sagemaker,
+            sagemaker_runtime_client,
+        )
 
         runtime = sagemaker_runtime_client(
             region_name=self.region_name, endpoint_url=self.runtime_endpoint_url

@@ -33,10 +33,9 @@ from recs_platform.serving.sagemaker import (
     SageMakerTarget,
     deploy_to_sagemaker,
     deployment_name,
-    invoke_sagemaker,
     model_archive,
-    sagemaker_runtime_client,
 )
+from recs_platform.serving.sagemaker_runtime import invoke_sagemaker, sagemaker_runtime_client
 from recs_platform.serving.server import ServerConfig, create_app
 from recs_platform_tests.fakes import FAKE_AWS_REGION
 
