@@ -77,3 +77,16 @@ def test_an_empty_warehouse_is_a_clear_failure(tmp_path):
     assert "training_sessions is empty: build the warehouse first" in str(
         failure.event_specific_data.error
     )
+
+
+def test_todays_unfinished_day_is_never_the_test_day(tmp_path):
+    """The weekly retrain runs at 03:00: sessions of today are left for next week."""
+    today = dt.datetime.now(dt.UTC).date()
+    days = [today - dt.timedelta(days=back) for back in (3, 2, 1, 0)]
+    rows = [(f"s{n}", day, ["a", "b"]) for n, day in enumerate(days)]
+    warehouse_with_training_sessions(tmp_path, rows)
+    result = materialize_dataset(tmp_path, window_days=3)
+    assert result.success
+    metadata = result.asset_materializations_for_node("training_dataset")[0].metadata
+    assert metadata["window"].value == f"{days[0]} .. {today} (end exclusive)"
+    assert metadata["test_sessions"].value == 1
