@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-import optuna
+from typing import TYPE_CHECKING, Any
 
 from recs_platform.models.base import SessionRecommender
 from recs_platform.models.markov import MarkovRecommender
 from recs_platform.models.popularity import PopularityRecommender
+
+if TYPE_CHECKING:  # only in annotations: serving's command line lists the candidates
+    import optuna
 
 Params = dict[str, Any]
 
