@@ -141,3 +141,4 @@ select
     event_date,
     is_late
 from attached_events
+{{ order_by_partition('session_date') }}

@@ -121,3 +121,4 @@ from daily_item_counts
 inner join first_seen
     on first_seen.product_sku = daily_item_counts.product_sku
     and first_seen.event_date = daily_item_counts.event_date
+{{ order_by_partition('daily_item_counts.event_date') }}

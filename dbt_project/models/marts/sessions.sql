@@ -110,3 +110,4 @@ left join first_known_users
     on first_known_users.session_id = session_summaries.session_id
 left join product_interactions
     on product_interactions.session_id = session_summaries.session_id
+{{ order_by_partition('session_summaries.session_date') }}

@@ -96,3 +96,4 @@ select
     max(view_count) > {{ max_items }} as is_truncated
 from latest_views
 group by session_id, session_date
+{{ order_by_partition('session_date') }}

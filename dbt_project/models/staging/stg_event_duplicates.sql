@@ -151,3 +151,4 @@ from duplicate_rows
 inner join first_landings
     on first_landings.source_file = duplicate_rows.source_file
     and first_landings.line_number = duplicate_rows.line_number
+{{ order_by_partition('duplicate_rows.event_date') }}

@@ -202,3 +202,4 @@ select
     source_file,
     line_number
 from typed_events
+{{ order_by_partition('event_date') }}
