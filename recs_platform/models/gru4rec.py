@@ -5,8 +5,8 @@ Session-parallel mini-batches: `batch_size` lanes each hold one session; every s
 lane's current item and predicts its next one; a lane whose session ends takes the next session
 and its hidden state is reset to zero. With `bptt=1` (the original) the hidden state carries
 over between steps without gradient; `bptt=n` (default 10) backpropagates through the last n
-steps, one update per n steps, so the network learns what of the history to keep (validation
-MRR@20 0.344 with 1, 0.364 with 10 on the default shop) and spends less time in the optimizer.
+steps, one update per n steps, so the network learns what of the history to keep (better on
+validation; benchmarks/README.md has the figures) and spends less time in the optimizer.
 
 Loss: `"cross-entropy"` over the full catalogue (fine up to ~20k items on a CPU), or
 `"sampled"`: softmax over the batch's targets plus `n_negatives` items drawn with probability
@@ -298,7 +298,6 @@ class TransitionGRURecommender(GRU4RecRecommender):
 
     def __init__(self, name: str = "gru_transition", **settings):
         # 15 epochs, dropout 0.5 on the GRU output and 0.3 on the embedding: chosen on the
-        # validation day (the 12th) of both benchmark shops, MRR@20 0.3794 / 0.3431 (default /
-        # mid shop) against 0.3746 / 0.3343 with 10 epochs and 0.3 / 0.2 (benchmarks/README.md).
+        # validation day of both benchmark shops (the figures: benchmarks/README.md).
         settings = {"transition_term": True, **TRANSITION_DEFAULTS, **settings}
         super().__init__(name, **settings)
