@@ -75,6 +75,9 @@ class TrainingWindow:
     estimated_s: float  # search + refit, by the probe
     allowance_s: float
     epochs: int | None = None  # the most a fit trains; None: not trained by epochs
+    # The refit's sessions, the most recent of train + validation: all of them for a whole
+    # window, as many as the search had for a cut one (0: not set, all of them).
+    refit_sessions: int = 0
 
     @property
     def trimmed(self) -> bool:
@@ -98,16 +101,16 @@ def probe_size(available_sessions: int) -> int:
 def estimated_seconds(
     probe: Probe,
     sessions: int,
-    validation_sessions: int,
+    refit_sessions: int,
     epochs: int,
     scored_epochs: int,
     trials: int,
 ) -> float:
     """Search (`trials` fits on `sessions`, each scored `scored_epochs` times) plus the refit
-    on those sessions and the validation day's."""
+    on `refit_sessions`."""
     fit = probe.seconds_per_session_epoch * epochs
     search = trials * (fit * sessions + probe.validation_s * scored_epochs)
-    return search + fit * (sessions + validation_sessions)
+    return search + fit * refit_sessions
 
 
 def fit_window(
@@ -133,9 +136,12 @@ def fit_window(
     def window(sessions: int, trials_run: int, epochs_run: int | None) -> TrainingWindow:
         passes = epochs_run or 1
         scored = passes if scored_every_epoch else 1
-        cost = estimated_seconds(probe, sessions, validation_sessions, passes, scored, trials_run)
+        # The whole window refits on train + validation; a cut one on as many sessions as it
+        # searched on, the most recent of train + validation (the validation day first).
+        refit = sessions + validation_sessions if sessions >= available_sessions else sessions
+        cost = estimated_seconds(probe, sessions, refit, passes, scored, trials_run)
         return TrainingWindow(
-            sessions, available_sessions, trials_run, cost, allowance_s, epochs_run
+            sessions, available_sessions, trials_run, cost, allowance_s, epochs_run, refit
         )
 
     full = window(available_sessions, trials, epochs)
@@ -153,6 +159,6 @@ def fit_window(
             return shorter
     last = 1 if epochs is not None else None
     fit = probe.seconds_per_session_epoch
-    spare = allowance_s - probe.validation_s - fit * validation_sessions
+    spare = allowance_s - probe.validation_s
     sessions = int(spare / (2 * fit)) if fit > 0 else available_sessions
     return window(min(max(sessions, min_sessions), available_sessions), 1, last)

@@ -244,6 +244,7 @@ def train_and_choose(
             best_scored[recommender] = (mrr, values)
         return mrr
 
+    everything = splits.train + splits.validation  # in time order: what the refits learn from
     trained: dict[str, TrainedCandidate] = {}
     members = plan.members_of_blend
     for position, name in enumerate(members):
@@ -263,8 +264,10 @@ def train_and_choose(
             plan.patience,
         )  # fmt: skip
         started = time.perf_counter()
-        refit_sessions = window_sessions + skus(splits.validation)
-        recommender = chosen_candidate.make(result.best_params).fit(refit_sessions)
+        refit_count = window.refit_sessions if window is not None else len(everything)
+        recommender = chosen_candidate.make(result.best_params).fit(
+            skus(everything[len(everything) - refit_count :])
+        )
         fit_seconds = time.perf_counter() - started
         log.info("%s%s: validation MRR@%d %.4f, refitted in %.1f s",
                  f"[{budget.progress()}] " if budget else "", name, plan.k, result.best_value,
@@ -283,12 +286,12 @@ def train_and_choose(
     # Under a time budget the members may have trained on different windows (the most recent
     # sessions of each, so the longest holds the others): the blend then falls back on the
     # popularity of the longest one, which is also what the checklist compares it with.
-    windows = {item.window.sessions for item in trained.values() if item.window is not None}
-    longest_window = max(windows) if windows else len(train)
+    windows = {item.window.refit_sessions for item in trained.values() if item.window}
+    longest_window = max(windows) if windows else len(everything)
     if BLEND in plan.candidates:
         fallback = None
         if len(windows) > 1:
-            fallback_sessions = train[len(train) - longest_window :] + skus(splits.validation)
+            fallback_sessions = skus(everything[len(everything) - longest_window :])
             fallback = candidate("popularity").make().fit(fallback_sessions)
         trained[BLEND] = _train_blend(
             trained,
@@ -327,11 +330,11 @@ def train_and_choose(
     if budget is not None:
         log.info("[%s] test day evaluated; the checklist runs", budget.progress())
     # The checklist compares the fallback with the popularity of what the model trained on.
-    trained_sessions = chosen.window.sessions if chosen.window else longest_window
-    trained_on = splits.train[len(splits.train) - trained_sessions :]
+    trained_sessions = chosen.window.refit_sessions if chosen.window else longest_window
+    trained_on = everything[len(everything) - trained_sessions :]
     checklist = run_checklist(
         chosen.recommender,
-        trained_on + splits.validation,
+        trained_on,
         test_targets,
         k=plan.k,
         new_item_days=plan.new_item_days,
@@ -384,7 +387,7 @@ def _window_within_budget(
         allowance_s=max(allowance_s - fit_s - probe.validation_s, 0.0),
     )
     passes = window.epochs or 1
-    refit_s = probe.seconds_per_session_epoch * passes * (window.sessions + validation_sessions)
+    refit_s = probe.seconds_per_session_epoch * passes * window.refit_sessions
     search_s = min(plan.budget.timeout_s, max(window.allowance_s - refit_s, 1.0))
     return window, SearchBudget(window.trials, search_s)
 

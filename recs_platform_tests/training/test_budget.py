@@ -47,7 +47,11 @@ def test_epochs_go_before_sessions_and_each_epoch_is_scored():
     # 120 s: one epoch on the most recent sessions that fit, (120 - 2) / (2 x 1 ms).
     window = fit_window(PROBE, 100_000, 0, 10, True, trials=1, allowance_s=120)
     assert (window.sessions, window.epochs) == (59_000, 1)
-    assert estimated_seconds(PROBE, window.sessions, 0, 1, 1, 1) == pytest.approx(120)
+    assert estimated_seconds(PROBE, window.sessions, window.sessions, 1, 1, 1) == pytest.approx(120)
+    # A cut window refits on as many sessions as it searched on (the most recent of train +
+    # validation); a whole one on train + validation.
+    assert window.refit_sessions == window.sessions == 59_000
+    assert fewer.refit_sessions == 100_000
 
 
 def test_no_allowance_leaves_the_smallest_useful_window():

@@ -151,6 +151,11 @@ def test_a_spent_time_budget_trains_on_the_most_recent_sessions_and_says_so(spli
         assert window.available_sessions == len(splits.train)
         on_train = outcome.candidates[name].validation_model
         assert on_train.item_ids == sorted({sku for _, items in recent for sku in items})
+        # The served refit: as many sessions, the most recent of train + validation.
+        refitted = outcome.candidates[name].recommender
+        latest = (splits.train + splits.validation)[-MIN_TRAINING_SESSIONS:]
+        assert window.refit_sessions == MIN_TRAINING_SESSIONS
+        assert refitted.item_ids == sorted({sku for _, items in latest for sku in items})
     assert outcome.budget_used_s > 0
     # Both days scored on a sample, and the served model's test MRR has its interval.
     assert outcome.validation_sessions_evaluated == outcome.test_sessions_evaluated == 100
