@@ -152,6 +152,8 @@ def run_demo(
     training = {
         "search_trials": search_trials,
         "search_timeout_s": SEARCH_SECONDS_PER_CANDIDATE,
+        # The demo's shop trains in minutes: no time budget, so no probe of each candidate.
+        "time_budget_minutes": None,
     }
     if candidates:
         training["candidates"] = candidates
