@@ -65,6 +65,7 @@ from bench_dbt_sessionization import (  # noqa: E402
     _FLOOR_PROJECT,
     EARLIER_EVENTS,
     REFERENCE_SQL,
+    dbt_process_env,
     floor_model_name,
     model_statement_seconds,
     node_seconds,
@@ -77,7 +78,6 @@ from recs_platform.transform.dbt_invocation import (  # noqa: E402
     DAILY_BUILD_SELECTOR,
     DBT_EXECUTABLE,
     DBT_PROJECT_DIR,
-    WINDOW_ENV_VARS,
     dbt_build_args,
     dbt_run_env,
     no_window_env,
@@ -163,20 +163,7 @@ class Dbt:
         self.run_folders = data_dir / f"{name}_runs"
 
     def env(self, target_path: Path, window: dict[str, str | None]) -> dict[str, str]:
-        base = {name: value for name, value in os.environ.items() if name not in WINDOW_ENV_VARS}
-        run_env = {k: v for k, v in dbt_run_env(window).items() if v is not None}
-        return {
-            **base,
-            **run_env,
-            "RECS_DATA_DIR": str(self.data_dir),
-            "DBT_PROJECT_DIR": str(self.project_dir),
-            "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
-            "DBT_TARGET_PATH": str(target_path),
-            "DBT_LOG_PATH": str(target_path),
-            "DBT_LOG_FORMAT": "json",
-            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-            "PYTHONUNBUFFERED": "1",
-        }
+        return dbt_process_env(dbt_run_env(window), self.data_dir, self.project_dir, target_path)
 
     def parse(self) -> None:
         """`make dbt-manifest`: the parsed project whose partial_parse.msgpack each run gets."""

@@ -152,6 +152,27 @@ def run_process(command: list[str], env: dict[str, str], cwd: Path, log: Path) -
     return Measured(result["seconds"], result["peak_rss_kib"] / 1024, log)  # KiB on Linux
 
 
+def dbt_process_env(
+    run_env: dict[str, str | None], data_dir: Path, project_dir: Path, target_path: Path
+) -> dict[str, str]:
+    """The environment of one dbt CLI process of a benchmark: this one's without any partition
+    window, then `run_env` (unset values left out), the data folder, the project, and the target
+    and log folder `target_path` (JSON logs, which the timings are read from)."""
+    base = {name: value for name, value in os.environ.items() if name not in WINDOW_ENV_VARS}
+    return {
+        **base,
+        **{name: value for name, value in run_env.items() if value is not None},
+        "RECS_DATA_DIR": str(data_dir),
+        "DBT_PROJECT_DIR": str(project_dir),
+        "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
+        "DBT_TARGET_PATH": str(target_path),
+        "DBT_LOG_PATH": str(target_path),
+        "DBT_LOG_FORMAT": "json",
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
 class Dbt:
     """The dbt CLI as dagster-dbt's DbtCliResource runs it for the local target."""
 
@@ -163,19 +184,8 @@ class Dbt:
         self.run_folders = scratch / f"{name}_runs"
 
     def env(self, target_path: Path, window: bool = True) -> dict[str, str]:
-        base = {name: value for name, value in os.environ.items() if name not in WINDOW_ENV_VARS}
-        return {
-            **base,
-            **(dbt_run_env(partition_window_env(DAY, DAY + ONE_DAY)) if window else {}),
-            "RECS_DATA_DIR": str(self.scratch),
-            "DBT_PROJECT_DIR": str(self.project_dir),
-            "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
-            "DBT_TARGET_PATH": str(target_path),
-            "DBT_LOG_PATH": str(target_path),
-            "DBT_LOG_FORMAT": "json",
-            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-            "PYTHONUNBUFFERED": "1",
-        }
+        run_env = dbt_run_env(partition_window_env(DAY, DAY + ONE_DAY)) if window else {}
+        return dbt_process_env(run_env, self.scratch, self.project_dir, target_path)
 
     def parse(self) -> None:
         """`make dbt-manifest`: the parsed project whose partial_parse.msgpack each run gets."""
