@@ -40,7 +40,8 @@ class SessionModelConfig(dg.Config):
     time_budget_minutes: float | None = 60.0
     """The whole retrain (search, refit, blend, evaluation) in about this many minutes: a
     candidate that cannot train on the whole window in its share trains with fewer trials, then
-    on the most recent sessions that fit (metadata `training_windows`); null: unbounded."""
+    on the most recent sessions that fit (metadata `training_windows`), and the test day is
+    scored on as many sessions as fit what is left (metadata `test_sample`); null: unbounded."""
     evaluation_sessions: int | None = 10_000
     """The validation and test days are scored on at most this many of their sessions each (a
     seeded sample; the served model's test MRR then has its 95% interval); null: all."""
@@ -65,6 +66,8 @@ def _scale_metadata(outcome: TrainingOutcome, k: int) -> dict:
                 for name, window in outcome.windows.items()
             }
         )  # fmt: skip
+    if outcome.test_sample is not None:
+        metadata["test_sample"] = outcome.test_sample.describe()
     return metadata
 
 

@@ -441,15 +441,42 @@ def evaluate(
     A value that is not a `SessionRecommender` is called with each test day and must return
     the recommender for that day (the simulator's oracle: `Oracle(config).ranker`).
     """
+    report, _ = evaluate_with_results(
+        recommenders,
+        targets,
+        k,
+        title,
+        ks=ks,
+        train_sessions=train_sessions,
+        train_counts=train_counts,
+        batch_size=batch_size,
+    )
+    return report
+
+
+def evaluate_with_results(
+    recommenders: Mapping[str, RecommenderOrFactory],
+    targets: NextItemTargets,
+    k: int = 20,
+    title: str = "next-item evaluation",
+    *,
+    ks: Sequence[int] = (10, 20),
+    train_sessions: Sequence[Sequence[str]] | None = None,
+    train_counts: Mapping[str, float] | None = None,
+    batch_size: int = 256,
+) -> tuple[EvaluationReport, dict[str, TargetResults]]:
+    """`evaluate`, with each recommender's per-target results (ranks, top-k lists): what a
+    caller needs for intervals or slices without scoring the prefixes again."""
     if not len(targets):
         raise ValueError("no targets to evaluate on")
     all_ks = _checked_ks(k, ks)
     percentiles = _percentiles(targets, train_sessions, train_counts)
-    rows = []
+    rows, results_by_name = [], {}
     for name, recommender in recommenders.items():
         results = rank_targets(recommender, targets, all_ks[-1], batch_size=batch_size)
+        results_by_name[name] = results
         rows.append(_row(name, results, k, all_ks, len(targets.candidate_items), percentiles))
-    return EvaluationReport(
+    report = EvaluationReport(
         k=k,
         rows=rows,
         targets=len(targets),
@@ -460,6 +487,7 @@ def evaluate(
         ks=tuple(all_ks),
         skipped_seen=targets.skipped_seen,
     )
+    return report, results_by_name
 
 
 def shop_headroom(config: ShopConfig, test_days: int = 2, k: int = 20) -> EvaluationReport:

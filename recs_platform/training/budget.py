@@ -11,24 +11,37 @@ sizes its search and refit to its allowance: first fewer search trials (down to 
 alone), then fewer training sessions, the most recent ones kept. A shop's newest sessions say
 the most about tomorrow's, and a window cut from the old end keeps every item that is still
 being viewed.
+
+What is left when the candidates and the blend are done pays for the test evaluation: every
+candidate, the oracle and the champion scored on the same test targets, then the checklist.
+`evaluation_sample` times each of them on a few hundred test targets and keeps as many test
+sessions as fit what is left (never fewer than `MIN_TEST_SESSIONS`); the served model's test
+MRR then comes with its bootstrap interval.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
 # Fewer sessions than this and no model learns anything useful: the window never goes below it.
 MIN_TRAINING_SESSIONS = 1_000
+# The test day is never scored on fewer sessions than this, even past the budget: below it the
+# served model's test MRR is too uncertain to compare with a champion.
+MIN_TEST_SESSIONS = 1_000
+# Prefixes the checklist's invariants score with the served model (`evaluation/checklist.py`):
+# its sample, each scored and ranked a few times.
+CHECKLIST_PREFIXES = 1_500
 
 
 @dataclass
 class TimeBudget:
     total_s: float
-    evaluation_share: float = 0.2  # kept for the blend, the test evaluation and the checklist
+    evaluation_share: float = 0.3  # kept for the blend, the test evaluation and the checklist
     started: float = field(default_factory=time.perf_counter)
 
     def __post_init__(self) -> None:
@@ -162,3 +175,45 @@ def fit_window(
     spare = allowance_s - probe.validation_s
     sessions = int(spare / (2 * fit)) if fit > 0 else available_sessions
     return window(min(max(sessions, min_sessions), available_sessions), 1, last)
+
+
+@dataclass(frozen=True)
+class EvaluationSample:
+    """How many test sessions the test evaluation scores within what is left of the budget."""
+
+    sessions: int  # scored
+    available_sessions: int  # in the test sample before the budget cut it
+    estimated_s: float  # the evaluation of `sessions`, checklist included
+    remaining_s: float  # of the budget when it was sized
+
+    @property
+    def cut(self) -> bool:
+        return self.sessions < self.available_sessions
+
+    def describe(self) -> str:
+        return (
+            f"{self.sessions:,} of {self.available_sessions:,} test sessions, about "
+            f"{self.estimated_s:.0f} s of the {max(self.remaining_s, 0.0):.0f} s left"
+        )
+
+
+def evaluation_sample(
+    seconds_per_target: Mapping[str, float],
+    served: str,
+    targets_per_session: float,
+    available_sessions: int,
+    remaining_s: float,
+    min_sessions: int | None = None,
+) -> EvaluationSample:
+    """As many of `available_sessions` as the models of `seconds_per_target` (each one's
+    measured seconds to score a test target) can score in `remaining_s`, after the checklist of
+    the `served` model; never fewer than `min_sessions` (default `MIN_TEST_SESSIONS`), or all
+    of them if there are fewer."""
+    min_sessions = MIN_TEST_SESSIONS if min_sessions is None else min_sessions
+    checklist_s = seconds_per_target[served] * CHECKLIST_PREFIXES
+    per_session = sum(seconds_per_target.values()) * targets_per_session
+    fits = int((remaining_s - checklist_s) / per_session) if per_session > 0 else available_sessions
+    sessions = min(available_sessions, max(fits, min_sessions))
+    return EvaluationSample(
+        sessions, available_sessions, checklist_s + per_session * sessions, remaining_s
+    )

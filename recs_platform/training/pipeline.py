@@ -34,11 +34,15 @@ import numpy as np
 import pandas as pd
 
 from recs_platform.evaluation.checklist import Checklist, run_checklist
+from recs_platform.evaluation.metrics import mrr_at
 from recs_platform.evaluation.protocol import (
     EvaluationReport,
     NextItemTargets,
+    RecommenderOrFactory,
     evaluate,
+    evaluate_with_results,
     next_item_targets,
+    rank_targets,
     ranks_of_targets,
 )
 from recs_platform.evaluation.uncertainty import reciprocal_ranks, session_bootstrap
@@ -46,9 +50,11 @@ from recs_platform.models.base import SessionRecommender
 from recs_platform.models.blend import BlendRecommender, length_buckets, weights_by_bucket
 from recs_platform.models.torch_common import TorchSessionRecommender
 from recs_platform.training.budget import (
+    EvaluationSample,
     Probe,
     TimeBudget,
     TrainingWindow,
+    evaluation_sample,
     fit_window,
     probe_size,
 )
@@ -176,6 +182,10 @@ class TrainingOutcome:
     # was sampled, where it says how far the sample's figure may be from the whole day's.
     chosen_test_interval: tuple[float, float] | None = None
     budget_used_s: float | None = None  # with a time budget: the seconds the retrain took
+    # With a time budget: how many test sessions the evaluation could score in what was left.
+    test_sample: EvaluationSample | None = None
+    # The serving champion's test MRR@k on the same targets, when one was given.
+    champion_test_mrr: float | None = None
 
     @property
     def windows(self) -> dict[str, TrainingWindow]:
@@ -219,7 +229,10 @@ def train_and_choose(
     splits: DatasetSplits,
     plan: TrainingPlan,
     oracle_for_day: Callable[[dt.date], SessionRecommender] | None = None,
+    champion: SessionRecommender | None = None,
 ) -> TrainingOutcome:
+    """Train the plan's candidates, choose one on the validation day, evaluate every candidate
+    (and the oracle, and the serving `champion` when given) on the same test targets."""
     budget = TimeBudget(plan.time_budget_s) if plan.time_budget_s is not None else None
     train = skus(splits.train)
     validation_sessions = sample_sessions(splits.validation, plan.evaluation_sessions, plan.seed)
@@ -315,16 +328,29 @@ def train_and_choose(
     evaluated: dict = {name: item.recommender for name, item in trained.items()}
     if oracle_for_day is not None:
         evaluated = {"oracle": oracle_for_day, **evaluated}
-    report = evaluate(
+    test_sample = None
+    if budget is not None:
+        scored = {**evaluated, **({"champion": champion} if champion is not None else {})}
+        test_sample = _test_sample_within_budget(scored, chosen.name, test_targets, budget, plan)
+        log.info("[%s] test evaluation: %s", budget.progress(), test_sample.describe())
+        if test_sample.cut:
+            test_sessions = sample_sessions(test_sessions, test_sample.sessions, plan.seed + 2)
+            test_targets = next_item_targets(test_sessions, chosen.recommender.item_ids)
+    report, results = evaluate_with_results(
         evaluated,
         test_targets,
         k=plan.k,
         train_sessions=train_and_validation,
         title="test split",
     )
+    chosen_ranks = results[chosen.name].ranks
+    champion_test_mrr = None
+    if champion is not None:
+        champion_ranks = rank_targets(champion, test_targets, plan.k).ranks
+        champion_test_mrr = mrr_at(champion_ranks, plan.k)
     chosen_test_interval = None
     if len(test_sessions) < len(splits.test):
-        ranks = reciprocal_ranks(ranks_of_targets(chosen.recommender, test_targets), plan.k)
+        ranks = reciprocal_ranks(chosen_ranks, plan.k)
         bootstrap = session_bootstrap({chosen.name: ranks}, test_targets.session_of_target)
         chosen_test_interval = bootstrap.interval(chosen.name)
     if budget is not None:
@@ -338,7 +364,10 @@ def train_and_choose(
         test_targets,
         k=plan.k,
         new_item_days=plan.new_item_days,
+        ranks=chosen_ranks,
     )
+    if budget is not None:
+        log.info("[%s] retrain done", budget.progress())
     return TrainingOutcome(
         chosen=chosen,
         candidates=trained,
@@ -353,6 +382,8 @@ def train_and_choose(
         test_sessions_evaluated=len(test_sessions),
         chosen_test_interval=chosen_test_interval,
         budget_used_s=budget.elapsed_s() if budget is not None else None,
+        test_sample=test_sample,
+        champion_test_mrr=champion_test_mrr,
     )
 
 
@@ -390,6 +421,35 @@ def _window_within_budget(
     refit_s = probe.seconds_per_session_epoch * passes * window.refit_sessions
     search_s = min(plan.budget.timeout_s, max(window.allowance_s - refit_s, 1.0))
     return window, SearchBudget(window.trials, search_s)
+
+
+# Test targets each model is timed on before the test day is sized to the budget.
+TIMED_TEST_TARGETS = 512
+
+
+def _test_sample_within_budget(
+    models: dict[str, RecommenderOrFactory],
+    served: str,
+    test_targets: NextItemTargets,
+    budget: TimeBudget,
+    plan: TrainingPlan,
+) -> EvaluationSample:
+    """Time each model on a few hundred test targets, then size the test sample to what is left
+    of the budget (`budget.evaluation_sample`)."""
+    size = min(TIMED_TEST_TARGETS, len(test_targets))
+    rows = np.sort(np.random.default_rng(plan.seed).choice(len(test_targets), size, replace=False))
+    seconds_per_target = {}
+    for name, model in models.items():
+        started = time.perf_counter()
+        rank_targets(model, test_targets, plan.k, rows=rows.tolist())
+        seconds_per_target[name] = (time.perf_counter() - started) / size
+    return evaluation_sample(
+        seconds_per_target,
+        served,
+        targets_per_session=len(test_targets) / max(test_targets.sessions, 1),
+        available_sessions=test_targets.sessions,
+        remaining_s=budget.remaining_s(),
+    )
 
 
 def _train_blend(
@@ -481,6 +541,9 @@ def compare_with_champion(
     candidate_mrr = outcome.report.row(outcome.chosen.name).mrr
     if champion is None:
         return ChampionComparison(None, None, candidate_mrr, k)
+    if outcome.champion_test_mrr is not None and k == outcome.report.k:
+        # Scored with the candidates, on the same targets.
+        return ChampionComparison(champion_version, outcome.champion_test_mrr, candidate_mrr, k)
     champion_report = evaluate({"champion": champion}, outcome.test_targets, k=k)
     return ChampionComparison(champion_version, champion_report.rows[0].mrr, candidate_mrr, k)
 

@@ -46,16 +46,18 @@ def retrain(
     client = mlflow.MlflowClient()
     with mlflow.start_run(run_name=run_name) as run:
         mlflow.set_tags(tags or {})
-        outcome = train_and_choose(splits, plan, oracle_for_day)
-        log_outcome(outcome, plan)
-        example = [items for _, items in splits.test[:3]]
-        logged = tracking.log_and_register(outcome.chosen.recommender, example)
+        # The champion is scored with the candidates, on the same test targets and within
+        # the same time budget.
         champion = tracking.champion_version(client)
         champion_model = (
             tracking.load_registered(f"models:/{tracking.REGISTERED_MODEL}/{champion}")
             if champion is not None
             else None
         )
+        outcome = train_and_choose(splits, plan, oracle_for_day, champion_model)
+        log_outcome(outcome, plan)
+        example = [items for _, items in splits.test[:3]]
+        logged = tracking.log_and_register(outcome.chosen.recommender, example)
         comparison = compare_with_champion(outcome, champion_model, champion)
         mlflow.log_dict(
             {"champion_version": champion, "champion_mrr": comparison.champion_mrr,
@@ -122,6 +124,8 @@ def log_outcome(outcome: TrainingOutcome, plan: TrainingPlan) -> None:
     )
     if outcome.budget_used_s is not None:
         mlflow.log_metric("time_budget_used_s", outcome.budget_used_s)
+    if outcome.test_sample is not None:
+        mlflow.set_tag("test_sample", outcome.test_sample.describe())
         mlflow.log_dict(
             {name: {"window": window.describe(), "sessions": window.sessions,
                     "available_sessions": window.available_sessions, "trials": window.trials}

@@ -5,10 +5,12 @@ import time
 import pytest
 
 from recs_platform.training.budget import (
+    CHECKLIST_PREFIXES,
     MIN_TRAINING_SESSIONS,
     Probe,
     TimeBudget,
     estimated_seconds,
+    evaluation_sample,
     fit_window,
     probe_size,
 )
@@ -76,3 +78,28 @@ def test_probe_size():
     assert probe_size(500) == 500
     assert probe_size(50_000) == 2_000
     assert probe_size(5_000_000) == 100_000
+
+
+# 10 ms a target for the served blend, 4 ms for the oracle: 14 ms a target, 5 targets a session.
+SECONDS_PER_TARGET = {"blend": 0.010, "oracle": 0.004}
+
+
+def test_the_test_day_keeps_every_session_that_fits_what_is_left():
+    checklist_s = 0.010 * CHECKLIST_PREFIXES
+    whole_day = evaluation_sample(SECONDS_PER_TARGET, "blend", 5.0, 10_000, remaining_s=1e4)
+    assert (whole_day.sessions, whole_day.cut) == (10_000, False)
+    assert whole_day.estimated_s == pytest.approx(checklist_s + 10_000 * 5 * 0.014)
+
+    # 300 s left: the checklist's 15 s, then 285 s / 0.07 s a session.
+    cut = evaluation_sample(SECONDS_PER_TARGET, "blend", 5.0, 10_000, remaining_s=300)
+    assert cut.cut and cut.sessions == int((300 - checklist_s) / 0.07)
+    assert cut.estimated_s <= 300
+    assert "4,071 of 10,000 test sessions" in cut.describe()
+
+
+def test_a_spent_budget_still_scores_the_smallest_useful_test_day():
+    spent = evaluation_sample(SECONDS_PER_TARGET, "blend", 5.0, 10_000, -60.0, min_sessions=500)
+    assert spent.sessions == 500 and spent.estimated_s > 0
+    assert "of the 0 s left" in spent.describe()
+    few = evaluation_sample(SECONDS_PER_TARGET, "blend", 5.0, 300, -60.0, min_sessions=500)
+    assert (few.sessions, few.cut) == (300, False)

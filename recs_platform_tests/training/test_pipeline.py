@@ -5,14 +5,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recs_platform.evaluation.protocol import next_item_targets, ranks_of_targets
+from recs_platform.evaluation.protocol import evaluate, next_item_targets, ranks_of_targets
 from recs_platform.evaluation.uncertainty import reciprocal_ranks
 from recs_platform.models.blend import BlendRecommender, length_buckets, weights_by_bucket
+from recs_platform.models.popularity import PopularityRecommender
 from recs_platform.simulation import ShopConfig, simulate_sessions
 from recs_platform.simulation.oracle import Oracle
+from recs_platform.training import budget as budget_module
 from recs_platform.training import tracking
 from recs_platform.training.budget import MIN_TRAINING_SESSIONS
-from recs_platform.training.pipeline import DatasetSplits, TrainingPlan, train_and_choose
+from recs_platform.training.pipeline import (
+    DatasetSplits,
+    TrainingPlan,
+    compare_with_champion,
+    train_and_choose,
+)
 from recs_platform.training.search import SearchBudget
 from recs_platform.training.selection import RULE
 
@@ -165,8 +172,32 @@ def test_a_spent_time_budget_trains_on_the_most_recent_sessions_and_says_so(spli
     assert low <= outcome.report.row(outcome.chosen.name).mrr <= high
 
 
+def test_a_spent_budget_scores_a_smaller_test_day_champion_and_oracle_included(splits, monkeypatch):
+    monkeypatch.setattr(budget_module, "MIN_TEST_SESSIONS", 150)
+    plan = TrainingPlan(
+        candidates=("popularity", "markov"), budget=SearchBudget(trials=1), time_budget_s=1e-3
+    )
+    champion = PopularityRecommender().fit([items for _, items in splits.train[:50]])
+    outcome = train_and_choose(splits, plan, Oracle(SHOP).ranker, champion)
+    # Nothing was left for the test day: it was scored on the smallest useful sample, and the
+    # served model's test MRR says how uncertain that makes it.
+    assert outcome.test_sample.cut and outcome.test_sample.available_sessions == len(splits.test)
+    assert outcome.test_sessions_evaluated == outcome.report.sessions == 150
+    assert outcome.test_sessions == len(splits.test) > 150
+    low, high = outcome.chosen_test_interval
+    assert low <= outcome.report.row(outcome.chosen.name).mrr <= high
+    # Every row and the champion on the same targets: the champion's figure is what scoring
+    # it alone on those targets gives.
+    assert {row.name for row in outcome.report.rows} == {"oracle", "popularity", "markov"}
+    alone = evaluate({"champion": champion}, outcome.test_targets, k=plan.k)
+    assert outcome.champion_test_mrr == pytest.approx(alone.rows[0].mrr)
+    comparison = compare_with_champion(outcome, champion, "1")
+    assert comparison.champion_mrr == outcome.champion_test_mrr
+
+
 def test_without_a_budget_nothing_is_trimmed_or_sampled(outcome, splits):
     assert outcome.windows == {} and outcome.budget_used_s is None
+    assert outcome.test_sample is None and outcome.champion_test_mrr is None
     assert outcome.test_sessions_evaluated == len(splits.test)
     assert outcome.chosen_test_interval is None
 
