@@ -1,6 +1,18 @@
 {#-
     Where DuckDB (target local) and Snowflake (target prod) spell SQL differently, models call
-    these macros; adapter.dispatch picks the spelling of the running adapter.
+    dbt's own cross-database macros (dbt.dateadd, dbt.datediff, ...) and, where dbt-core has no
+    macro for the job, the ones below; adapter.dispatch picks the running adapter's spelling.
+    dbt.dateadd returns a timestamp on DuckDB: a model that needs a date casts it back.
+
+    Kept here because dbt has no equivalent:
+    - epoch_ms_to_timestamp: dbt has no conversion from epoch milliseconds;
+    - record_of: no macro builds a struct / object of named fields;
+    - array_agg_ordered: dbt.listagg concatenates strings, it builds no array;
+    - empty_array: dbt.array_construct() is an integer[] on DuckDB, which coalesce will not mix
+      with an array of records; [] takes the other side's type;
+    - json_field_text: no JSON access macro in dbt;
+    - median_of: no median macro in dbt (both warehouses spell it median; one place to change);
+    - ratio: plain SQL, a shorthand for a guarded division.
 -#}
 
 {% macro epoch_ms_to_timestamp(epoch_ms) -%}
@@ -13,32 +25,6 @@
 
 {% macro snowflake__epoch_ms_to_timestamp(epoch_ms) -%}
     to_timestamp_ntz({{ epoch_ms }}, 3)
-{%- endmacro %}
-
-
-{% macro add_days(date_expression, days) -%}
-    {{ return(adapter.dispatch('add_days')(date_expression, days)) }}
-{%- endmacro %}
-
-{% macro duckdb__add_days(date_expression, days) -%}
-    cast({{ date_expression }} + cast({{ days }} as integer) as date)
-{%- endmacro %}
-
-{% macro snowflake__add_days(date_expression, days) -%}
-    cast(dateadd(day, {{ days }}, {{ date_expression }}) as date)
-{%- endmacro %}
-
-
-{% macro days_between(start_date, end_date) -%}
-    {{ return(adapter.dispatch('days_between')(start_date, end_date)) }}
-{%- endmacro %}
-
-{% macro duckdb__days_between(start_date, end_date) -%}
-    date_diff('day', {{ start_date }}, {{ end_date }})
-{%- endmacro %}
-
-{% macro snowflake__days_between(start_date, end_date) -%}
-    datediff(day, {{ start_date }}, {{ end_date }})
 {%- endmacro %}
 
 

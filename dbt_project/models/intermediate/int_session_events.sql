@@ -118,7 +118,8 @@ attached_events as (
     from candidate_events
     inner join sessions_to_build
         on sessions_to_build.session_id = candidate_events.session_id
-    where candidate_events.event_date <= {{ add_days('sessions_to_build.session_date', lookback) }}
+    where candidate_events.event_date
+        <= cast({{ dbt.dateadd('day', lookback, 'sessions_to_build.session_date') }} as date)
 
 )
 

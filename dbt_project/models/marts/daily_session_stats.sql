@@ -143,7 +143,9 @@ partition_days as (
 
     {# The window's days, and the lookback days that have data (a lookback day without data
        keeps the row it has). #}
-    select {{ add_days(date_literal(window.start), 'day_offset') }} as partition_date
+    select
+        cast({{ dbt.dateadd('day', 'day_offset', date_literal(window.start)) }} as date)
+            as partition_date
     from day_offsets
     where day_offset < {{ (window.end - window.start).days }}
     union
@@ -163,13 +165,18 @@ data_bounds as (
 
 partition_days as (
 
-    select {{ add_days('data_bounds.first_day', 'day_offsets.day_offset') }} as partition_date
+    select
+        cast({{ dbt.dateadd('day', 'day_offsets.day_offset', 'data_bounds.first_day') }} as date)
+            as partition_date
     from data_bounds
     cross join day_offsets
-    where day_offsets.day_offset <= {{ days_between('data_bounds.first_day', 'data_bounds.last_day') }}
+    where day_offsets.day_offset
+        <= {{ dbt.datediff('data_bounds.first_day', 'data_bounds.last_day', 'day') }}
     {%- if requested %}
     union
-    select {{ add_days(date_literal(requested.start), 'day_offset') }} as partition_date
+    select
+        cast({{ dbt.dateadd('day', 'day_offset', date_literal(requested.start)) }} as date)
+            as partition_date
     from day_offsets
     where day_offset < {{ (requested.end - requested.start).days }}
     {%- endif %}

@@ -79,7 +79,8 @@ run_starts as (
         case
             when carried_first_seen_date is not null then carried_first_seen_date
             when previous_date is null
-                or previous_date < {{ add_days('event_date', -history_lookback) }}
+                or previous_date
+                    < cast({{ dbt.dateadd('day', -history_lookback, 'event_date') }} as date)
                 then event_date
         end as run_first_seen_date
     from (

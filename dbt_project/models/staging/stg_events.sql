@@ -157,7 +157,8 @@ first_copies as (
         line_number
     from repeated_copies
     where previous_copy_date is null
-        or previous_copy_date < {{ add_days('event_date', -history_lookback) }}
+        or previous_copy_date
+            < cast({{ dbt.dateadd('day', -history_lookback, 'event_date') }} as date)
 
 ),
 

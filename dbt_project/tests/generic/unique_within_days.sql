@@ -32,5 +32,5 @@ select
     {{ partition_column }},
     previous_partition
 from partitions_of_values
-where previous_partition >= {{ add_days(partition_column, -days) }}
+where previous_partition >= cast({{ dbt.dateadd('day', -days, partition_column) }} as date)
 {% endtest %}
