@@ -40,8 +40,8 @@ class ManifestPreparer(DagsterDbtProjectPreparer):
     """Under `dagster dev`, re-parse the project when a file of it changed since the manifest,
     as `make dbt-manifest` does (`prepare_manifest`: the dbt beside this Python, which the
     default preparer looks for on PATH, and the runs' target and data folder). `dagster dev`
-    loads the code in every run and step process too: an unconditional parse cost each of them
-    seconds."""
+    loads the code in every run and step process too: an unconditional parse would cost each of
+    them seconds."""
 
     def __init__(self, data_dir: Path | None = None):
         super().__init__()

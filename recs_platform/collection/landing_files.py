@@ -15,7 +15,7 @@ A segment ends when one of its files reaches `rotate_bytes`, when it is `rotate_
 when the writer stops: each of its files is fsynced and published by an atomic rename (into
 ``events/date=YYYY-MM-DD/`` or ``rejected/...``), and only then is its journal deleted. So a
 batch costs one fsync however many files it touches, and the pixel's parsing, its largest cost,
-is no longer between a request and its answer.
+is not between a request and its answer.
 
 Recovery, for a writer whose process died (its lock is free): the complete messages of each of
 its journal segments are parsed again, and the segment's files that were not published yet are
@@ -210,8 +210,8 @@ class _OpenFile:
 
 JOURNAL_CHUNK = 1 << 20
 """A journal is filled with zeros this much at a time, ahead of the messages written into it:
-an fdatasync of blocks that exist already does not wait for a metadata commit (on ext4 here,
-about 145 instead of 230 microseconds), and that wait is what each acknowledgement waits for."""
+an fdatasync of blocks that exist already does not wait for a metadata commit (ext4), and that
+wait is what each acknowledgement waits for (benchmarks/README.md, collector)."""
 
 
 @dataclass

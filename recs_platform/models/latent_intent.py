@@ -115,7 +115,8 @@ class LatentIntentNetwork(nn.Module):
         prefix shares, over the whole catalogue.
 
         Scoring (no gradient) computes them once per change of the parameters and keeps them:
-        with 50,000 items they were most of a request's time (benchmarks/README.md, serving).
+        with a large catalogue, computed per request they would be most of its time
+        (benchmarks/README.md, serving).
         """
         if torch.is_grad_enabled():
             theta = self.theta()

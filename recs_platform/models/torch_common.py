@@ -62,8 +62,8 @@ def hyperparameters_of(arguments: dict[str, Any]) -> dict[str, Any]:
 
 
 # `loss="auto"`: the full catalogue's cross-entropy up to this many items, the sampled softmax
-# above, where the output layer dominates a step (at 50,000 items on one CPU thread the sampled
-# loss trained GRU4Rec 4.9x and SASRec 2.9x as many events a second; benchmarks/README.md).
+# above, where the output layer dominates a step and the sampled loss trains several times as
+# many events a second (benchmarks/README.md, training by device).
 SAMPLED_LOSS_ABOVE_ITEMS = 20_000
 
 
@@ -253,9 +253,9 @@ class ScoringLayout:
     """A [d, n_items] copy of an [n_items, d] output layer, for scoring on the CPU.
 
     torch's CPU matrix product reads the transposed [n_items, d] layout far more slowly than
-    the plain one: one prefix against a 50,000 x 128 layer took 1.6 ms that way and 0.86 ms
-    from the copy (benchmarks/README.md, serving). The copy is remade whenever the weights
-    change (training steps, a loaded state); it is never saved.
+    the plain one, and with a large catalogue that product is most of a request's time
+    (benchmarks/README.md, serving). The copy is remade whenever the weights change (training
+    steps, a loaded state); it is never saved.
     """
 
     def __init__(self) -> None:

@@ -346,8 +346,9 @@ class _EventRenderer:
                 strict=True,
             )
         ]
-        # orjson's bytes keep its whole write buffer (4 KB a line with orjson 3.13, 5 GB for a
-        # day of the Coveo-sized shop); adding the newline makes a copy of the line's size.
+        # orjson's bytes keep its whole write buffer (4 KB a line with orjson 3.13: gigabytes for
+        # a large day, benchmarks/README.md, simulator); adding the newline makes a copy of the
+        # line's size.
         dumps = orjson.dumps
         lines = [dumps(event) + b"\n" for event in events]
         copies = [

@@ -5,7 +5,8 @@ Incremental models take the partition window (`min_date` inclusive, `max_date` e
 backfill of several days runs once with the whole window) from the environment variables
 RECS_PARTITION_MIN_DATE and RECS_PARTITION_MAX_DATE, which the project reads only at run time.
 Passing it as `--vars` works too (by hand), but dbt then re-parses the whole project on every
-run, since the vars differ from those of the parsed project: about 3 s per partition.
+run, since the vars differ from those of the parsed project (what that costs a partition:
+benchmarks/README.md, dbt build of one day).
 """
 
 from __future__ import annotations

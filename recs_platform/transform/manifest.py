@@ -3,10 +3,9 @@ when a file of the project changed (plain Python, no Dagster).
 
 dagster-dbt copies the parse's `partial_parse.msgpack` into every run's target folder, and dbt
 reuses it only when the run's `--target`, `--vars` and profile (the local warehouse path is in
-it) are those of the parse; otherwise the run first re-parses the whole project (about 2 s here).
-So the project is parsed as the assets invoke dbt: with the target of the environment and the
-absolute data folder of the Settings (`dbt_run_env`). A parse without `--target`, as `make
-dbt-manifest` ran before, missed on every run.
+it) are those of the parse; otherwise the run first re-parses the whole project. So the project
+is parsed as the assets invoke dbt: with the target of the environment and the absolute data
+folder of the Settings (`dbt_run_env`); a parse without `--target` would miss on every run.
 """
 
 from __future__ import annotations
