@@ -5,7 +5,7 @@
     either var is given the environment is not read). Without either a run covers every partition.
 
     Why the environment: dbt re-parses the whole project when --vars differ from the parsed
-    project's, which every partition run did (about 3 s of each run). The environment variables
+    project's, which every partition run did (seconds of each run). The environment variables
     are read only while the run executes (`execute`), never while parsing, so dbt records no
     use of them and a changed window keeps the partial parse.
 -#}
@@ -103,8 +103,8 @@
         refresh, a backfill): its rows in partition order, so that each block of the table
         (DuckDB row group, Snowflake micro-partition) holds a few days and a later run reading
         a day skips the others by their min/max. Without it a backfill's hash-ordered rows
-        spread every day over nearly every block (146 of 149 row groups of a 90-day
-        int_session_events), and each later day's run read the whole table. A one-day run
+        spread every day over nearly every block, and each later day's run read the whole
+        table. A one-day run
         writes one or two days, at the table's end: no sort. -#}
     {%- set window = incremental_window() -%}
     {%- if window is none or (window.end - window.start).days > 1 %}
