@@ -17,19 +17,32 @@ import duckdb
 import pyarrow as pa
 
 from recs_platform.events.contract import (
+    COLUMN_FIELDS,
     CONTRACT_FIELDS,
     EVENT_TYPES,
+    IMPRESSION_STRING_FIELDS,
     MAX_EPOCH_MS,
+    MAX_POSITION,
     MIN_EPOCH_MS,
     OPTIONAL_STRING_FIELDS,
     PRODUCT_ACTIONS,
+    REASON_CLICK_PAIR,
     REASON_EVENT_TYPE,
+    REASON_IMPRESSION_ACTION,
+    REASON_IMPRESSION_FALLBACK,
+    REASON_IMPRESSION_MODEL_VERSION,
+    REASON_IMPRESSION_POSITION,
+    REASON_IMPRESSION_STRING,
     REASON_INVALID_JSON,
     REASON_NOT_OBJECT,
     REASON_OPTIONAL_STRING,
+    REASON_PAGEVIEW_CLICK,
+    REASON_POSITION,
     REASON_PRODUCT_ACTION,
     REASON_PRODUCT_EVENT,
+    REASON_REQUEST_ID,
     REASON_REQUIRED_STRING,
+    REASON_SHOWN_SKUS,
     REASON_TIMESTAMP_RANGE,
     REASON_TIMESTAMP_TYPE,
     REQUIRED_STRING_FIELDS,
@@ -48,6 +61,7 @@ from recs_platform.warehouse.schema import (
 )
 
 _LINE_STAGING_CHUNK = 50_000
+_RAW_COLUMN_NAMES = tuple(column for column, _, _ in RAW_EVENT_COLUMNS)
 
 
 def ensure_raw_tables(conn: duckdb.DuckDBPyConnection) -> None:
@@ -144,6 +158,11 @@ def _optional_string(field: str) -> str:
     return f"coalesce({_type(field)}, 'NULL') IN ('VARCHAR', 'NULL')"
 
 
+def _is_null(field: str) -> str:
+    """Absent or JSON null."""
+    return f"coalesce({_type(field)}, 'NULL') = 'NULL'"
+
+
 def _integer(field: str) -> str:
     return f"coalesce({_type(field)} IN ('BIGINT', 'UBIGINT'), false)"
 
@@ -151,6 +170,23 @@ def _integer(field: str) -> str:
 def _epoch_ms_in_range(field: str) -> str:
     value = f"TRY_CAST({_text(field)} AS HUGEINT)"
     return f"coalesce({value} >= {MIN_EPOCH_MS} AND {value} < {MAX_EPOCH_MS}, false)"
+
+
+def _position_in_range(field: str) -> str:
+    value = f"TRY_CAST({_text(field)} AS HUGEINT)"
+    return f"coalesce({_integer(field)} AND {value} BETWEEN 1 AND {MAX_POSITION}, false)"
+
+
+# shown_skus: a non-empty array of distinct non-empty strings (every element's type is VARCHAR).
+# Its elements are read only for the impressions that reach this rule.
+_SHOWN_TYPES = "json_type(doc, '$.shown_skus[*]')"
+_SHOWN_TEXTS = "json_extract_string(doc, '$.shown_skus[*]')"
+_SHOWN_SKUS_OK = (
+    f"coalesce({_type('shown_skus')} = 'ARRAY'"
+    f" AND list_distinct({_SHOWN_TYPES}) = ['VARCHAR']"
+    f" AND NOT list_contains({_SHOWN_TEXTS}, '')"
+    f" AND len(list_distinct({_SHOWN_TEXTS})) = len({_SHOWN_TEXTS}), false)"
+)
 
 
 def _in_set(expression: str, values: tuple[str, ...]) -> str:
@@ -162,6 +198,14 @@ def _sql_string(text: str) -> str:
 
 
 _ACTION = _text("product_action")
+_EVENT_TYPE = _text("event_type")
+
+
+def _unless(event_type: str, rule: str) -> str:
+    """`rule` must hold for events of `event_type`; others pass."""
+    return f"{_EVENT_TYPE} <> {_sql_string(event_type)} OR ({rule})"
+
+
 # (rule that must hold, reason when it does not): the order and reasons of validate_event.
 _RULES: list[tuple[str, str]] = [
     ("doc IS NOT NULL", REASON_INVALID_JSON),
@@ -185,10 +229,37 @@ _RULES: list[tuple[str, str]] = [
     (_in_set(_text("event_type"), EVENT_TYPES), REASON_EVENT_TYPE),
     (f"{_ACTION} IS NULL OR {_in_set(_ACTION, PRODUCT_ACTIONS)}", REASON_PRODUCT_ACTION),
     (
-        f"{_text('event_type')} <> 'event_product' OR "
-        f"(coalesce({_text('product_sku')}, '') <> '' AND {_ACTION} IS NOT NULL)",
+        _unless(
+            "event_product", f"coalesce({_text('product_sku')}, '') <> '' AND {_ACTION} IS NOT NULL"
+        ),
         REASON_PRODUCT_EVENT,
     ),
+    (f"{_is_null('request_id')} OR {_required_string('request_id')}", REASON_REQUEST_ID),
+    (f"{_is_null('position')} OR {_position_in_range('position')}", REASON_POSITION),
+    (
+        _unless("event_product", f"({_is_null('request_id')}) = ({_is_null('position')})"),
+        REASON_CLICK_PAIR,
+    ),
+    (
+        _unless("pageview", f"{_is_null('request_id')} AND {_is_null('position')}"),
+        REASON_PAGEVIEW_CLICK,
+    ),
+    (_unless("impression", f"{_ACTION} IS NULL"), REASON_IMPRESSION_ACTION),
+    (_unless("impression", _is_null("position")), REASON_IMPRESSION_POSITION),
+    *[
+        (_unless("impression", _required_string(f)), REASON_IMPRESSION_STRING.format(field=f))
+        for f in IMPRESSION_STRING_FIELDS
+    ],
+    (_unless("impression", _optional_string("fallback")), REASON_IMPRESSION_FALLBACK),
+    (
+        _unless(
+            "impression",
+            f"{_required_string('model_version')} OR "
+            f"({_is_null('model_version')} AND {_required_string('fallback')})",
+        ),
+        REASON_IMPRESSION_MODEL_VERSION,
+    ),
+    (_unless("impression", _SHOWN_SKUS_OK), REASON_SHOWN_SKUS),
 ]
 _REJECTION_REASON_SQL = (
     "CASE "
@@ -213,7 +284,7 @@ def _replace_partition(conn: duckdb.DuckDBPyConnection, day: dt.date) -> None:
     )
     columns = ", ".join(
         f"CAST({_text(field)} AS BIGINT)" if field in TIMESTAMP_FIELDS else _text(field)
-        for field in CONTRACT_FIELDS
+        for field in COLUMN_FIELDS
     )
     conn.execute("BEGIN TRANSACTION")
     try:
@@ -221,7 +292,7 @@ def _replace_partition(conn: duckdb.DuckDBPyConnection, day: dt.date) -> None:
             conn.execute(f"DELETE FROM {RAW_SCHEMA}.{table} WHERE event_date = ?", [day])
         conn.execute(
             f"""
-            INSERT INTO {RAW_SCHEMA}.{EVENTS_TABLE}
+            INSERT INTO {RAW_SCHEMA}.{EVENTS_TABLE} ({", ".join(_RAW_COLUMN_NAMES)})
             SELECT {columns}, ?::DATE, doc, source_file, line_number
             FROM checked_lines WHERE reason IS NULL
             """,

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
-from recs_platform.events.contract import CONTRACT_FIELDS, InvalidEvent, parse_line
+from recs_platform.events.contract import COLUMN_FIELDS, InvalidEvent, parse_line
 from recs_platform.events.landing import CorruptFile, LandingFile, iter_lines_recovering
 from recs_platform.warehouse.schema import (
     EVENTS_TABLE,
@@ -39,8 +39,8 @@ _STAGING_TYPES = {
     # Parsed into the VARIANT when copied into raw.events: Snowflake allows no PARSE_JSON in VALUES.
     "payload_text": "VARCHAR",
 }
-# Staged good rows: the parsed contract columns, where the line came from, the line itself.
-_STAGED_EVENT_COLUMNS = (*CONTRACT_FIELDS, "source_file", "line_number", "payload_text")
+# Staged good rows: the typed columns of the contract, where the line came from, the line itself.
+_STAGED_EVENT_COLUMNS = (*COLUMN_FIELDS, "source_file", "line_number", "payload_text")
 _STAGED_REJECTED_COLUMNS = ("source_file", "line_number", "reason", "raw_line")
 
 
@@ -128,7 +128,7 @@ def _stage_file(
                 continue
             # parse_line accepted the bytes, so they are valid UTF-8.
             payload_text = line.decode("utf-8")
-            values = tuple(event.get(field) for field in CONTRACT_FIELDS)
+            values = tuple(event.get(field) for field in COLUMN_FIELDS)
             events.add(
                 (*values, key, line_number, payload_text),
                 # The parsed values repeat the line, hence twice its length.

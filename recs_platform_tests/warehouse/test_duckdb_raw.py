@@ -12,7 +12,10 @@ from recs_platform.warehouse.duckdb_raw import load_raw_events_partition
 from recs_platform_tests.factories import (
     BAD_LINES,
     DAY,
+    GOOD_CAROUSEL_LINES,
+    make_click,
     make_event,
+    make_impression,
     truncated_gzip,
     write_good_file,
     write_raw_file,
@@ -73,8 +76,36 @@ def test_a_day_is_loaded_with_every_contract_column_and_the_untouched_payload(co
     assert orjson.loads(rows[3][11])["coupon"] == "X1"
 
 
+def test_an_impression_and_its_click_land_with_their_fields_in_the_payload(conn, tmp_path):
+    impression = make_impression(1)
+    click = make_click(2, request_id=impression["request_id"])
+    write_good_file(tmp_path, [impression, click])
+    assert load(conn, tmp_path).rows == 2
+    rows = conn.execute(
+        "SELECT event_type, product_action, product_sku,"
+        " payload->>'$.request_id', payload->>'$.model_name', payload->>'$.model_version',"
+        " payload->>'$.variant', CAST(payload->'$.shown_skus' AS VARCHAR[]),"
+        " CAST(payload->>'$.position' AS INTEGER)"
+        " FROM raw.events ORDER BY line_number"
+    ).fetchall()
+    assert rows == [
+        (
+            "impression",
+            None,
+            "sku-0001",
+            "req-1",
+            "session-recommender",
+            "3",
+            "champion",
+            ["sku-0004", "sku-0002", "sku-0006"],
+            None,
+        ),
+        ("event_product", "detail", "sku-0002", "req-1", None, None, None, None, 2),
+    ]
+
+
 def test_the_sql_rules_give_the_same_verdicts_as_the_python_contract(conn, tmp_path):
-    lines = [line for line, _ in BAD_LINES] + [orjson.dumps(make_event(40))]
+    lines = [line for line, _ in BAD_LINES] + [orjson.dumps(make_event(40)), *GOOD_CAROUSEL_LINES]
     write_raw_file(tmp_path, DAY, "mixed.jsonl", b"\n".join(lines) + b"\n")
     load(conn, tmp_path)
     sql_reasons = dict(
@@ -87,7 +118,9 @@ def test_the_sql_rules_give_the_same_verdicts_as_the_python_contract(conn, tmp_p
         except InvalidEvent as error:
             python_reason = str(error)
         assert sql_reasons.get(number) == python_reason, line
-    assert conn.execute("SELECT count(*) FROM raw.events").fetchone() == (1,)
+    assert conn.execute("SELECT count(*) FROM raw.events").fetchone() == (
+        1 + len(GOOD_CAROUSEL_LINES),
+    )
 
 
 def test_bad_lines_never_hide_good_ones_and_are_kept_with_file_line_and_text(conn, tmp_path):
@@ -164,20 +197,27 @@ _ANY_JSON_VALUE = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.integers(min_value=-2, max_value=3),
     st.floats(allow_nan=False, allow_infinity=False),
-    st.sampled_from(["", "pageview", "event_product", "detail", "add", "purchase", "x"]),
+    st.sampled_from(
+        ["", "pageview", "event_product", "impression", "detail", "add", "purchase", "x"]
+    ),
     st.lists(st.integers(min_value=-5, max_value=5), max_size=2),
+    st.lists(st.sampled_from(["", "a", "b", None, 1]), max_size=3),
 )
+_BASE_EVENTS = [make_event(5), make_impression(5), make_click(5)]
+_FIELDS = sorted({field for event in _BASE_EVENTS for field in event})
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(
-    changes=st.dictionaries(st.sampled_from(list(make_event(0))), _ANY_JSON_VALUE, max_size=3),
-    removed=st.sets(st.sampled_from(list(make_event(0))), max_size=2),
+    base=st.sampled_from(_BASE_EVENTS),
+    changes=st.dictionaries(st.sampled_from(_FIELDS), _ANY_JSON_VALUE, max_size=3),
+    removed=st.sets(st.sampled_from(_FIELDS), max_size=2),
 )
-def test_sql_and_python_agree_on_random_events(tmp_path_factory, changes, removed):
+def test_sql_and_python_agree_on_random_events(tmp_path_factory, base, changes, removed):
     root = tmp_path_factory.mktemp("landing")
-    event = {k: v for k, v in make_event(5, **changes).items() if k not in removed}
+    event = {k: v for k, v in {**base, **changes}.items() if k not in removed}
     line = orjson.dumps(event)
     write_raw_file(root, DAY, "one.jsonl", line + b"\n")
     with duckdb.connect() as memory:

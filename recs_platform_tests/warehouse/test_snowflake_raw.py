@@ -59,6 +59,20 @@ def _event(number: int, day: dt.date = DAY, **overrides: Any) -> dict:
     return event
 
 
+def _impression(number: int, **overrides: Any) -> dict:
+    fields = {
+        "event_type": "impression",
+        "product_action": None,
+        "product_sku": "sku-anchor",
+        "request_id": f"req-{number}",
+        "shown_skus": ["sku-a", "sku-b", "sku-c"],
+        "model_name": "session-recommender",
+        "model_version": "7",
+        "variant": "challenger",
+    }
+    return _event(number, **{**fields, **overrides})
+
+
 def _line(event: dict) -> bytes:
     return orjson.dumps(event)
 
@@ -100,6 +114,11 @@ def build_landing_zone(root: Path) -> LandingZone:
         b'{"event_id": "\xff\xfe not utf-8"}',
         b"y" * (MAX_REJECTED_LINE_CHARS + 500),
         _line(_event(3)),
+        # The online loop: what a carousel showed, a click on it, and a broken one of each.
+        _line(_impression(4)),
+        _line(_event(5, product_sku="sku-b", request_id="req-4", position=2)),
+        _line(_impression(93, shown_skus=["sku-a", "sku-a"])),
+        _line(_event(94, product_sku="sku-b", request_id="req-4", position=0)),
     ]
     with LandingWriter(root, "web", file_stem="main") as writer:
         for line in main_lines:
@@ -284,9 +303,11 @@ def test_rejections_read_like_the_contract(landing, snowflake_conn):
         (3, "invalid JSON"),
         (4, "session_id missing or not a non-empty string"),
         (5, "client_ts missing or not an integer (epoch ms)"),
-        (6, "event_type not one of pageview, event_product"),
+        (6, "event_type not one of pageview, event_product, impression"),
         (8, "invalid JSON"),
         (9, "invalid JSON"),
+        (13, "impression needs shown_skus: a non-empty list of distinct non-empty strings"),
+        (14, "position not an integer from 1 to 2147483647 or null"),
     ]
     raw_lines = {line_number: raw_line for line_number, _, raw_line in rejected}
     assert raw_lines[3] == '{"event_id": "evt-broken",'
@@ -332,6 +353,24 @@ def test_payload_is_the_untouched_line_as_a_variant(landing, snowflake_conn):
     assert (arm, weight) == ("b", 2.5)
     assert payload_url == url == "/search?q=\"caf\u00e9\" 100% \\ 'quoted' \u20ac\U0001f600"
     assert orjson.loads(payload)["experiment"] == {"arm": "b", "weights": [1, 2.5], "note": None}
+
+
+def test_an_impression_and_its_click_keep_their_fields_in_the_payload(landing, snowflake_conn):
+    """What dbt reads on Snowflake: payload:request_id, payload:shown_skus, payload:position."""
+    landing.load(snowflake_conn)
+
+    rows = _rows(
+        snowflake_conn,
+        "SELECT event_type, product_sku, payload:request_id::VARCHAR, "
+        "payload:shown_skus[1]::VARCHAR, ARRAY_SIZE(payload:shown_skus), "
+        "payload:model_version::VARCHAR, payload:variant::VARCHAR, payload:position::INTEGER "
+        "FROM raw.events WHERE payload:request_id::VARCHAR = 'req-4' ORDER BY line_number",
+    )
+
+    assert rows == [
+        ("impression", "sku-anchor", "req-4", "sku-b", 3, "7", "challenger", None),
+        ("event_product", "sku-b", "req-4", None, None, None, None, 2),
+    ]
 
 
 def test_loading_twice_leaves_the_tables_as_loading_once(landing, snowflake_conn):
