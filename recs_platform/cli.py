@@ -188,18 +188,27 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.model is not None and args.endpoint_dir is not None:
         raise UsageError("give --model or --endpoint-dir, not both")
+    if args.challenger is not None and args.model is None:
+        raise UsageError("--challenger goes with --model (the champion)")
     endpoint_dir = None
     if args.model is None:
         endpoint_dir = args.endpoint_dir or settings.endpoint_dir
     try:
         config = ServerConfig(
-            model_source=args.model, endpoint_dir=endpoint_dir, torch_threads=args.torch_threads
+            model_source=args.model,
+            endpoint_dir=endpoint_dir,
+            torch_threads=args.torch_threads,
+            challenger_source=args.challenger,
+            challenger_share=args.challenger_share,
+            variant=args.variant,
         )
         app = create_app(config)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     source = args.model or f"the endpoint folder {endpoint_dir}"
+    if args.challenger is not None:
+        source += f" and the challenger {args.challenger} ({args.challenger_share:g} of sessions)"
     print(f"Inference server on http://{args.host}:{args.port} serving {source}", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
@@ -327,6 +336,25 @@ def build_parser() -> argparse.ArgumentParser:
         "$RECS_SERVE_MODEL, else follow the local endpoint folder ($RECS_DATA_DIR/endpoint)",
     )
     serve.add_argument("--endpoint-dir", type=Path, default=None)
+    serve.add_argument(
+        "--variant",
+        choices=["champion", "challenger"],
+        default=os.environ.get("RECS_SERVE_VARIANT") or "champion",
+        help="with --model alone: the variant its answers name (default $RECS_SERVE_VARIANT, "
+        "which a SageMaker production variant's model sets, else champion)",
+    )
+    serve.add_argument(
+        "--challenger",
+        default=None,
+        help="with --model: a second model folder or MLflow URI served beside it as the "
+        "challenger, to --challenger-share of sessions (by a hash of the session id)",
+    )
+    serve.add_argument(
+        "--challenger-share",
+        type=float,
+        default=0.0,
+        help="with --challenger: the share of sessions (0 to 1) it answers (default 0)",
+    )
     serve.add_argument("--host", default=os.environ.get("RECS_SERVE_HOST", "127.0.0.1"))
     # argparse passes a string default through `type` too: a bad RECS_SERVE_PORT is named.
     serve.add_argument(

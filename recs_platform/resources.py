@@ -30,6 +30,7 @@ from recs_platform.datasets.training import (
 )
 from recs_platform.events.landing import LandingFile, list_local_dates, list_local_partition
 from recs_platform.notifications import Alert
+from recs_platform.serving.inference import ChallengerPackage
 from recs_platform.settings import Settings
 from recs_platform.training import tracking
 from recs_platform.transform.dbt_invocation import DBT_EXECUTABLE, DBT_PROJECT_DIR
@@ -225,15 +226,23 @@ class S3ReportStore(ReportStore):
 
 
 class RecommendationEndpoint(dg.ConfigurableResource, ABC):
-    """Where the champion serves: deploy a packaged model, invoke what is deployed."""
+    """Where the champion (and a challenger beside it) serve: deploy packaged models, invoke
+    what is deployed."""
+
+    challenger_share: float = 0.0
+    """The share of sessions (0 to 1) a deployed challenger answers (RECS_CHALLENGER_SHARE)."""
 
     @abstractmethod
-    def deploy(self, package_folder: Path, version: str) -> dict[str, Any]:
-        """Serve the package; returns metadata (where, which version, what was done)."""
+    def deploy(
+        self, package_folder: Path, version: str, challenger: ChallengerPackage | None = None
+    ) -> dict[str, Any]:
+        """Serve the package as the champion and, when given, the challenger with its share;
+        returns metadata (where, which versions, what was done)."""
 
     @abstractmethod
-    def invoke(self, payload: dict[str, Any]) -> tuple[int, Any]:
-        """POST `payload` to the deployed model's /invocations: (status, answer document)."""
+    def invoke(self, payload: dict[str, Any], target_variant: str | None = None) -> tuple[int, Any]:
+        """POST `payload` to the deployed models' /invocations, to `target_variant` when given
+        (`champion`, `challenger`): (status, answer document)."""
 
 
 class LocalRecommendationEndpoint(RecommendationEndpoint):
@@ -249,23 +258,30 @@ class LocalRecommendationEndpoint(RecommendationEndpoint):
 
         return LocalEndpoint(Path(self.endpoint_dir), self.host, self.port, self.timeout_s)
 
-    def deploy(self, package_folder: Path, version: str) -> dict[str, Any]:
+    def deploy(
+        self, package_folder: Path, version: str, challenger: ChallengerPackage | None = None
+    ) -> dict[str, Any]:
         from recs_platform.serving.local_endpoint import EndpointError
 
         try:
-            deployment = self._endpoint().deploy(package_folder, version)
+            deployment = self._endpoint().deploy(package_folder, version, challenger)
         except EndpointError as error:
             raise dg.Failure(str(error)) from error
-        return {
+        metadata = {
             "endpoint_url": dg.MetadataValue.url(deployment.url),
             "model_version": deployment.version,
             "action": deployment.action,
             "package": deployment.package,
             "deploy_seconds": round(deployment.seconds, 2),
         }
+        if deployment.challenger_version is not None:
+            metadata["challenger_version"] = deployment.challenger_version
+            metadata["challenger_package"] = str(deployment.challenger_package)
+            metadata["challenger_share"] = deployment.challenger_share
+        return metadata
 
-    def invoke(self, payload: dict[str, Any]) -> tuple[int, Any]:
-        return self._endpoint().invoke(payload)
+    def invoke(self, payload: dict[str, Any], target_variant: str | None = None) -> tuple[int, Any]:
+        return self._endpoint().invoke(payload, target_variant=target_variant)
 
 
 class SageMakerRecommendationEndpoint(RecommendationEndpoint):
@@ -291,7 +307,9 @@ class SageMakerRecommendationEndpoint(RecommendationEndpoint):
     runtime_endpoint_url: str | None = None
     """Only to point the runtime client elsewhere (tests: a local inference server)."""
 
-    def deploy(self, package_folder: Path, version: str) -> dict[str, Any]:
+    def deploy(
+        self, package_folder: Path, version: str, challenger: ChallengerPackage | None = None
+    ) -> dict[str, Any]:
         from recs_platform.serving.sagemaker import (
             SageMakerDeployError,
             SageMakerTarget,
@@ -316,11 +334,16 @@ class SageMakerRecommendationEndpoint(RecommendationEndpoint):
         )
         try:
             deployment = deploy_to_sagemaker(
-                sagemaker, self.s3.get_client(), package_folder, version, target
+                sagemaker,
+                self.s3.get_client(),
+                package_folder,
+                version,
+                target,
+                challenger=challenger,
             )
         except SageMakerDeployError as error:
             raise dg.Failure(str(error)) from error
-        return {
+        metadata = {
             "endpoint_name": deployment.endpoint_name,
             "model_version": deployment.version,
             "action": deployment.action,
@@ -329,8 +352,14 @@ class SageMakerRecommendationEndpoint(RecommendationEndpoint):
             "model_data_url": deployment.model_data_url,
             "deploy_seconds": round(deployment.seconds, 2),
         }
+        if deployment.challenger_version is not None:
+            metadata["challenger_version"] = deployment.challenger_version
+            metadata["challenger_sagemaker_model"] = str(deployment.challenger_model_name)
+            metadata["challenger_model_data_url"] = str(deployment.challenger_model_data_url)
+            metadata["challenger_share"] = deployment.challenger_share
+        return metadata
 
-    def invoke(self, payload: dict[str, Any]) -> tuple[int, Any]:
+    def invoke(self, payload: dict[str, Any], target_variant: str | None = None) -> tuple[int, Any]:
         from recs_platform.serving.sagemaker_runtime import (
             invoke_sagemaker,
             sagemaker_runtime_client,
@@ -339,7 +368,7 @@ class SageMakerRecommendationEndpoint(RecommendationEndpoint):
         runtime = sagemaker_runtime_client(
             region_name=self.region_name, endpoint_url=self.runtime_endpoint_url
         )
-        return invoke_sagemaker(runtime, self.endpoint_name, payload)
+        return invoke_sagemaker(runtime, self.endpoint_name, payload, target_variant)
 
 
 class Notifier(dg.ConfigurableResource, ABC):
@@ -445,7 +474,9 @@ def resources_for(settings: Settings) -> dict[str, Any]:
             "landing": LocalLandingZone(root=str(settings.landing_dir)),
             "notifier": LocalFileNotifier(path=str(settings.data_dir / "alerts" / "alerts.jsonl")),
             "endpoint": LocalRecommendationEndpoint(
-                endpoint_dir=str(settings.endpoint_dir), port=settings.endpoint_port
+                endpoint_dir=str(settings.endpoint_dir),
+                port=settings.endpoint_port,
+                challenger_share=settings.challenger_share,
             ),
             "reports": LocalReportStore(root=str(settings.data_dir / "reports")),
             "warehouse": DuckDBWarehouse(duckdb=duckdb),
@@ -478,6 +509,7 @@ def resources_for(settings: Settings) -> dict[str, Any]:
             image_uri=dg.EnvVar("RECS_SAGEMAKER_IMAGE_URI"),
             role_arn=dg.EnvVar("RECS_SAGEMAKER_ROLE_ARN"),
             region_name=dg.EnvVar("AWS_REGION"),
+            challenger_share=settings.challenger_share,
         ),
         "reports": S3ReportStore(
             s3=s3, bucket=dg.EnvVar("RECS_LANDING_BUCKET"), prefix=settings.landing_prefix

@@ -30,6 +30,10 @@ class Settings:
     """The Dagster UI's address, for links in alerts (RECS_DAGSTER_URL)."""
     executor: str | None = None
     """`k8s`: every step in its own Kubernetes pod (RECS_EXECUTOR); None: the default."""
+    challenger_share: float = 0.0
+    """The share of sessions (0 to 1) the endpoint's challenger answers, when the registry has
+    one (RECS_CHALLENGER_SHARE; 0: deployed beside the champion, reached only when a request
+    names it). A session always sees the same variant (serving/inference.py)."""
 
     @property
     def landing_dir(self) -> Path:
@@ -78,9 +82,20 @@ class Settings:
             raise SettingsError(
                 f"RECS_EXECUTOR={executor!r} is not one of {', '.join(EXECUTORS)} (or unset)"
             )
+        share_text = environ.get("RECS_CHALLENGER_SHARE", "0").strip() or "0"
+        try:
+            challenger_share = float(share_text)
+        except ValueError:
+            challenger_share = float("nan")
+        if not 0.0 <= challenger_share <= 1.0:
+            raise SettingsError(
+                f"RECS_CHALLENGER_SHARE={share_text!r} is not a share of sessions between 0 and 1 "
+                "(0.1: a tenth of sessions see the challenger)"
+            )
         return cls(
             env=env,
             executor=executor,
+            challenger_share=challenger_share,
             dagster_url=environ.get("RECS_DAGSTER_URL", default_ui).strip() or None,
             endpoint_port=int(port_text),
             cors_origins=cors_origins,

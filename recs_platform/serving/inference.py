@@ -4,15 +4,23 @@ Request: `{"instances": [{"session": ["sku-a", "sku-b"], "k": 10}, ...]}`, or on
 `{"session": [...], "k": ...}`; `inputs` is taken for `instances` (MLflow's scoring server reads
 these records under `inputs` only: its `instances` is TF Serving's column format).
 
+An instance may also carry `session_id` (the tracker's session id, a string) and `variant`
+(`champion` or `challenger`). An endpoint holding two models (a champion and a challenger, with
+the challenger's share of sessions) answers each instance with one of them: the one `variant`
+forces (what SageMaker's `TargetVariant` does one level up), else the one the session id's hash
+picks (`variant_for_session`: a session always sees the same one), else, without a session id,
+the champion. An endpoint holding one model answers every instance with it, and refuses a
+`variant` it does not serve.
+
 Response: `{"predictions": [{"items": [...], "scores": [...], "unknown": [...], "fallback": null,
-"model": {...}}], "model": {...}}`, items best first.
+"model": {...}, "variant": "champion"}], "model": {...}}`, items best first.
 
 `predictions` is the one answer: the endpoint's `/invocations` returns it under `predictions`, and
 the MLflow model's `predict` (training/tracking.py) returns it as a DataFrame's records, so
 `mlflow models serve`, which answers a pyfunc's records as `{"predictions": [...]}`, answers what
-the endpoint answers. Each prediction names the model that made it; the top-level `model`, the
-same object, stays for the readers of the first contract (the probe, `/recommend`): MLflow's
-scoring server cannot add it.
+the endpoint answers. Each prediction names the model that made it and the variant it served
+as; the top-level `model`, the first prediction's, stays for the readers of the first contract
+(the probe, `/recommend`): MLflow's scoring server cannot add it.
 
 Rules, the same for every model:
 - the items of the session never come back (exclude-seen);
@@ -25,6 +33,8 @@ Anything else wrong with a request raises `InvalidRequest`, which the server ans
 
 from __future__ import annotations
 
+import enum
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -49,6 +59,14 @@ class InvalidRequest(ValueError):
     """A request the contract refuses; the message says why (the 400's JSON `error`)."""
 
 
+class Variant(enum.StrEnum):
+    """The role a model serves in: the champion, or the challenger it is measured against. The
+    same names are the SageMaker production variants' (serving/sagemaker.py)."""
+
+    CHAMPION = "champion"
+    CHALLENGER = "challenger"
+
+
 @dataclass(frozen=True)
 class Limits:
     max_body_bytes: int = 1_048_576
@@ -56,12 +74,17 @@ class Limits:
     max_session_items: int = 10_000
     max_scored_items: int = 200
     max_sku_chars: int = 256
+    max_session_id_chars: int = 256
 
 
 @dataclass(frozen=True)
 class Instance:
     session: tuple[str, ...]
     k: int
+    session_id: str | None = None
+    """The shopper's session id: what picks the variant, when the endpoint holds two."""
+    variant: Variant | None = None
+    """A variant the request forces."""
 
 
 @dataclass
@@ -167,14 +190,35 @@ def _instance(raw: Any, where: str, limits: Limits) -> Instance:
         raise InvalidRequest(f"{where}.k must be a whole number, not {_json_type(k)}")
     if k < 1:
         raise InvalidRequest(f"{where}.k must be at least 1, got {k}")
-    return Instance(session=tuple(session), k=k)
+    session_id = raw.get("session_id")
+    if session_id is not None:
+        if not isinstance(session_id, str) or not session_id:
+            raise InvalidRequest(
+                f"{where}.session_id must be a non-empty string, not {_json_type(session_id)}"
+            )
+        if len(session_id) > limits.max_session_id_chars:
+            raise InvalidRequest(
+                f"{where}.session_id is longer than {limits.max_session_id_chars} characters"
+            )
+    variant = raw.get("variant")
+    if variant is not None:
+        if variant not in Variant.__members__.values():
+            names = " or ".join(f'"{name}"' for name in Variant)
+            shown = repr(variant)[:40] if isinstance(variant, str) else _json_type(variant)
+            raise InvalidRequest(f"{where}.variant must be {names}, not {shown}")
+        variant = Variant(variant)
+    return Instance(session=tuple(session), k=k, session_id=session_id, variant=variant)
 
 
 def predictions(
-    model: LoadedModel, instances: Sequence[Instance], limits: Limits = Limits()
+    model: LoadedModel,
+    instances: Sequence[Instance],
+    limits: Limits = Limits(),
+    variant: Variant = Variant.CHAMPION,
 ) -> list[dict[str, Any]]:
-    """One prediction per instance (see the module docstring): what the endpoint and the MLflow
-    model both answer."""
+    """One prediction per instance by `model`, serving as `variant` (see the module docstring).
+
+    The instances' own `session_id` and `variant` are not looked at: `ServedModels` routes."""
     recommender = model.recommender
     index = recommender.item_index()
     catalogue = len(recommender.item_ids)
@@ -204,14 +248,134 @@ def predictions(
                 "unknown": unknown,
                 "fallback": fallback,
                 "model": described,
+                "variant": variant.value,
             }
         )
     return answers
 
 
-def predict(model: LoadedModel, instances: Sequence[Instance], limits: Limits = Limits()) -> dict:
-    """The endpoint's response document for `instances` (see the module docstring)."""
-    return {"predictions": predictions(model, instances, limits), "model": model.describe()}
+def session_bucket(session_id: str) -> float:
+    """Where a session id falls in [0, 1): the first 8 bytes of its SHA-256, as a fraction.
+
+    Uniform over session ids, the same in every process and on every machine (unlike Python's
+    `hash`), so the facade, a Lambda and the endpoint agree on a session's variant."""
+    digest = hashlib.sha256(session_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def variant_for_session(session_id: str | None, challenger_share: float) -> Variant:
+    """The variant a session sees when a `challenger_share` of sessions goes to the challenger:
+    the challenger when the session's bucket falls below the share; the champion without a
+    session id."""
+    if session_id is not None and session_bucket(session_id) < challenger_share:
+        return Variant.CHALLENGER
+    return Variant.CHAMPION
+
+
+def check_share(challenger_share: float) -> float:
+    """`challenger_share` as a float when it is a share of traffic (0 to 1); raises otherwise."""
+    share = float(challenger_share)
+    if not 0.0 <= share <= 1.0:  # NaN fails too
+        raise ValueError(f"challenger share {challenger_share!r} is not between 0 and 1")
+    return share
+
+
+@dataclass(frozen=True)
+class ServedModels:
+    """The models one endpoint process answers with, by variant, and the challenger's share.
+
+    With both a champion and a challenger, a request's instances are routed (module docstring);
+    with one model, every instance goes to it under its own variant's name (a SageMaker
+    production variant's container holds one model, and is told which variant it is)."""
+
+    models: Mapping[Variant, LoadedModel]
+    challenger_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ValueError("an endpoint serves at least one model")
+        if len(self.models) == 2 and Variant.CHAMPION not in self.models:
+            raise ValueError("two models are a champion and a challenger")
+        object.__setattr__(self, "challenger_share", check_share(self.challenger_share))
+
+    @classmethod
+    def single(cls, model: LoadedModel, variant: Variant = Variant.CHAMPION) -> ServedModels:
+        return cls({variant: model})
+
+    @classmethod
+    def pair(
+        cls, champion: LoadedModel, challenger: LoadedModel | None, challenger_share: float
+    ) -> ServedModels:
+        """The champion and, when there is one, the challenger with its share of sessions."""
+        if challenger is None:
+            return cls.single(champion)
+        return cls({Variant.CHAMPION: champion, Variant.CHALLENGER: challenger}, challenger_share)
+
+    @property
+    def champion(self) -> LoadedModel:
+        """The champion, or the one model a single-variant endpoint holds."""
+        return self.models.get(Variant.CHAMPION) or next(iter(self.models.values()))
+
+    def route(self, instance: Instance, where: str = "instance") -> Variant:
+        """The variant that answers `instance`; raises `InvalidRequest` for a forced variant
+        this endpoint does not serve."""
+        if instance.variant is not None:
+            if instance.variant not in self.models:
+                served = " and ".join(variant.value for variant in self.models)
+                raise InvalidRequest(
+                    f"{where}.variant is {instance.variant.value}, which this endpoint does "
+                    f"not serve (it serves {served})"
+                )
+            return instance.variant
+        if len(self.models) == 1:
+            return next(iter(self.models))
+        return variant_for_session(instance.session_id, self.challenger_share)
+
+    def predictions(
+        self, instances: Sequence[Instance], limits: Limits = Limits()
+    ) -> list[dict[str, Any]]:
+        """One prediction per instance, each by the model of its variant, in request order."""
+        routed = [
+            self.route(instance, f"instances[{row}]") for row, instance in enumerate(instances)
+        ]
+        if len(set(routed)) == 1:  # the usual case: no regrouping
+            (variant,) = set(routed)
+            return predictions(self.models[variant], instances, limits, variant)
+        answers: dict[int, dict[str, Any]] = {}
+        for variant in dict.fromkeys(routed):
+            rows = [row for row, chosen in enumerate(routed) if chosen is variant]
+            grouped = predictions(
+                self.models[variant], [instances[row] for row in rows], limits, variant
+            )
+            answers.update(zip(rows, grouped, strict=True))
+        return [answers[row] for row in range(len(instances))]
+
+    def describe(self) -> dict[str, Any]:
+        """What `/ping` says about each variant: its model, package and share of sessions."""
+        two = len(self.models) == 2
+        share = {
+            Variant.CHAMPION: 1.0 - self.challenger_share if two else 1.0,
+            Variant.CHALLENGER: self.challenger_share if two else 1.0,
+        }
+        return {
+            variant.value: {
+                "model": model.describe(),
+                "package": model.package,
+                "share": share[variant],
+            }
+            for variant, model in self.models.items()
+        }
+
+
+def predict(
+    served: LoadedModel | ServedModels, instances: Sequence[Instance], limits: Limits = Limits()
+) -> dict:
+    """The endpoint's response document for `instances` (see the module docstring); raises
+    `InvalidRequest` for a forced variant the endpoint does not serve."""
+    if isinstance(served, LoadedModel):
+        served = ServedModels.single(served)
+    answers = served.predictions(instances, limits)
+    return {"predictions": answers, "model": answers[0]["model"] if answers else None}
 
 
 def _json_type(value: Any) -> str:
@@ -275,6 +439,21 @@ def _registry_version(model_uri: str) -> str:
         return str(MlflowClient().get_model_version_by_alias(name, alias).version)
     _, _, number = reference.partition("/")
     return number if number.isdigit() else UNKNOWN_VERSION
+
+
+@dataclass(frozen=True)
+class ChallengerPackage:
+    """A packaged challenger (`package_model`) and the share of sessions (0 to 1) it answers:
+    what a deployment serves beside the champion's package."""
+
+    folder: Path
+    version: str
+    share: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "folder", Path(self.folder))
+        object.__setattr__(self, "version", str(self.version))
+        object.__setattr__(self, "share", check_share(self.share))
 
 
 def package_model(

@@ -2,14 +2,17 @@
 
 Layout of the endpoint folder:
 
-    current.json              which packaged model the server serves (it watches this file)
+    current.json              which packaged models the server serves: the champion and, when
+                              one is deployed, the challenger with its share of sessions (the
+                              server watches this file)
     models/v<version>-<id>/   packaged models (`inference.package_model`); the newest few kept
     server.json               pid, host and port of the process this folder started
     server.log                that process's output
 
-Deploying packages the model, points `current.json` at it and, if no server of this folder is
-running, starts one (detached, so it outlives the Dagster run); then waits until `/ping` says
-the new package is loaded. A running server swaps models without dropping a request.
+Deploying copies in the packaged models (a version already in the folder is reused), points
+`current.json` at them and, if no server of this folder is running, starts one (detached, so it
+outlives the Dagster run); then waits until `/ping` says the new packages and share are loaded.
+A running server swaps models without dropping a request; a new share alone reloads nothing.
 """
 
 from __future__ import annotations
@@ -23,12 +26,13 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
 
 from recs_platform.pids import pid_is_running
+from recs_platform.serving.inference import ChallengerPackage, Variant
 from recs_platform.serving.server import read_current, write_current
 
 MODELS_FOLDER = "models"
@@ -48,6 +52,9 @@ class Deployment:
     package: str
     action: str  # "started", "reloaded" or "unchanged"
     seconds: float
+    challenger_version: str | None = None
+    challenger_package: str | None = None
+    challenger_share: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -78,40 +85,77 @@ class LocalEndpoint:
             )
         return document
 
-    def invoke(self, payload: dict, timeout_s: float = 10.0) -> tuple[int, dict]:
-        response = httpx.post(f"{self.url}/invocations", json=payload, timeout=timeout_s)
+    def invoke(
+        self, payload: dict, timeout_s: float = 10.0, target_variant: str | None = None
+    ) -> tuple[int, dict]:
+        """POST `payload` to /invocations; `target_variant` forces the variant of every
+        instance, as SageMaker's TargetVariant does (the server reads the same header)."""
+        headers = {"X-Amzn-SageMaker-Target-Variant": target_variant} if target_variant else {}
+        response = httpx.post(
+            f"{self.url}/invocations", json=payload, headers=headers, timeout=timeout_s
+        )
         return response.status_code, response.json()
 
-    def deploy(self, package_folder: Path, version: str) -> Deployment:
-        """Serve the packaged model in `package_folder` (`inference.package_model`)."""
+    def deploy(
+        self, package_folder: Path, version: str, challenger: ChallengerPackage | None = None
+    ) -> Deployment:
+        """Serve the packaged model in `package_folder` (`inference.package_model`) as the
+        champion and, when given, the challenger beside it with its share of sessions."""
         started = time.monotonic()
+        version = str(version)
+        if challenger is not None and challenger.version == version:
+            raise ValueError(f"version {version} cannot be both the champion and the challenger")
         endpoint_dir = Path(self.endpoint_dir)
-        serving = self._serving_package()
+        serving = self._serving_variants()
         current = read_current(endpoint_dir)
-        if (
-            serving is not None
-            and current is not None
-            and current.get("version") == str(version)
-            and serving == current["model"]
-        ):
-            return Deployment(self.url, str(version), serving, "unchanged", 0.0)
-        package = f"{MODELS_FOLDER}/v{version}-{uuid.uuid4().hex[:8]}"
-        scratch = endpoint_dir / MODELS_FOLDER / f".{uuid.uuid4().hex}.tmp"
-        shutil.copytree(package_folder, scratch)
-        scratch.rename(endpoint_dir / package)
-        write_current(endpoint_dir, package, str(version))
+        packaged = _packages_by_version(current, endpoint_dir)
+        package = packaged.get(version) or self._copy_in(package_folder, version)
+        challenger_package = None
+        if challenger is not None:
+            challenger_package = packaged.get(challenger.version) or self._copy_in(
+                challenger.folder, challenger.version
+            )
+        wanted = _current_document(package, version, challenger_package, challenger)
+        result = Deployment(
+            self.url,
+            version,
+            package,
+            "unchanged",
+            0.0,
+            challenger.version if challenger else None,
+            challenger_package,
+            challenger.share if challenger else 0.0,
+        )
+        if serving is not None and current == wanted and _serves(serving, wanted):
+            return result
+        write_current(
+            endpoint_dir,
+            package,
+            version,
+            (challenger_package, challenger.version) if challenger_package and challenger else None,
+            challenger.share if challenger else 0.0,
+        )
         action = "reloaded"
         if serving is None:
             self._start_process()
             action = "started"
         try:
-            self._wait_for(package)
+            self._wait_for(wanted)
         except EndpointError:
-            if current is not None:  # the running server keeps (or goes back to) the old one
-                write_current(endpoint_dir, current["model"], current["version"])
+            if current is not None:  # the running server keeps (or goes back to) the old ones
+                _restore_current(endpoint_dir, current)
             raise
-        self._prune(keep=package)
-        return Deployment(self.url, str(version), package, action, time.monotonic() - started)
+        self._prune(keep={package, challenger_package} - {None})
+        return replace(result, action=action, seconds=time.monotonic() - started)
+
+    def _copy_in(self, package_folder: Path, version: str) -> str:
+        """Copy a package into the folder under a new name (atomically); its relative path."""
+        endpoint_dir = Path(self.endpoint_dir)
+        package = f"{MODELS_FOLDER}/v{version}-{uuid.uuid4().hex[:8]}"
+        scratch = endpoint_dir / MODELS_FOLDER / f".{uuid.uuid4().hex}.tmp"
+        shutil.copytree(package_folder, scratch)
+        scratch.rename(endpoint_dir / package)
+        return package
 
     def ensure_running(self) -> bool:
         """Start the server of this folder unless it runs; True when it was started here.
@@ -119,7 +163,7 @@ class LocalEndpoint:
         It answers /ping with 503 until a model is deployed into the folder.
         """
         if self.ping() is not None:
-            self._serving_package()  # raises unless it is this folder's server
+            self._serving_variants()  # raises unless it is this folder's server
             return False
         Path(self.endpoint_dir).mkdir(parents=True, exist_ok=True)
         self._start_process()
@@ -131,8 +175,9 @@ class LocalEndpoint:
             time.sleep(0.1)
         return True
 
-    def _serving_package(self) -> str | None:
-        """The package our running server serves; None when no server of this folder runs."""
+    def _serving_variants(self) -> dict | None:
+        """What our running server serves, by variant (`/ping`'s `variants`, empty before a
+        model is loaded); None when no server of this folder runs."""
         document = self.ping()
         if document is None:
             return None
@@ -142,7 +187,7 @@ class LocalEndpoint:
                 f"{self.url} is served by a process this endpoint folder did not start; "
                 "stop it or set RECS_ENDPOINT_PORT"
             )
-        return document.get("package")
+        return document.get("variants") or {}
 
     def _start_process(self) -> None:
         endpoint_dir = Path(self.endpoint_dir)
@@ -170,7 +215,8 @@ class LocalEndpoint:
         info = {"pid": process.pid, "host": self.host, "port": self.port}
         (endpoint_dir / SERVER_FILE).write_text(json.dumps(info))
 
-    def _wait_for(self, package: str) -> None:
+    def _wait_for(self, wanted: dict) -> None:
+        """Until `/ping` says the server serves what `wanted` (a `current.json`) names."""
         deadline = time.monotonic() + self.timeout_s
         last = None
         while time.monotonic() < deadline:
@@ -181,22 +227,22 @@ class LocalEndpoint:
                     f"ends with:\n{self._log_tail()}"
                 )
             last = self.ping()
-            if last is not None and last.get("package") == package:
+            if last is not None and _serves(last.get("variants") or {}, wanted):
                 return
             time.sleep(0.1)
         raise EndpointError(
-            f"{self.url} did not serve {package} within {self.timeout_s:.0f} s (last /ping: "
-            f"{last}); the previous model, if any, still serves. Log:\n{self._log_tail()}"
+            f"{self.url} did not serve {wanted} within {self.timeout_s:.0f} s (last /ping: "
+            f"{last}); the previous models, if any, still serve. Log:\n{self._log_tail()}"
         )
 
-    def _prune(self, keep: str) -> None:
+    def _prune(self, keep: set[str]) -> None:
         folder = Path(self.endpoint_dir) / MODELS_FOLDER
         packages = sorted(
             (path for path in folder.iterdir() if not path.name.startswith(".")),
             key=lambda path: path.stat().st_mtime,
         )
-        for path in packages[:-KEEP_PACKAGES]:
-            if f"{MODELS_FOLDER}/{path.name}" != keep:
+        for path in packages[: -max(KEEP_PACKAGES, len(keep))]:
+            if f"{MODELS_FOLDER}/{path.name}" not in keep:
                 shutil.rmtree(path, ignore_errors=True)
 
     def _server_info(self) -> dict | None:
@@ -222,6 +268,55 @@ class LocalEndpoint:
             os.kill(info["pid"], signal.SIGKILL)
         (Path(self.endpoint_dir) / SERVER_FILE).unlink(missing_ok=True)
         return True
+
+
+def _packages_by_version(current: dict | None, endpoint_dir: Path) -> dict[str, str]:
+    """The packages `current.json` names, by version, that are still in the folder: a version
+    deployed again (a challenger promoted to champion, a champion kept) is not copied twice."""
+    if current is None:
+        return {}
+    named = [current, *([current["challenger"]] if current.get("challenger") else [])]
+    return {
+        str(entry["version"]): entry["model"]
+        for entry in named
+        if (Path(endpoint_dir) / entry["model"] / "model-info.json").is_file()
+    }
+
+
+def _current_document(
+    package: str, version: str, challenger_package: str | None, challenger: ChallengerPackage | None
+) -> dict:
+    """The `current.json` that serves these packages (`server.write_current` writes it)."""
+    document: dict = {"model": package, "version": version}
+    if challenger is not None and challenger_package is not None:
+        document["challenger"] = {
+            "model": challenger_package,
+            "version": challenger.version,
+            "share": challenger.share,
+        }
+    return document
+
+
+def _serves(variants: dict, wanted: dict) -> bool:
+    """Whether `/ping`'s `variants` are what the `current.json` document `wanted` names."""
+    challenger = wanted.get("challenger")
+    expected = {Variant.CHAMPION.value: wanted["model"]}
+    if challenger:
+        expected[Variant.CHALLENGER.value] = challenger["model"]
+    if {name: entry.get("package") for name, entry in variants.items()} != expected:
+        return False
+    return not challenger or variants[Variant.CHALLENGER.value]["share"] == challenger["share"]
+
+
+def _restore_current(endpoint_dir: Path, current: dict) -> None:
+    challenger = current.get("challenger")
+    write_current(
+        endpoint_dir,
+        current["model"],
+        current["version"],
+        (challenger["model"], challenger["version"]) if challenger else None,
+        challenger["share"] if challenger else 0.0,
+    )
 
 
 def _alive(pid: int) -> bool:

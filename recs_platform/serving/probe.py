@@ -3,7 +3,10 @@
 The probe asks for a session of two known items, an empty session and a session of one SKU the
 catalogue cannot hold. A well-formed answer has one prediction per instance, k distinct catalogue
 items best first, none of the session's, the unknown SKU reported, the popularity fallback named
-where no item was known, and no model named but the version that was deployed.
+where no item was known, and no model named but the version that was deployed. With a variant
+(`champion`, `challenger`), every instance forces it, and every prediction must name it: an
+endpoint serving two models is probed once per variant, each against its own version and
+catalogue.
 """
 
 from __future__ import annotations
@@ -11,16 +14,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from recs_platform.serving.inference import Variant
+
 UNKNOWN_SKU = "recs-platform-probe-no-such-sku"
 PROBE_K = 5
 
 
-def probe_request(item_ids: Sequence[str], k: int = PROBE_K) -> dict[str, Any]:
+def probe_request(
+    item_ids: Sequence[str], k: int = PROBE_K, variant: Variant | None = None
+) -> dict[str, Any]:
+    forced = {"variant": variant.value} if variant is not None else {}
     return {
         "instances": [
-            {"session": list(item_ids[:2]), "k": k},
-            {"session": [], "k": k},
-            {"session": [UNKNOWN_SKU], "k": k},
+            {"session": list(item_ids[:2]), "k": k, **forced},
+            {"session": [], "k": k, **forced},
+            {"session": [UNKNOWN_SKU], "k": k, **forced},
         ]
     }
 
@@ -31,8 +39,10 @@ def probe_problems(
     answer: Any,
     expected_version: str,
     item_ids: Sequence[str],
+    expected_variant: Variant | None = None,
 ) -> list[str]:
-    """Everything wrong with the endpoint's answer to `request`; empty when it is right."""
+    """Everything wrong with the endpoint's answer to `request`; empty when it is right. With
+    `expected_variant`, every prediction must name that variant."""
     if status != 200:
         return [f"the endpoint answered {status}: {answer}"]
     if not isinstance(answer, dict) or not isinstance(answer.get("predictions"), list):
@@ -78,4 +88,8 @@ def probe_problems(
             problems.append(f"{where}: unknown {prediction.get('unknown')}, expected {unknown}")
         if not known and prediction.get("fallback") != "popularity":
             problems.append(f"{where}: no known item, yet no popularity fallback")
+        if expected_variant is not None and prediction.get("variant") != expected_variant:
+            problems.append(
+                f"{where}: answered by variant {prediction.get('variant')}, not {expected_variant}"
+            )
     return problems

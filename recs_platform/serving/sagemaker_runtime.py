@@ -31,8 +31,12 @@ def sagemaker_runtime_client(
     )
 
 
-def invoke_sagemaker(runtime: Any, endpoint_name: str, payload: dict) -> tuple[int, dict]:
-    """POST `payload` (the inference contract's request) through `invoke_endpoint`.
+def invoke_sagemaker(
+    runtime: Any, endpoint_name: str, payload: dict, target_variant: str | None = None
+) -> tuple[int, dict]:
+    """POST `payload` (the inference contract's request) through `invoke_endpoint`, to the
+    production variant `target_variant` when given (SageMaker's `TargetVariant`; else SageMaker
+    picks one by the variants' weights).
 
     Returns (200, the response document), or, when the container refuses the request, its HTTP
     status and `{"error": <its reason>}`; SageMaker's own refusals (no such endpoint, throttled)
@@ -40,12 +44,14 @@ def invoke_sagemaker(runtime: Any, endpoint_name: str, payload: dict) -> tuple[i
     `sagemaker_runtime_client`) raise.
     """
     _keep_container_reasons(runtime)
+    target = {"TargetVariant": target_variant} if target_variant is not None else {}
     try:
         response = runtime.invoke_endpoint(
             EndpointName=endpoint_name,
             ContentType=JSON_CONTENT_TYPE,
             Accept=JSON_CONTENT_TYPE,
             Body=orjson.dumps(payload),
+            **target,
         )
     except runtime.exceptions.ModelError as error:
         # SageMaker reached the container, which answered non-2xx: its status and body.

@@ -1,14 +1,24 @@
 """The inference server: SageMaker's container contract on a small ASGI app (uvicorn).
 
-`GET /ping` answers 200 once a model is loaded (with which one), 503 before. `POST /invocations`
-answers the contract of `inference.py`. The same handler also answers
+`GET /ping` answers 200 once a model is loaded (with which ones, by variant), 503 before.
+`POST /invocations` answers the contract of `inference.py`. The same handler also answers
 `POST /endpoints/<name>/invocations`, the path of the SageMaker runtime API, so boto3's
-`sagemaker-runtime` client pointed at a local endpoint (`endpoint_url=`) works unchanged.
+`sagemaker-runtime` client pointed at a local endpoint (`endpoint_url=`) works unchanged: its
+`TargetVariant` (the `X-Amzn-SageMaker-Target-Variant` header) forces the variant of every
+instance, and an answer from one variant names it in `X-Amzn-Invoked-Production-Variant`, which
+boto3 reads as `InvokedProductionVariant`, as SageMaker's own routing does.
 
-The model comes from a fixed source (`--model`: a folder or an MLflow URI) or from an endpoint
-folder, whose `current.json` names the packaged model to serve. The server watches that file;
-when it changes, the new model is loaded beside the old one, which keeps answering until the
-swap (hitless). A model that fails to load is logged and the old one stays.
+The models come from fixed sources (`--model`: a folder or an MLflow URI, and optionally
+`--challenger` with its share of sessions) or from an endpoint folder, whose `current.json` names
+the packaged champion to serve and, optionally, a challenger with its share. The server watches
+that file; when it changes, the new models are loaded beside the old ones, which keep answering
+until the swap (hitless); a package already loaded is reused (a new share reloads nothing). A
+model that fails to load is logged and the old ones stay.
+
+One process holding two models routes each instance as `inference.ServedModels` says (a session
+id's hash, a forced `variant`, else the champion). A process holding one model answers as the
+variant it is told (`ServerConfig.variant`, `recs-platform serve --variant`): what a SageMaker
+production variant's container is.
 """
 
 from __future__ import annotations
@@ -17,16 +27,20 @@ import json
 import logging
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import orjson
 
 from recs_platform.asgi import BodyTooLarge, read_body
 from recs_platform.serving.inference import (
+    Instance,
     InvalidRequest,
     Limits,
     LoadedModel,
+    ServedModels,
+    Variant,
+    check_share,
     load_model,
     parse_instances,
     predict,
@@ -35,6 +49,8 @@ from recs_platform.serving.inference import (
 log = logging.getLogger(__name__)
 
 CURRENT_FILE = "current.json"
+TARGET_VARIANT_HEADER = b"x-amzn-sagemaker-target-variant"
+INVOKED_VARIANT_HEADER = b"x-amzn-invoked-production-variant"
 _JSON = [(b"content-type", b"application/json")]
 _ACCEPTED_TYPES = (b"application/json", b"text/plain", b"")
 
@@ -43,6 +59,13 @@ _ACCEPTED_TYPES = (b"application/json", b"text/plain", b"")
 class ServerConfig:
     model_source: str | None = None
     """A model folder or MLflow URI, served for the server's lifetime."""
+    challenger_source: str | None = None
+    """With `model_source`: a second model, the challenger, served beside it."""
+    challenger_share: float = 0.0
+    """With `challenger_source`: the share of sessions (0 to 1) the challenger answers."""
+    variant: Variant = Variant.CHAMPION
+    """With `model_source` alone: the variant its answers name (a SageMaker production
+    variant's container serves one model, as the champion or as the challenger)."""
     endpoint_dir: Path | None = None
     """An endpoint folder: serve what its `current.json` names, following changes."""
     poll_seconds: float = 0.5
@@ -50,17 +73,25 @@ class ServerConfig:
     torch_threads: int | None = 1
     """torch's intra-op threads for torch models (None: torch's default, one per core).
 
-    One request at a time is scored, on small matrices: a second thread gains little when the
+    One request at a time is scored, on small matrices: a second thread buys ~0.2 ms when the
     machine is idle, and when another process holds a core every op waits for it at OpenMP's
-    barrier, so the throughput collapses on a shared machine (benchmarks/README.md, serving)."""
+    barrier (benchmarks/README.md: 29 instead of 793 requests/s on two cores)."""
 
     def __post_init__(self) -> None:
         if (self.model_source is None) == (self.endpoint_dir is None):
             raise ValueError("give exactly one of a model source and an endpoint folder")
+        if self.challenger_source is not None and self.model_source is None:
+            raise ValueError("a challenger source goes with a model source (the champion)")
+        object.__setattr__(self, "variant", Variant(self.variant))
+        if self.challenger_source is not None and self.variant is not Variant.CHAMPION:
+            raise ValueError("with a challenger beside it, the model source is the champion")
+        object.__setattr__(self, "challenger_share", check_share(self.challenger_share))
 
 
 def read_current(endpoint_dir: Path) -> dict | None:
-    """What `current.json` says (`{"model": <folder relative to endpoint_dir>, ...}`), if any."""
+    """What `current.json` says, if anything: `{"model": <champion's folder, relative to
+    endpoint_dir>, "version": ..., "challenger": {"model": ..., "version": ..., "share": ...}}`,
+    `challenger` only when one is deployed."""
     path = Path(endpoint_dir) / CURRENT_FILE
     try:
         return json.loads(path.read_text())
@@ -68,16 +99,32 @@ def read_current(endpoint_dir: Path) -> dict | None:
         return None
 
 
-def write_current(endpoint_dir: Path, model_folder: str, version: str) -> None:
-    """Point the endpoint at `model_folder` (relative to it), atomically."""
+def write_current(
+    endpoint_dir: Path,
+    model_folder: str,
+    version: str,
+    challenger: tuple[str, str] | None = None,
+    challenger_share: float = 0.0,
+) -> None:
+    """Point the endpoint at the champion in `model_folder` (relative to it) and, when given,
+    the challenger `(folder, version)` answering `challenger_share` of sessions; atomically."""
     endpoint_dir = Path(endpoint_dir)
+    document: dict = {"model": model_folder, "version": str(version)}
+    if challenger is not None:
+        folder, challenger_version = challenger
+        document["challenger"] = {
+            "model": folder,
+            "version": str(challenger_version),
+            "share": check_share(challenger_share),
+        }
     temporary = endpoint_dir / f".{CURRENT_FILE}.tmp"
-    temporary.write_text(json.dumps({"model": model_folder, "version": str(version)}))
+    temporary.write_text(json.dumps(document))
     temporary.replace(endpoint_dir / CURRENT_FILE)
 
 
 class ModelWatcher:
-    """Loads what the endpoint folder's `current.json` names whenever it changes."""
+    """Loads what the endpoint folder's `current.json` names whenever it changes; `on_loaded`
+    gets the `ServedModels`."""
 
     def __init__(self, endpoint_dir: Path, poll_seconds: float, on_loaded):
         self.endpoint_dir = Path(endpoint_dir)
@@ -85,6 +132,8 @@ class ModelWatcher:
         self.on_loaded = on_loaded
         self.last_error: str | None = None
         self._seen: dict | None = None
+        self._loaded: dict[str, LoadedModel] = {}
+        """The packages loaded last time, by folder: reused when named again."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="model-watcher", daemon=True)
 
@@ -105,17 +154,29 @@ class ModelWatcher:
         if current is None or current == self._seen:
             return
         self._seen = current
-        folder = self.endpoint_dir / current["model"]
+        challenger = current.get("challenger")
         try:
-            model = load_model(folder)
+            champion_model = self._load(current["model"])
+            challenger_model = self._load(challenger["model"]) if challenger else None
+            served = ServedModels.pair(
+                champion_model, challenger_model, challenger["share"] if challenger else 0.0
+            )
         except Exception as error:  # a broken package must not take the endpoint down
-            self.last_error = f"could not load {folder}: {error}"
-            log.exception("could not load %s; the previous model keeps serving", folder)
+            self.last_error = f"could not serve {CURRENT_FILE} {current}: {error}"
+            log.exception("could not serve %s; the previous models keep serving", current)
             return
-        model.package = current["model"]
+        self._loaded = {model.package: model for model in served.models.values()}
         self.last_error = None
-        log.info("serving %s version %s from %s", model.name, model.version, folder)
-        self.on_loaded(model)
+        for variant, model in served.models.items():
+            log.info("%s: %s version %s from %s", variant, model.name, model.version, model.package)
+        self.on_loaded(served)
+
+    def _load(self, package: str) -> LoadedModel:
+        if package in self._loaded:
+            return self._loaded[package]
+        model = load_model(self.endpoint_dir / package)
+        model.package = package
+        return model
 
     def _run(self) -> None:
         while not self._stop.wait(self.poll_seconds):
@@ -125,15 +186,26 @@ class ModelWatcher:
 class InferenceApp:
     def __init__(self, config: ServerConfig):
         self.config = config
-        self.model: LoadedModel | None = None
+        self.served: ServedModels | None = None
         self.watcher: ModelWatcher | None = None
         if config.model_source is not None:
-            self.use(load_model(config.model_source))
+            champion = load_model(config.model_source)
+            if config.challenger_source is None:
+                self.use(ServedModels.single(champion, config.variant))
+            else:
+                challenger = load_model(config.challenger_source)
+                self.use(ServedModels.pair(champion, challenger, config.challenger_share))
 
-    def use(self, model: LoadedModel) -> None:
+    @property
+    def model(self) -> LoadedModel | None:
+        """The champion (or the one model) served now."""
+        return self.served.champion if self.served is not None else None
+
+    def use(self, served: ServedModels) -> None:
         limit_torch_threads(self.config.torch_threads)
-        model.popularity_ranking()  # warm before the swap: the first request pays nothing
-        self.model = model  # one reference assignment: requests see the old or the new model
+        for model in served.models.values():
+            model.popularity_ranking()  # warm before the swap: the first request pays nothing
+        self.served = served  # one reference assignment: requests see the old or the new models
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
@@ -141,8 +213,14 @@ class InferenceApp:
             return
         if scope["type"] != "http":
             return
-        status, body = await self._respond(scope, receive)
-        await send({"type": "http.response.start", "status": status, "headers": _JSON})
+        if scope["method"] == "POST" and (
+            scope["path"] == "/invocations" or _is_runtime_path(scope["path"])
+        ):
+            status, body, headers = await self._invocations(scope, receive)
+        else:
+            status, body = self._respond(scope)
+            headers = _JSON
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def _lifespan(self, receive, send) -> None:
@@ -161,40 +239,73 @@ class InferenceApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _respond(self, scope, receive) -> tuple[int, bytes]:
+    def _respond(self, scope) -> tuple[int, bytes]:
+        """Everything but an invocation."""
         method, path = scope["method"], scope["path"]
         if path == "/ping" and method == "GET":
             return self._ping()
-        if method == "POST" and (path == "/invocations" or _is_runtime_path(path)):
-            return await self._invocations(scope, receive)
         if path == "/ping" or path == "/invocations":
             return 405, _error(f"{method} {path} is not allowed")
         return 404, _error(f"no route {method} {path}: the endpoint has /ping and /invocations")
 
     def _ping(self) -> tuple[int, bytes]:
-        model = self.model
-        if model is None:
+        served = self.served
+        if served is None:
             reason = self.watcher.last_error if self.watcher else None
             return 503, orjson.dumps({"status": "no model loaded", "error": reason})
+        champion = served.champion
         return 200, orjson.dumps(
-            {"status": "ok", "model": model.describe(), "package": model.package}
+            {
+                "status": "ok",
+                "model": champion.describe(),
+                "package": champion.package,
+                "variants": served.describe(),
+            }
         )
 
-    async def _invocations(self, scope, receive) -> tuple[int, bytes]:
+    async def _invocations(self, scope, receive) -> tuple[int, bytes, list]:
+        """Status, body and headers of an invocation's answer."""
         content_type = _header(scope, b"content-type").split(b";")[0].strip().lower()
         if content_type not in _ACCEPTED_TYPES:
-            return 415, _error(f"content type {content_type.decode('latin-1')!r}: send JSON")
-        model = self.model
-        if model is None:
-            return 503, _error("no model loaded yet")
+            reason = f"content type {content_type.decode('latin-1')!r}: send JSON"
+            return 415, _error(reason), _JSON
+        served = self.served
+        if served is None:
+            return 503, _error("no model loaded yet"), _JSON
         try:
             body = await read_body(receive, self.config.limits.max_body_bytes)
             instances = parse_instances(body, self.config.limits)
+            target = _header(scope, TARGET_VARIANT_HEADER).decode("latin-1")
+            if target:
+                instances = _targeted(instances, target)
+            answer = predict(served, instances, self.config.limits)
         except InvalidRequest as error:
-            return 400, _error(str(error))
+            return 400, _error(str(error)), _JSON
         except BodyTooLarge as error:
-            return 413, _error(str(error))
-        return 200, orjson.dumps(predict(model, instances, self.config.limits))
+            return 413, _error(str(error)), _JSON
+        variants = {prediction["variant"] for prediction in answer["predictions"]}
+        if len(variants) == 1:
+            return (
+                200,
+                orjson.dumps(answer),
+                [*_JSON, (INVOKED_VARIANT_HEADER, variants.pop().encode())],
+            )
+        return 200, orjson.dumps(answer), _JSON
+
+
+def _targeted(instances: list[Instance], target: str) -> list[Instance]:
+    """The instances, each forced to the request's target variant (SageMaker's TargetVariant)."""
+    if target not in Variant.__members__.values():
+        names = " or ".join(Variant)
+        raise InvalidRequest(f"target variant {target[:40]!r} is not {names}")
+    variant = Variant(target)
+    for position, instance in enumerate(instances):
+        if instance.variant not in (None, variant):
+            raise InvalidRequest(
+                f"instances[{position}].variant is {instance.variant}, but the request "
+                f"targets variant {variant}"
+            )
+    return [replace(instance, variant=variant) for instance in instances]
 
 
 def _header(scope, name: bytes) -> bytes:

@@ -2,7 +2,10 @@
 and choose one (`pipeline.train_and_choose`), log everything (params, per-model metrics, the
 table, the selection, the checklist, plots), register the chosen model as a new version of
 `session-recommender`, compare it with the champion on the same test targets, and move alias
-`champion` to it when its checklist passes and it wins.
+`champion` to it when its checklist passes and it wins (retiring alias `challenger`), else alias
+`challenger` to it when its checklist passes: the endpoint then serves it to a configured share
+of sessions beside the champion (training/tracking.py). A version that fails its checklist
+changes no alias.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class Retrain:
     comparison: ChampionComparison  # against `comparison.champion_version`, the one before
     promoted: bool  # alias `champion` moved to the new version
     champion_version: str | None  # after the run
+    challenger: bool = False  # alias `challenger` moved to the new version
 
 
 def retrain(
@@ -66,11 +70,25 @@ def retrain(
             "evaluation/champion_comparison.json",
         )  # fmt: skip
         promoted = outcome.checklist.passed and comparison.beats_champion
+        challenger = outcome.checklist.passed and not promoted
         if promoted:
             tracking.promote(logged.version, client)
-        mlflow.set_tag("promoted_to_champion", str(promoted).lower())
+        elif challenger:
+            tracking.make_challenger(logged.version, client)
+        mlflow.set_tags(
+            {
+                "promoted_to_champion": str(promoted).lower(),
+                "became_challenger": str(challenger).lower(),
+            }
+        )
     return Retrain(
-        outcome, run.info.run_id, logged, comparison, promoted, tracking.champion_version(client)
+        outcome,
+        run.info.run_id,
+        logged,
+        comparison,
+        promoted,
+        tracking.champion_version(client),
+        challenger,
     )
 
 

@@ -1,7 +1,15 @@
-"""MLflow: where runs go, the recommender as a pyfunc model, the registry and its champion alias.
+"""MLflow: where runs go, the recommender as a pyfunc model, the registry and its aliases.
 
 Locally the tracking store is a sqlite file and artifacts a folder, both under the data directory;
 in production any tracking server named by `MLFLOW_TRACKING_URI`. Nothing here imports Dagster.
+
+Two aliases of `session-recommender` say what serves (`recommendation_endpoint` deploys them):
+- `champion`: the version that answers the shop's sessions; a retrain moves it to its new
+  version when that passes its checklist and beats the champion offline (training/retrain.py).
+- `challenger`: the latest version that passed its checklist without becoming champion; it
+  answers a configured share of sessions beside the champion, so the two are compared on live
+  traffic. A new champion retires it (the alias is removed); `serving_versions` leaves it out
+  when it names the champion's version (after a challenger is promoted by hand, say).
 """
 
 from __future__ import annotations
@@ -28,14 +36,15 @@ from recs_platform.serving.inference import (
     UNKNOWN_VERSION,
     InvalidRequest,
     LoadedModel,
+    ServedModels,
     instances_from_records,
     load_model,
     package_model,
-    predictions,
 )
 
 REGISTERED_MODEL = "session-recommender"
 CHAMPION = "champion"
+CHALLENGER = "challenger"
 EXPERIMENT = "session-recommender"
 # The pyfunc's artifact: the folder an endpoint serves (`inference.package_model`).
 PACKAGE_ARTIFACT = "package"
@@ -65,11 +74,13 @@ def use_experiment(tracking_uri: str, experiment: str, artifact_location: str | 
 class SessionRecommenderModel(mlflow.pyfunc.PythonModel):
     """The pyfunc face of any `SessionRecommender`, answering the endpoint's contract.
 
-    Input: rows with `session` (skus, oldest first) and optionally `k`, as a DataFrame or as the
-    records themselves (`[{"session": [...], "k": 10}]`, what `/invocations` takes under
-    `instances` or `inputs`). Output: a DataFrame of `inference.predictions`, a row per input
-    row (`items`, `scores`, `unknown`, `fallback`, `model`): its records are the list the endpoint
-    answers under `predictions`, and what `mlflow models serve` answers under the same name.
+    Input: rows with `session` (skus, oldest first) and optionally `k`, `session_id` and
+    `variant`, as a DataFrame or as the records themselves (`[{"session": [...], "k": 10}]`,
+    what `/invocations` takes under `instances` or `inputs`). Output: a DataFrame of
+    `inference.predictions`, a row per input row (`items`, `scores`, `unknown`, `fallback`,
+    `model`, `variant`): its records are the list the endpoint answers under `predictions`, and
+    what `mlflow models serve` answers under the same name. One model answers, as an endpoint
+    holding one model does: as the champion, refusing rows that force the challenger.
     """
 
     def load_context(self, context) -> None:
@@ -94,7 +105,10 @@ class SessionRecommenderModel(mlflow.pyfunc.PythonModel):
             instances = instances_from_records(rows)
         except InvalidRequest as error:
             raise MlflowException.invalid_parameter_value(str(error)) from None
-        answers = predictions(self.loaded_model, instances)
+        try:
+            answers = ServedModels.single(self.loaded_model).predictions(instances)
+        except InvalidRequest as error:
+            raise MlflowException.invalid_parameter_value(str(error)) from None
         return pd.DataFrame(answers, columns=SIGNATURE.outputs.input_names())
 
 
@@ -107,6 +121,10 @@ def _as_json(row: dict[str, Any]) -> dict[str, Any]:
         record["session"] = list(session)
     if isinstance(record.get("session"), list):
         record["session"] = [str(sku) if isinstance(sku, str) else sku for sku in record["session"]]
+    for optional in ("session_id", "variant"):  # absent from some rows: None or NaN in others
+        value = record.get(optional)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            record.pop(optional, None)
     k = record.get("k")
     if k is None or (isinstance(k, float) and math.isnan(k)):
         record.pop("k", None)
@@ -123,6 +141,8 @@ SIGNATURE = ModelSignature(
         [
             ColSpec(Array(DataType.string), "session"),
             ColSpec(AnyType(), "k", required=False),
+            ColSpec(AnyType(), "session_id", required=False),
+            ColSpec(AnyType(), "variant", required=False),
         ]
     ),
     outputs=Schema(
@@ -143,6 +163,7 @@ SIGNATURE = ModelSignature(
                 ),
                 "model",
             ),
+            ColSpec(DataType.string, "variant"),
         ]
     ),
 )
@@ -208,16 +229,55 @@ def load_registered(model_uri: str) -> SessionRecommender:
     return pyfunc.unwrap_python_model().recommender
 
 
-def champion_version(client: MlflowClient | None = None) -> str | None:
-    """The version that alias `champion` points at, or None when there is none yet."""
+def alias_version(alias: str, client: MlflowClient | None = None) -> str | None:
+    """The version `alias` points at, or None when it points nowhere (or no model exists)."""
     client = client or MlflowClient()
     try:
-        return str(client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION).version)
+        return str(client.get_model_version_by_alias(REGISTERED_MODEL, alias).version)
     except MlflowException as error:
         if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None
         raise
 
 
+def champion_version(client: MlflowClient | None = None) -> str | None:
+    """The version that alias `champion` points at, or None when there is none yet."""
+    return alias_version(CHAMPION, client)
+
+
+@dataclass(frozen=True)
+class ServingVersions:
+    """What the endpoint serves: the champion's version, and the challenger's when there is one
+    that is not the champion."""
+
+    champion: str | None
+    challenger: str | None
+
+
+def serving_versions(client: MlflowClient | None = None) -> ServingVersions:
+    """The versions aliases `champion` and `challenger` point at; the challenger is None when
+    the alias is absent or names the champion's version."""
+    client = client or MlflowClient()
+    champion = alias_version(CHAMPION, client)
+    challenger = alias_version(CHALLENGER, client)
+    return ServingVersions(champion, challenger if challenger != champion else None)
+
+
 def promote(version: str, client: MlflowClient | None = None) -> None:
-    (client or MlflowClient()).set_registered_model_alias(REGISTERED_MODEL, CHAMPION, version)
+    """Alias `champion` to `version`; a challenger alias is removed (its comparison was with
+    the champion before)."""
+    client = client or MlflowClient()
+    client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION, version)
+    retire_challenger(client)
+
+
+def make_challenger(version: str, client: MlflowClient | None = None) -> None:
+    """Alias `challenger` to `version` (the endpoint serves it beside the champion)."""
+    (client or MlflowClient()).set_registered_model_alias(REGISTERED_MODEL, CHALLENGER, version)
+
+
+def retire_challenger(client: MlflowClient | None = None) -> None:
+    """Remove alias `challenger`, if it is set."""
+    client = client or MlflowClient()
+    if alias_version(CHALLENGER, client) is not None:
+        client.delete_registered_model_alias(REGISTERED_MODEL, CHALLENGER)

@@ -160,12 +160,16 @@ def test_create_then_the_same_version_again_is_unchanged(
         EndpointConfigName=deployment.endpoint_config_name
     )
     (variant,) = config["ProductionVariants"]
-    assert variant["VariantName"] == "AllTraffic"
+    assert variant["VariantName"] == "champion"
     assert variant["ModelName"] == deployment.model_name
     model = moto_sagemaker.describe_model(ModelName=deployment.model_name)
     assert model["PrimaryContainer"]["Image"] == IMAGE
     assert model["PrimaryContainer"]["ModelDataUrl"] == deployment.model_data_url
-    assert model["PrimaryContainer"]["Environment"] == {"RECS_MODEL_VERSION": "3"}
+    # The container is told which variant it is: its answers name it.
+    assert model["PrimaryContainer"]["Environment"] == {
+        "RECS_MODEL_VERSION": "3",
+        "RECS_SERVE_VARIANT": "champion",
+    }
     assert model["ExecutionRoleArn"] == ROLE
     for arn in (model["ModelArn"], config["EndpointConfigArn"]):
         tags = moto_sagemaker.list_tags(ResourceArn=arn)["Tags"]
@@ -242,7 +246,7 @@ def _expect_serving_version_3(stubber: Stubber, bucket: str) -> None:
             "EndpointConfigArn": f"arn:aws:sagemaker:us-east-1:123:endpoint-config/{OLD_CONFIG}",
             "ProductionVariants": [
                 {
-                    "VariantName": "AllTraffic",
+                    "VariantName": "champion",
                     "ModelName": OLD_CONFIG,
                     "InstanceType": "ml.m5.large",
                     "InitialInstanceCount": 1,
@@ -260,7 +264,7 @@ def _expect_serving_version_3(stubber: Stubber, bucket: str) -> None:
             "PrimaryContainer": {
                 "Image": IMAGE,
                 "ModelDataUrl": _url(bucket, "3"),
-                "Environment": {"RECS_MODEL_VERSION": "3"},
+                "Environment": {"RECS_MODEL_VERSION": "3", "RECS_SERVE_VARIANT": "champion"},
             },
             "CreationTime": DEPLOYED_AT,
         },
@@ -279,7 +283,7 @@ def _expect_model_and_config(stubber: Stubber, bucket: str, version: str = "4") 
             "PrimaryContainer": {
                 "Image": IMAGE,
                 "ModelDataUrl": _url(bucket, version),
-                "Environment": {"RECS_MODEL_VERSION": version},
+                "Environment": {"RECS_MODEL_VERSION": version, "RECS_SERVE_VARIANT": "champion"},
             },
             "ExecutionRoleArn": ROLE,
             "Tags": tags,
@@ -292,7 +296,7 @@ def _expect_model_and_config(stubber: Stubber, bucket: str, version: str = "4") 
             "EndpointConfigName": name,
             "ProductionVariants": [
                 {
-                    "VariantName": "AllTraffic",
+                    "VariantName": "champion",
                     "ModelName": name,
                     "InstanceType": "ml.m5.large",
                     "InitialInstanceCount": 1,

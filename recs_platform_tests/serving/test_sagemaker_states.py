@@ -11,6 +11,7 @@ ENDINGS = {
     DeploymentState.UNCHANGED,
     DeploymentState.CREATED,
     DeploymentState.UPDATED,
+    DeploymentState.REWEIGHTED,
     DeploymentState.ABORTED,
     DeploymentState.ROLLED_BACK,
     DeploymentState.ROLLING_BACK,
@@ -42,11 +43,21 @@ def test_the_states_a_deployment_ends_in_have_no_exits_and_every_other_leads_to_
     assert DeploymentState.STARTED not in set().union(*TRANSITIONS.values())
 
 
-def test_a_deployment_changes_the_endpoint_only_after_staging() -> None:
+def test_a_deployment_changes_the_endpoint_only_after_staging_or_by_its_weights() -> None:
+    """New models need a new config (staging); the same models with a new share of traffic
+    only get new weights (reweighting), never a rollback."""
     assert TRANSITIONS[DeploymentState.STARTED] == {
         DeploymentState.UNCHANGED,
         DeploymentState.ABORTED,
         DeploymentState.STAGING,
+        DeploymentState.REWEIGHTING,
+    }
+    assert TRANSITIONS[DeploymentState.REWEIGHTING] == {
+        DeploymentState.REWEIGHTED,
+        DeploymentState.FAILED,
+        DeploymentState.TIMED_OUT,
+        DeploymentState.GONE,
+        DeploymentState.UNKNOWN,
     }
     # A SageMaker rollback (its own, or ours after a Failed update) follows an update only.
     assert {
@@ -58,11 +69,12 @@ def test_a_deployment_changes_the_endpoint_only_after_staging() -> None:
 
 def test_the_successful_endings_read_as_the_deployments_action() -> None:
     """The asset's `action` metadata is the state's string."""
-    assert [DeploymentState.CREATED, DeploymentState.UPDATED, DeploymentState.UNCHANGED] == [
-        "created",
-        "updated",
-        "unchanged",
-    ]
+    assert [
+        DeploymentState.CREATED,
+        DeploymentState.UPDATED,
+        DeploymentState.REWEIGHTED,
+        DeploymentState.UNCHANGED,
+    ] == ["created", "updated", "reweighted", "unchanged"]
     assert DeploymentState.ROLLED_BACK.value == "rolled-back"
     assert type(DeploymentState.CREATED.value) is str
 
