@@ -122,6 +122,9 @@ BAD_LINES: list[tuple[bytes, str]] = [
         orjson.dumps(make_event(14, product_action=None)),
         "event_product needs product_sku and product_action",
     ),
+]
+# The online loop's broken rules (part of BAD_LINES), each with its reason.
+CAROUSEL_BAD_LINES: list[tuple[bytes, str]] = [
     # A carousel click: request_id and position, both or neither, well typed.
     (orjson.dumps(make_click(15, request_id="")), "request_id not a non-empty string or null"),
     (orjson.dumps(make_click(16, request_id=42)), "request_id not a non-empty string or null"),
@@ -186,6 +189,8 @@ BAD_LINES: list[tuple[bytes, str]] = [
         SHOWN_SKUS_REASON,
     ),
 ]
+
+BAD_LINES += CAROUSEL_BAD_LINES
 
 # Good lines of the online loop, which every loader must keep.
 GOOD_CAROUSEL_LINES: list[bytes] = [

@@ -58,6 +58,10 @@ def _too_long(event: Mapping[str, Any], limit: int) -> str | None:
     for name, value in event.items():
         if type(value) is str and len(value) > limit:
             return f"{name} longer than {limit} characters"
+        if type(value) is list:  # shown_skus
+            for item in value:
+                if type(item) is str and len(item) > limit:
+                    return f"an item of {name} longer than {limit} characters"
     return None
 
 
@@ -144,6 +148,10 @@ def events_from_json_body(
 
 # Query parameters of the pixel: our contract names, plus short aliases.
 _PIXEL_ALIASES = {"sku": "product_sku", "action": "product_action", "ts": "client_ts"}
+# An impression's shown_skus travel comma-separated, as /recommend's session does.
+_PIXEL_LISTS = ("shown_skus",)
+_PIXEL_INTEGERS = ("position",)
+_MAX_INTEGER_DIGITS = 19
 
 
 class EventRejected(ValueError):
@@ -156,12 +164,20 @@ class EventRejected(ValueError):
 
 def _pixel_raw(query: Mapping[str, str]) -> dict[str, Any]:
     """The raw event of the pixel's query: aliases resolved (the first name given wins), client_ts
-    an integer; raises `ValueError` if it is not one."""
+    an integer (raises `ValueError` if it is not one), shown_skus a list and a position of digits
+    an integer (any other position stays text, which the contract refuses)."""
     raw: dict[str, Any] = {}
     for name, value in query.items():
         raw.setdefault(_PIXEL_ALIASES.get(name, name), value)
     if "client_ts" in raw:
         raw["client_ts"] = int(raw["client_ts"])
+    for name in _PIXEL_LISTS:
+        if name in raw:
+            raw[name] = raw[name].split(",")
+    for name in _PIXEL_INTEGERS:
+        value = raw.get(name)
+        if value and value.isascii() and value.isdigit() and len(value) <= _MAX_INTEGER_DIGITS:
+            raw[name] = int(value)
     return raw
 
 

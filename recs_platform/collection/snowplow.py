@@ -7,7 +7,11 @@ a self-describing event and the context entities ride in it as JSON (`ue_pr`, `c
 base64url JSON (`ue_px`, `cx`).
 
 Page views, the Snowplow ecommerce plugin's product actions (one of our events per product
-entity) and the older transaction items and cart events map; anything else becomes a `Rejection`
+entity) and the older transaction items and cart events map; so do the online loop's records:
+an `iglu:com.recs-platform/impression/jsonschema/1-*` self-describing event (its data holds the
+contract's impression fields under their contract names) becomes an impression, and an
+`iglu:com.recs-platform/recommendation_click/jsonschema/1-*` context entity (`request_id`,
+`position`) on a product action makes it a carousel click. Anything else becomes a `Rejection`
 naming what is unsupported. Each mapped event keeps the whole entry under its `snowplow` key, with
 `ue_px`/`cx` decoded and stored as `ue_pr`/`co`, so the warehouse's raw payload loses nothing.
 """
@@ -62,6 +66,19 @@ TRACKER_EVENT_NAMES = {
     "ti": "ecommerce transaction item",
 }
 MAPPED_TRACKER_EVENTS = ("pv", "ue", "ti")
+# The online loop's schemas (recs-platform's own vendor).
+IMPRESSION_SCHEMA_PREFIX = "iglu:com.recs-platform/impression/jsonschema/1-"
+RECOMMENDATION_CLICK_SCHEMA_PREFIX = "iglu:com.recs-platform/recommendation_click/jsonschema/1-"
+IMPRESSION_DATA_FIELDS = (
+    "request_id",
+    "product_sku",
+    "shown_skus",
+    "model_name",
+    "model_version",
+    "variant",
+    "fallback",
+)
+CLICK_DATA_FIELDS = ("request_id", "position")
 # uuid5 namespace of the event ids derived when one Snowplow event yields several of ours.
 PRODUCT_EVENT_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "recs-platform:snowplow-product-event")
 
@@ -173,10 +190,29 @@ def _product_skus(entities: list[dict[str, Any]]) -> list[str]:
     return skus
 
 
-def _self_describing_actions(
+def _click_fields(entities: list[dict[str, Any]]) -> dict[str, Any]:
+    """`request_id` and `position` of the entry's recommendation_click entity (none: {})."""
+    clicks = [
+        entity
+        for entity in entities
+        if entity["schema"].startswith(RECOMMENDATION_CLICK_SCHEMA_PREFIX)
+    ]
+    if not clicks:
+        return {}
+    if len(clicks) > 1:
+        raise _Unmappable(f"snowplow entry has {len(clicks)} recommendation_click entities")
+    data = clicks[0].get("data")
+    if not isinstance(data, dict):
+        raise _Unmappable("snowplow recommendation_click entity has no data object")
+    # The values go as sent: the contract names what is wrong with them.
+    return {field: data.get(field) for field in CLICK_DATA_FIELDS}
+
+
+def _self_describing_events(
     entry: Mapping[str, Any], kept: dict[str, Any]
-) -> list[tuple[str, str]]:
-    """(product_action, product_sku) of each of our events in an `e=ue` entry."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The contract fields particular to each of our events in an `e=ue` entry, and the
+    entry's context entities."""
     document = _self_describing_param(entry, kept, "ue_pr", "ue_px")
     if document is None:
         raise _Unmappable("snowplow self-describing event (e=ue) has neither ue_pr nor ue_px")
@@ -185,6 +221,25 @@ def _self_describing_actions(
     if not _is_self_describing(event) or not isinstance(event.get("data"), dict):
         raise _Unmappable("snowplow ue_pr/ue_px does not wrap a self-describing event")
     schema, data = event["schema"], event["data"]
+    if schema.startswith(IMPRESSION_SCHEMA_PREFIX):
+        impression = {field: data.get(field) for field in IMPRESSION_DATA_FIELDS}
+        return [{**impression, "event_type": "impression", "product_action": None}], entities
+    actions = _product_actions(schema, data, entities)
+    return [_product_event(action, sku) for action, sku in actions], entities
+
+
+def _product_event(action: str | None, sku: str | None) -> dict[str, Any]:
+    return {
+        "event_type": "pageview" if action is None else "event_product",
+        "product_action": action,
+        "product_sku": sku,
+    }
+
+
+def _product_actions(
+    schema: str, data: dict[str, Any], entities: list[dict[str, Any]]
+) -> list[tuple[str, str]]:
+    """(product_action, product_sku) of each of our events of a self-describing event."""
     if schema.startswith(ECOMMERCE_ACTION_SCHEMA_PREFIX):
         action_type = data.get("type")
         if action_type not in ECOMMERCE_ACTION_TYPES:
@@ -232,30 +287,30 @@ def _map_entry(entry: Any) -> list[dict[str, Any]]:
     snowplow_event_id = _text(entry, "eid")
 
     if tracker_event == "pv":
-        _context_entities(entry, kept)  # decoded for the raw payload; a broken one is refused
-        actions: list[tuple[str | None, str | None]] = [(None, None)]
+        entities = _context_entities(entry, kept)  # a broken one is refused
+        particulars = [_product_event(None, None)]
     elif tracker_event == "ti":
-        _context_entities(entry, kept)
+        entities = _context_entities(entry, kept)
         sku = _text(entry, "ti_sk")
         if sku is None:
             raise _Unmappable("snowplow transaction item (e=ti) has no ti_sk")
-        actions = [("purchase", sku)]
+        particulars = [_product_event("purchase", sku)]
     else:
-        actions = list(_self_describing_actions(entry, kept))
+        particulars, entities = _self_describing_events(entry, kept)
+    click = _click_fields(entities)
+    if click and len(particulars) > 1:
+        raise _Unmappable(
+            f"snowplow recommendation_click on an entry of {len(particulars)} products: "
+            "a click is on one product"
+        )
 
     events = []
-    for index, (action, sku) in enumerate(actions):
-        event: dict[str, Any] = {
-            **shared,
-            "event_type": "pageview" if action is None else "event_product",
-            "product_action": action,
-            "product_sku": sku,
-            "snowplow": kept,
-        }
+    for index, particular in enumerate(particulars):
+        event: dict[str, Any] = {**shared, **particular, **click, "snowplow": kept}
         if snowplow_event_id is not None:
             event["event_id"] = (
                 snowplow_event_id
-                if len(actions) == 1
+                if len(particulars) == 1
                 else str(uuid.uuid5(PRODUCT_EVENT_ID_NAMESPACE, f"{snowplow_event_id}/{index}"))
             )
         events.append(event)

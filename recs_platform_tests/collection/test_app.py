@@ -13,6 +13,7 @@ from recs_platform.collection.parsing import CollectorLimits
 from recs_platform.collection.routes import PIXEL_GIF
 from recs_platform_tests.collection.servers import landed_events, rejected_records
 from recs_platform_tests.collection.strategies import EVENT_LIKE, JSON_VALUES
+from recs_platform_tests.factories import CAROUSEL_BAD_LINES
 
 LIMITS = CollectorLimits(max_body_bytes=20_000, max_events_per_request=20, max_string_chars=200)
 
@@ -57,7 +58,7 @@ def test_a_mixed_batch_lands_its_good_events_and_names_the_bad_ones(collector, t
         "accepted": 2,
         "rejected": 4,
         "reasons": [
-            "event_type not one of pageview, event_product",
+            "event_type not one of pageview, event_product, impression",
             "client_ts too far in the future",
             "client_ts too far in the past",
             "url longer than 200 characters",
@@ -69,6 +70,79 @@ def test_a_mixed_batch_lands_its_good_events_and_names_the_bad_ones(collector, t
     assert all(e["source"] == "collector" and e["server_ts"] >= e["client_ts"] for e in landed)
     assert len({e["event_id"] for e in landed}) == 2
     assert len(rejected_records(tmp_path)) == 4
+
+
+def impression(number: int = 0, **overrides) -> dict:
+    """What the carousel on the page of sku-0 showed, as recs.js sends it."""
+    return event(
+        number,
+        event_type="impression",
+        product_action=None,
+        product_sku="sku-0",
+        request_id="a3f1c2",
+        shown_skus=["sku-4", "sku-2", "sku-6"],
+        model_name="session-recommender",
+        model_version="3",
+        variant="champion",
+        fallback=None,
+        **overrides,
+    )
+
+
+def as_sent(line: bytes) -> dict:
+    """A contract line as a browser would send it now: the collector sets the server's fields."""
+    sent = orjson.loads(line)
+    for name in ("server_ts", "source"):
+        sent.pop(name)
+    return {**sent, "client_ts": now_ms() - 1000}
+
+
+def test_an_impression_and_its_click_land_with_their_fields(collector, tmp_path):
+    shown = impression(1)
+    click = event(2, product_sku="sku-2", request_id="a3f1c2", position=2)
+    response = collector.post("/collect", json=[shown, click])
+    assert response.json() == {"accepted": 2, "rejected": 0, "reasons": []}
+    collector.__exit__(None, None, None)
+    landed_impression, landed_click = landed_events(tmp_path)
+    assert landed_impression == {
+        **shown,
+        "event_id": landed_impression["event_id"],
+        "server_ts": landed_impression["server_ts"],
+        "source": "collector",
+    }
+    assert (landed_click["request_id"], landed_click["position"]) == ("a3f1c2", 2)
+    assert rejected_records(tmp_path) == []
+
+
+@pytest.mark.parametrize(("line", "reason"), CAROUSEL_BAD_LINES)
+def test_a_broken_impression_or_click_gets_a_400_and_a_rejection_record(
+    collector, tmp_path, line, reason
+):
+    sent = as_sent(line)
+    response = collector.post("/collect", json=[sent])
+    assert response.status_code == 400
+    assert response.json() == {"accepted": 0, "rejected": 1, "reasons": [reason]}
+    collector.__exit__(None, None, None)
+    assert landed_events(tmp_path) == []
+    (record,) = rejected_records(tmp_path)
+    assert (record["reason"], record["raw"]) == (reason, sent)
+
+
+def test_the_pixel_carries_an_impression_and_a_click(collector, tmp_path):
+    shown = {k: v for k, v in impression(1).items() if k != "shown_skus" and v is not None}
+    collector.get("/i", params={**shown, "shown_skus": "sku-4,sku-2,sku-6"})
+    collector.get("/i", params={**event(2), "request_id": "a3f1c2", "position": "2"})
+    collector.get("/i", params={**event(3), "request_id": "a3f1c2", "position": "second"})
+    collector.get("/i", params={**shown, "shown_skus": "sku-4,,sku-6"})
+    collector.__exit__(None, None, None)
+    landed_impression, landed_click = landed_events(tmp_path)
+    assert landed_impression["shown_skus"] == ["sku-4", "sku-2", "sku-6"]
+    assert landed_impression["model_version"] == "3" and "fallback" not in landed_impression
+    assert (landed_click["request_id"], landed_click["position"]) == ("a3f1c2", 2)
+    assert [r["reason"] for r in rejected_records(tmp_path)] == [
+        "position not an integer from 1 to 2147483647 or null",
+        "impression needs shown_skus: a non-empty list of distinct non-empty strings",
+    ]
 
 
 def test_an_event_id_sent_by_the_client_is_kept(collector, tmp_path):

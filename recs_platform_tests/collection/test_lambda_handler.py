@@ -35,6 +35,8 @@ from recs_platform.events.landing import arrival_date, iter_lines_recovering
 from recs_platform.events.s3_landing import list_s3_dates, list_s3_partition, open_s3_file
 from recs_platform.warehouse.snowflake_raw import load_raw_events_partition
 from recs_platform_tests.collection.strategies import EVENT_LIKE, JSON_VALUES
+from recs_platform_tests.collection.test_app import as_sent
+from recs_platform_tests.factories import CAROUSEL_BAD_LINES
 from recs_platform_tests.fakes import create_landing_delivery_stream, settle_moto_firehose_objects
 
 pytestmark = [
@@ -207,7 +209,7 @@ def test_accepted_events_land_once_each_where_the_production_raw_load_finds_them
             "accepted": 2,
             "rejected": 2,
             "reasons": [
-                "event_type not one of pageview, event_product",
+                "event_type not one of pageview, event_product, impression",
                 "event_product needs product_sku and product_action",
             ],
         },
@@ -264,11 +266,94 @@ def test_accepted_events_land_once_each_where_the_production_raw_load_finds_them
 
     rejected = lambda_env.rejected_records()
     assert [(record["source"], record["reason"]) for record in rejected] == [
-        ("/collect", "event_type not one of pageview, event_product"),
+        ("/collect", "event_type not one of pageview, event_product, impression"),
         ("/collect", "event_product needs product_sku and product_action"),
     ]
     assert [record["raw"] for record in rejected] == [mixed[1], mixed[2]]
     assert {record["received_ts"] for record in rejected} == {received_ts}
+
+
+def impression(number: int, **overrides: Any) -> dict[str, Any]:
+    fields = {
+        "event_type": "impression",
+        "product_action": None,
+        "product_sku": "sku-anchor",
+        "request_id": "9b2e77",
+        "shown_skus": ["sku-a", "sku-b", "sku-c"],
+        "model_name": "session-recommender",
+        "model_version": "4",
+        "variant": "challenger",
+    }
+    return raw_event(number, **{**fields, **overrides})
+
+
+def test_an_impression_and_its_click_land_and_load_with_their_fields(lambda_env, snowflake_conn):
+    received_ts = now_ms()
+    shown = impression(1)
+    click = raw_event(2, product_sku="sku-b", request_id="9b2e77", position=2)
+    broken = impression(3, shown_skus=["sku-a", "sku-a"])
+    answer = call(
+        api_event(
+            "POST", "/collect", body=orjson.dumps([shown, click, broken]), time_epoch=received_ts
+        )
+    )
+    pixel_query = (
+        "session_id=s-px&event_type=impression&product_sku=sku-anchor&request_id=9b2e77"
+        "&shown_skus=sku-c%2Csku-a&model_name=m&model_version=4&variant=challenger"
+    )
+    assert_pixel(call(api_event("GET", "/i", query=pixel_query, time_epoch=received_ts)))
+
+    shown_skus_reason = (
+        "impression needs shown_skus: a non-empty list of distinct non-empty strings"
+    )
+    assert (answer["statusCode"], body_of(answer)) == (
+        200,
+        {"accepted": 2, "rejected": 1, "reasons": [shown_skus_reason]},
+    )
+    ((source, reason, raw),) = [
+        (record["source"], record["reason"], record["raw"])
+        for record in lambda_env.rejected_records()
+    ]
+    assert (source, reason, raw) == ("/collect", shown_skus_reason, broken)
+
+    day = arrival_date(received_ts)
+    files = list_s3_partition(lambda_env.s3_client, lambda_env.bucket, PREFIX, day)
+    load = load_raw_events_partition(
+        snowflake_conn,
+        day,
+        files,
+        lambda landing_file: open_s3_file(
+            lambda_env.s3_client, lambda_env.bucket, PREFIX, landing_file
+        ),
+    )
+    assert (load.rows, load.rejected_rows) == (3, 0)
+    cursor = snowflake_conn.cursor()
+    cursor.execute(
+        "SELECT event_type, product_sku, payload:request_id::VARCHAR, "
+        "TO_JSON(payload:shown_skus), payload:variant::VARCHAR, payload:position::INTEGER "
+        "FROM raw.events ORDER BY source_file, line_number"
+    )
+    rows = sorted(tuple(row) for row in cursor.fetchall())
+    cursor.close()
+    assert rows == [
+        ("event_product", "sku-b", "9b2e77", None, None, 2),
+        ("impression", "sku-anchor", "9b2e77", '["sku-a","sku-b","sku-c"]', "challenger", None),
+        ("impression", "sku-anchor", "9b2e77", '["sku-c","sku-a"]', "challenger", None),
+    ]
+
+
+def test_each_broken_impression_or_click_gets_the_local_collector_s_400_and_record(lambda_env):
+    reasons_and_sent = [(reason, as_sent(line)) for line, reason in CAROUSEL_BAD_LINES]
+    for reason, sent in reasons_and_sent:
+        response = call(api_event("POST", "/collect", body=orjson.dumps([sent])))
+        assert (response["statusCode"], body_of(response)) == (
+            400,
+            {"accepted": 0, "rejected": 1, "reasons": [reason]},
+        ), sent
+    recorded = [(record["reason"], record["raw"]) for record in lambda_env.rejected_records()]
+    key = orjson.dumps
+    assert sorted(recorded, key=key) == sorted(reasons_and_sent, key=key)
+    assert lambda_env.landed_events() == []
 
 
 class FlakyFirehose:

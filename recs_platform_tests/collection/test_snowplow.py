@@ -20,10 +20,17 @@ import requests
 from snowplow_tracker import Emitter, SelfDescribingJson, Subject, Tracker
 from snowplow_tracker.events import PageView, SelfDescribing, StructuredEvent
 
-from recs_platform.collection.parsing import CollectorLimits, ParseResult, RequestRejected
+from recs_platform.collection.parsing import (
+    CollectorLimits,
+    ParseResult,
+    RequestRejected,
+    finish_event,
+)
 from recs_platform.collection.snowplow import (
     ECOMMERCE_ACTION_SCHEMA_PREFIX,
+    IMPRESSION_SCHEMA_PREFIX,
     PRODUCT_ENTITY_SCHEMA_PREFIX,
+    RECOMMENDATION_CLICK_SCHEMA_PREFIX,
     events_from_snowplow_query,
     events_from_snowplow_tp2,
 )
@@ -38,6 +45,17 @@ UNSTRUCT_SCHEMA = "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema
 CONTEXTS_SCHEMA = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1"
 PAYLOAD_DATA_SCHEMA = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"
 EVENT_ID = "c6ef3124-b53a-4b13-a233-0088f79dcbcb"
+IMPRESSION_SCHEMA = IMPRESSION_SCHEMA_PREFIX + "0-0"
+CLICK_SCHEMA = RECOMMENDATION_CLICK_SCHEMA_PREFIX + "0-0"
+IMPRESSION_DATA = {
+    "request_id": "5d0c2a",
+    "product_sku": "sku-anchor",
+    "shown_skus": ["sku-3", "sku-1", "sku-2"],
+    "model_name": "session-recommender",
+    "model_version": "6",
+    "variant": "champion",
+    "fallback": None,
+}
 
 
 def base64url(document: Any, *, padded: bool = False) -> str:
@@ -238,6 +256,50 @@ def test_a_legacy_add_to_cart_event_maps():
     assert (event["product_action"], event["product_sku"]) == ("add", "sku-5")
 
 
+def impression_entry(data: dict[str, Any], *, encoded: bool = True) -> dict[str, Any]:
+    unstruct = {"schema": UNSTRUCT_SCHEMA, "data": {"schema": IMPRESSION_SCHEMA, "data": data}}
+    if encoded:
+        return entry(e="ue", ue_px=base64url(unstruct))
+    return entry(e="ue", ue_pr=orjson.dumps(unstruct).decode())
+
+
+def click(request_id: Any = "5d0c2a", position: Any = 2) -> dict[str, Any]:
+    return {"schema": CLICK_SCHEMA, "data": {"request_id": request_id, "position": position}}
+
+
+@pytest.mark.parametrize("encoded", [True, False], ids=["ue_px", "ue_pr"])
+def test_an_impression_event_maps_to_the_same_impression_as_the_collector_s(encoded):
+    result = map_entries(impression_entry(IMPRESSION_DATA, encoded=encoded))
+    assert result.rejections == []
+    [event] = result.events
+    # What `POST /collect` lands for the same impression, sent as the contract has it.
+    canonical = finish_event(
+        {
+            "event_id": EVENT_ID,
+            "session_id": "session-1",
+            "user_id": "user-1",
+            "event_type": "impression",
+            "product_action": None,
+            "url": "https://shop.example/p/1",
+            "client_ts": SERVER_TS - 5_000,
+            **IMPRESSION_DATA,
+        },
+        server_ts=SERVER_TS,
+        source="snowplow",
+        limits=LIMITS,
+    )
+    assert {name: value for name, value in event.items() if name != "snowplow"} == canonical
+
+
+def test_a_recommendation_click_context_makes_a_product_view_a_carousel_click():
+    sent = ecommerce_entry("product_view", [product("sku-1"), click()])
+    [event] = map_entries(sent).events
+    assert mapped(event)[:3] == ("event_product", "detail", "sku-1")
+    assert (event["request_id"], event["position"]) == ("5d0c2a", 2)
+    [plain] = map_entries(ecommerce_entry("product_view", [product("sku-1")])).events
+    assert "request_id" not in plain and "position" not in plain
+
+
 def encoded_ue(inner_event: Any) -> str:
     return base64url({"schema": UNSTRUCT_SCHEMA, "data": inner_event})
 
@@ -316,6 +378,19 @@ REJECTED_ENTRIES = [
         entry(cx=base64url({"schema": CONTEXTS_SCHEMA, "data": {"id": "sku-1"}})),
         "snowplow co/cx data is not a list of self-describing entities",
     ),
+    # The online loop's entities, mapped or not.
+    (
+        ecommerce_entry("product_view", [product("sku-1"), click(), click()]),
+        "snowplow entry has 2 recommendation_click entities",
+    ),
+    (
+        ecommerce_entry("product_view", [product("sku-1"), {"schema": CLICK_SCHEMA, "data": 2}]),
+        "snowplow recommendation_click entity has no data object",
+    ),
+    (
+        ecommerce_entry("transaction", [product("sku-1"), product("sku-2"), click()]),
+        "snowplow recommendation_click on an entry of 2 products: a click is on one product",
+    ),
     (entry(dtm="yesterday"), "snowplow dtm is not an integer (epoch ms)"),
     (entry(ttm="1.7e12"), "snowplow ttm is not an integer (epoch ms)"),
     (entry(ttm="9" * 5000), "snowplow ttm is not an integer (epoch ms)"),
@@ -332,6 +407,44 @@ def test_an_unmappable_entry_is_rejected_with_its_reason_next_to_good_ones(sent,
     assert [(rejection.reason, rejection.raw) for rejection in result.rejections] == [
         (reason, sent)
     ]
+
+
+# Entries that map, to events that break the contract: the contract's reasons, as for any event.
+CONTRACT_REJECTED_ENTRIES = [
+    (
+        impression_entry({**IMPRESSION_DATA, "shown_skus": ["sku-1", "sku-1"]}),
+        "impression needs shown_skus: a non-empty list of distinct non-empty strings",
+    ),
+    (
+        impression_entry({**IMPRESSION_DATA, "request_id": None}),
+        "impression needs request_id (a non-empty string)",
+    ),
+    (
+        impression_entry({**IMPRESSION_DATA, "model_version": None}),
+        "impression needs model_version (a non-empty string; null only with a fallback)",
+    ),
+    (
+        ecommerce_entry("product_view", [product("sku-1"), click(position="2")]),
+        "position not an integer from 1 to 2147483647 or null",
+    ),
+    (
+        ecommerce_entry("product_view", [product("sku-1"), click(request_id=None)]),
+        "event_product needs request_id and position together (a click) or neither",
+    ),
+    (
+        entry(cx=base64url({"schema": CONTEXTS_SCHEMA, "data": [click()]})),
+        "pageview carries no request_id or position",
+    ),
+]
+
+
+@pytest.mark.parametrize(("sent", "reason"), CONTRACT_REJECTED_ENTRIES)
+def test_a_broken_impression_or_click_gets_the_contract_s_reason(sent, reason):
+    result = map_entries(entry(eid="before"), sent, entry(eid="after"))
+    assert [event["event_id"] for event in result.events] == ["before", "after"]
+    [rejection] = result.rejections
+    assert rejection.reason == reason
+    assert rejection.raw["snowplow"]["eid"] == sent["eid"]  # the mapped event, its entry kept
 
 
 def test_the_contract_and_the_collector_limits_apply_to_mapped_events():
@@ -601,3 +714,49 @@ def test_what_the_real_tracker_sends_with_get_and_post_maps_exactly_once(capture
     assert sorted(event["event_id"] for event in from_get.events) == sorted(
         event["event_id"] for event in from_post.events
     )
+
+
+def test_what_the_real_tracker_sends_for_an_impression_and_a_click_maps(capture_server):
+    port, captured = capture_server
+    with requests.Session() as session:
+        session.trust_env = False
+        emitter = Emitter(
+            "127.0.0.1",
+            protocol="http",
+            port=port,
+            method="post",
+            batch_size=2,
+            request_timeout=5,
+            session=session,
+        )
+        browser = Tracker(
+            "shop",
+            [emitter],
+            subject=Subject().set_domain_session_id("session-9").set_domain_user_id("browser-9"),
+        )
+        impression_id = browser.track(
+            SelfDescribing(SelfDescribingJson(IMPRESSION_SCHEMA, IMPRESSION_DATA))
+        )
+        click_id = browser.track(
+            SelfDescribing(
+                SelfDescribingJson(ACTION_SCHEMA, {"type": "product_view"}),
+                context=[
+                    SelfDescribingJson(PRODUCT_SCHEMA, {"id": "sku-1", "price": 12.5}),
+                    SelfDescribingJson(CLICK_SCHEMA, {"request_id": "5d0c2a", "position": 2}),
+                ],
+            )
+        )
+        emitter.flush()
+    (request,) = captured
+    result = events_from_snowplow_tp2(request.body, server_ts=now_ms(), limits=LIMITS)
+    assert result.rejections == []
+    by_id = {event["event_id"]: event for event in result.events}
+    shown, clicked = by_id[impression_id], by_id[click_id]
+    assert {name: shown[name] for name in IMPRESSION_DATA} == IMPRESSION_DATA
+    assert (shown["event_type"], shown["session_id"]) == ("impression", "session-9")
+    assert (clicked["event_type"], clicked["product_action"], clicked["product_sku"]) == (
+        "event_product",
+        "detail",
+        "sku-1",
+    )
+    assert (clicked["request_id"], clicked["position"]) == ("5d0c2a", 2)
