@@ -4,8 +4,12 @@ The same rules on the local collector (calling the local endpoint over HTTP) and
 (calling SageMaker's runtime): the query becomes one instance of the inference contract, the
 endpoint's first prediction comes back with the model that made it:
 
-    {"items": [...best first], "scores": [...], "unknown": [...], "fallback": null,
-     "model": {"name": ..., "version": ...}}
+    {"request_id": "<uuid4 hex>", "items": [...best first], "scores": [...], "unknown": [...],
+     "fallback": null, "model": {"name": ..., "version": ...}, "variant": "champion"}
+
+`request_id` is new for every answer: the page's impression and the clicks on what it shows carry
+it, so the warehouse can tie a click to the list it came from. `variant` is the one that answered
+(champion or challenger), the endpoint's own word where it gives one, else "champion".
 
 `session` is comma-separated SKUs, oldest first (empty or absent: a session with nothing yet,
 answered by popularity); `k` defaults to 10 and is capped at `MAX_K`. A bad query is a 400
@@ -14,6 +18,7 @@ with a JSON `error`; an endpoint that does not answer is a 503 the page can igno
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -25,6 +30,7 @@ RECOMMEND_PATH = "/recommend"
 MAX_K = 100
 MAX_SESSION_ITEMS = 200
 MAX_SKU_CHARS = 256
+DEFAULT_VARIANT = "champion"
 
 
 class BadRecommendQuery(ValueError):
@@ -67,8 +73,17 @@ def parse_recommend_query(query: Mapping[str, str]) -> RecommendQuery:
     return RecommendQuery(session, min(k, MAX_K))
 
 
-def recommend_answer(status: int, body: bytes) -> dict:
-    """The facade's answer from the endpoint's status and body; raises `EndpointUnavailable`."""
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def recommend_answer(status: int, body: bytes, *, variant: str | None = None) -> dict:
+    """The facade's answer from the endpoint's status and body; raises `EndpointUnavailable`.
+
+    `variant` is the variant that answered where the caller knows it (SageMaker names the
+    production variant it invoked); otherwise the endpoint's answer names it, else it is the
+    champion.
+    """
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -78,13 +93,20 @@ def recommend_answer(status: int, body: bytes) -> dict:
         raise EndpointUnavailable(f"the endpoint answered {status}: {reason}")
     try:
         (prediction,) = document["predictions"]
-        return {
+        answer = {
+            "request_id": new_request_id(),
             "items": prediction["items"],
             "scores": prediction["scores"],
             "unknown": prediction.get("unknown", []),
             "fallback": prediction.get("fallback"),
             # Each prediction names its model; endpoints before that named it once, at the top.
             "model": prediction.get("model") or document.get("model", {}),
+            "variant": variant or prediction.get("variant") or document.get("variant"),
         }
     except (KeyError, TypeError, ValueError):
         raise EndpointUnavailable("the endpoint's answer is not the inference contract") from None
+    if answer["variant"] is None:
+        answer["variant"] = DEFAULT_VARIANT
+    elif not isinstance(answer["variant"], str):
+        raise EndpointUnavailable("the endpoint's answer names a variant that is not a string")
+    return answer

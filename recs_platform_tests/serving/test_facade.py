@@ -4,6 +4,7 @@ server on 127.0.0.1). Both answer the same, best item first."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -14,7 +15,12 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from recs_platform.collection.app import CollectorConfig, create_app
-from recs_platform.serving.facade import MAX_K, MAX_SESSION_ITEMS, recommend_answer
+from recs_platform.serving.facade import (
+    MAX_K,
+    MAX_SESSION_ITEMS,
+    EndpointUnavailable,
+    recommend_answer,
+)
 from recs_platform.serving.recommend_lambda import (
     RecommendHandler,
     RecommendSettings,
@@ -122,12 +128,47 @@ def test_unknown_skus_and_empty_sessions_fall_back_to_popularity(facade) -> None
 def test_the_answer_names_the_model_from_either_place(document: dict) -> None:
     answer = recommend_answer(200, orjson.dumps(document))
     assert answer == {
+        "request_id": answer["request_id"],
         "items": ["b"],
         "scores": [1.0],
         "unknown": [],
         "fallback": None,
         "model": {"name": "m", "version": "5"},
+        "variant": "champion",  # the endpoint names no variant: one model serves
     }
+
+
+def test_every_answer_has_a_request_id_of_its_own(facade) -> None:
+    answers = [facade.get("/recommend", params={"session": "a", "k": "2"}).json() for _ in "xyz"]
+    request_ids = [answer["request_id"] for answer in answers]
+    assert len(set(request_ids)) == 3
+    for request_id in request_ids:
+        assert uuid.UUID(hex=request_id).version == 4 and request_id == uuid.UUID(request_id).hex
+    assert {answer["variant"] for answer in answers} == {"champion"}
+    assert {answer["model"]["version"] for answer in answers} == {"5"}
+
+
+@pytest.mark.parametrize(
+    ("document", "invoked", "variant"),
+    [
+        ({"variant": "challenger"}, None, "challenger"),
+        ({"predictions_variant": "challenger"}, None, "challenger"),
+        ({"variant": "challenger"}, "champion", "champion"),
+        ({}, "challenger", "challenger"),
+    ],
+)
+def test_the_variant_that_answered_is_passed_on(document, invoked, variant) -> None:
+    prediction = {"items": ["b"], "scores": [1.0], "model": {"name": "m", "version": "5"}}
+    if "predictions_variant" in document:
+        prediction["variant"] = document.pop("predictions_variant")
+    body = orjson.dumps({"predictions": [prediction], **document})
+    assert recommend_answer(200, body, variant=invoked)["variant"] == variant
+
+
+def test_a_variant_that_is_not_a_string_is_not_the_contract() -> None:
+    body = orjson.dumps({"predictions": [{"items": [], "scores": []}], "variant": 2})
+    with pytest.raises(EndpointUnavailable, match="variant"):
+        recommend_answer(200, body)
 
 
 @pytest.mark.parametrize(
