@@ -1,5 +1,6 @@
 """One prediction contract: the registered MLflow model's `predict`, the endpoint's `/invocations`
-and `mlflow models serve` answer the same requests with the same predictions."""
+and `mlflow models serve` answer the same requests with the same predictions; an endpoint holding
+a champion and a challenger answers each instance as its variant's registered model does."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from typing import NamedTuple
 import httpx
 import mlflow
 import pytest
+from mlflow.exceptions import MlflowException
 from starlette.testclient import TestClient
 
 from recs_platform.models.markov import MarkovRecommender
+from recs_platform.models.popularity import PopularityRecommender
 from recs_platform.serving.inference import package_model
 from recs_platform.serving.probe import probe_problems, probe_request
 from recs_platform.serving.server import ServerConfig, create_app
@@ -38,12 +41,18 @@ REQUESTS = {
     ],
     "no k anywhere": [{"session": ["b"]}, {"session": ["c", "a"]}],
     "one instance": [{"session": ["d"], "k": 2}],
+    "session ids and a forced champion": [
+        {"session": ["a"], "k": 2, "session_id": "shopper-1"},
+        {"session": ["b"], "variant": "champion"},
+        {"session": ["c"], "k": 1},
+    ],
 }
 
 
 class Store(NamedTuple):
     uri: str
     champion: tracking.LoggedRecommender
+    challenger: tracking.LoggedRecommender
 
     def use(self) -> None:
         """Point MLflow here (the suite's conftest points it elsewhere after each test)."""
@@ -53,13 +62,17 @@ class Store(NamedTuple):
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    """A store of its own with the hand model logged, registered and promoted."""
+    """A store of its own with the hand model logged, registered and promoted, and popularity
+    registered as the challenger."""
     uri, artifacts = tracking.local_tracking(tmp_path_factory.mktemp("contract"))
     tracking.use_experiment(uri, tracking.EXPERIMENT, artifacts)
     with mlflow.start_run():
         logged = tracking.log_and_register(MarkovRecommender().fit(HAND_SESSIONS), [["a"]])
     tracking.promote(logged.version)
-    return Store(uri, logged)
+    with mlflow.start_run():
+        challenger = tracking.log_and_register(PopularityRecommender().fit(HAND_SESSIONS), [["a"]])
+    tracking.make_challenger(challenger.version)
+    return Store(uri, logged, challenger)
 
 
 @pytest.fixture
@@ -165,6 +178,62 @@ def test_the_pyfunc_the_endpoint_and_mlflow_models_serve_answer_the_same(
         "items": 5,
         "model_uri": champion.model_uri,
     }
+
+
+CHALLENGER_URI = f"models:/{tracking.REGISTERED_MODEL}@{tracking.CHALLENGER}"
+SESSION_IDS = [f"shopper-{n}" for n in range(40)]
+
+
+@pytest.fixture(scope="module")
+def endpoint_with_two_variants(store: Store) -> Iterator[TestClient]:
+    """`recs-platform serve --model ...@champion --challenger ...@challenger
+    --challenger-share 0.5`, in process."""
+    store.use()
+    config = ServerConfig(
+        model_source=CHAMPION_URI, challenger_source=CHALLENGER_URI, challenger_share=0.5
+    )
+    with TestClient(create_app(config)) as client:
+        yield client
+
+
+def test_each_variant_answers_as_its_registered_model(
+    store: Store, endpoint_with_two_variants: TestClient
+) -> None:
+    store.use()
+    sessions = [["a"], ["b"], [], ["zzz", "c"]] * 10
+    instances = [
+        {"session": session, "k": 3, "session_id": session_id}
+        for session_id, session in zip(SESSION_IDS, sessions, strict=True)
+    ]
+    instances.append({"session": ["a"], "k": 2, "variant": "challenger"})
+    answer = endpoint_with_two_variants.post("/invocations", json={"instances": instances})
+    assert answer.status_code == 200, answer.text
+    unforced = [{key: value for key, value in i.items() if key != "variant"} for i in instances]
+    by_variant = {
+        variant: mlflow.pyfunc.load_model(uri).predict(unforced).to_dict("records")
+        for variant, uri in (("champion", CHAMPION_URI), ("challenger", CHALLENGER_URI))
+    }
+    served = answer.json()["predictions"]
+    assert {prediction["variant"] for prediction in served} == {"champion", "challenger"}
+    for row, prediction in enumerate(served):
+        # The pyfunc alone is an endpoint of one model, which answers as the champion.
+        expected = by_variant[prediction["variant"]][row]
+        assert prediction == {**expected, "variant": prediction["variant"]}
+    versions = {p["variant"]: p["model"]["version"] for p in served}
+    assert versions == {"champion": store.champion.version, "challenger": store.challenger.version}
+    assert served[-1]["variant"] == "challenger"
+
+
+def test_a_forced_challenger_is_refused_where_only_one_model_serves(
+    champion, endpoint_from_the_registry: TestClient, mlflow_server: str
+) -> None:
+    request = [{"session": ["a"], "variant": "challenger"}]
+    with pytest.raises(MlflowException, match="does not serve"):
+        mlflow.pyfunc.load_model(CHAMPION_URI).predict(request)
+    endpoint = endpoint_from_the_registry.post("/invocations", json={"instances": request})
+    served = httpx.post(f"{mlflow_server}/invocations", json={"inputs": request}, timeout=30)
+    assert endpoint.status_code == 400 and "does not serve" in endpoint.json()["error"]
+    assert served.status_code == 400 and "does not serve" in served.json()["message"]
 
 
 def test_the_answers_follow_the_contract_s_rules(champion) -> None:

@@ -11,10 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-import socket
 import tarfile
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +19,6 @@ from typing import Any
 
 import boto3
 import pytest
-import uvicorn
 from botocore.config import Config
 from botocore.stub import Stubber
 
@@ -38,6 +34,7 @@ from recs_platform.serving.sagemaker import (
 from recs_platform.serving.sagemaker_runtime import invoke_sagemaker, sagemaker_runtime_client
 from recs_platform.serving.server import ServerConfig, create_app
 from recs_platform_tests.fakes import FAKE_AWS_REGION
+from recs_platform_tests.serving.servers import serving_in_a_thread
 
 SESSIONS = [["a", "b"], ["a", "b"], ["a", "b", "c"], ["a", "c"], ["a", "c", "d"], ["d", "e"]]
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/recs-platform-inference:1.4.0"
@@ -573,25 +570,8 @@ def test_a_refused_endpoint_config_deletes_the_new_model(
 @pytest.fixture(scope="module")
 def local_endpoint_url(packages) -> Iterator[str]:
     """The real inference server (uvicorn in a thread) serving version 3 on 127.0.0.1."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    app = create_app(ServerConfig(model_source=str(packages["3"])))
-    # Off the main thread uvicorn installs no signal handlers.
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the inference server did not start within 10 s")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        listener.close()
+    with serving_in_a_thread(create_app(ServerConfig(model_source=str(packages["3"])))) as url:
+        yield url
 
 
 @pytest.fixture

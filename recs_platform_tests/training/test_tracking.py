@@ -128,3 +128,25 @@ def test_the_transition_gru_logs_and_predicts_like_itself(local_store):
     loaded = tracking.load_registered(logged.model_uri)
     assert isinstance(loaded, TransitionGRURecommender)
     assert loaded.rank([["c"]], k=3) == model.rank([["c"]], k=3)
+
+
+def test_serving_versions_give_the_champion_and_a_challenger_that_is_not_it(local_store):
+    assert tracking.serving_versions() == tracking.ServingVersions(None, None)
+    for model in (MarkovRecommender(), PopularityRecommender(), MarkovRecommender()):
+        with mlflow.start_run():
+            tracking.log_and_register(model.fit(SESSIONS), [["a"]])
+    tracking.promote("1")
+    assert tracking.serving_versions() == tracking.ServingVersions("1", None)
+    tracking.make_challenger("2")
+    assert tracking.serving_versions() == tracking.ServingVersions("1", "2")
+    challenger = tracking.load_registered(f"models:/{tracking.REGISTERED_MODEL}@challenger")
+    assert isinstance(challenger, PopularityRecommender)
+    # A challenger promoted by hand is the champion: nothing to compare it with.
+    MlflowClient().set_registered_model_alias(tracking.REGISTERED_MODEL, "champion", "2")
+    assert tracking.serving_versions() == tracking.ServingVersions("2", None)
+    # Promoting retires the challenger alias: its comparison was with the champion before.
+    tracking.make_challenger("1")
+    tracking.promote("3")
+    assert tracking.serving_versions() == tracking.ServingVersions("3", None)
+    assert tracking.alias_version(tracking.CHALLENGER) is None
+    tracking.retire_challenger()  # nothing to retire: no error
