@@ -199,7 +199,8 @@ def _escape(text: str) -> str:
 # The README snippet, the same on every page: the SKU comes from the script's data-sku.
 SNIPPET = """
   window.recs = window.recs || {q: []};
-  ["init", "pageView", "productView", "addToCart", "removeFromCart", "purchase"]
+  ["init", "pageView", "productView", "addToCart", "removeFromCart", "purchase",
+   "impression", "carouselClick"]
     .forEach(function (m) {
       recs[m] = recs[m] || function () { recs.q.push([m, [].slice.call(arguments)]); };
     });

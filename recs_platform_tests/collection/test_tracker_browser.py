@@ -35,7 +35,8 @@ HOLD_MS = 600_000  # a flush delay no test waits for: only pagehide / visibility
 # The copy-paste snippet the README shows: a stub that queues calls until recs.js has loaded.
 SNIPPET = """<script>
   window.recs = window.recs || {q: []};
-  ["init", "pageView", "productView", "addToCart", "removeFromCart", "purchase"]
+  ["init", "pageView", "productView", "addToCart", "removeFromCart", "purchase",
+   "impression", "carouselClick"]
     .forEach(function (m) {
       recs[m] = recs[m] || function () { recs.q.push([m, [].slice.call(arguments)]); };
     });
@@ -272,3 +273,59 @@ def test_a_new_session_starts_after_30_minutes_without_activity(tmp_path):
     assert [e["session_id"] for e in events] == [first_session, first_session, second_session]
     assert second_session != first_session
     assert len({e["user_id"] for e in events}) == 1, "a new session, the same shopper"
+
+
+CAROUSEL_ANSWER = (
+    "{request_id: 'r-1', items: ['sku-2', 'sku-3', 'sku-4'], fallback: null,"
+    " model: {name: 'session-recommender', version: '2'}, variant: 'challenger'}"
+)
+
+
+@pytest.mark.parametrize(
+    "init_script",
+    [None, "Navigator.prototype.sendBeacon = function () { return false; };"],
+    ids=["sendbeacon", "pixel"],
+)
+def test_an_impression_and_the_click_it_led_to_land_with_its_request_and_position(
+    tmp_path, init_script
+):
+    landing = tmp_path / "landing"
+    with shop_and_collector(tmp_path) as (shop, _), chromium() as browser:
+        context = new_context(browser, init_script)
+        page = context.new_page()
+        page.goto(f"{shop}/")
+        page.evaluate(f"recs.impression('sku-1', ['sku-2', 'sku-3', 'sku-4'], {CAROUSEL_ANSWER})")
+        # The shopper clicks the second card, and its page says it is viewed.
+        page.evaluate("recs.carouselClick('sku-3', 'r-1', 2)")
+        page.goto(f"{shop}/cart")
+        page.evaluate("recs.productView('sku-3')")
+        page.evaluate("recs.productView('sku-3')")  # viewed again: not a click any more
+        # A click that is itself the view (a quick view on the same page).
+        page.evaluate("recs.productView('sku-4', {request_id: 'r-1', position: 3})")
+        wait_for_events(landing, 6)
+        context.close()
+
+    assert rejected_records(landing) == []
+    events = sorted(landed_events(landing), key=lambda event: event["client_ts"])
+    (impression,) = [event for event in events if event["event_type"] == "impression"]
+    assert {name: impression.get(name) for name in ("product_sku", "shown_skus", "url")} == {
+        "product_sku": "sku-1",
+        "shown_skus": ["sku-2", "sku-3", "sku-4"],
+        "url": "/",
+    }
+    assert (impression["request_id"], impression["variant"], impression.get("fallback")) == (
+        "r-1",
+        "challenger",
+        None,
+    )
+    assert (impression["model_name"], impression["model_version"]) == ("session-recommender", "2")
+    assert impression.get("product_action") is None
+    views = [event for event in events if event.get("product_action") == "detail"]
+    assert [(e["product_sku"], e.get("request_id"), e.get("position")) for e in views] == [
+        ("sku-3", "r-1", 2),
+        ("sku-3", None, None),
+        ("sku-4", "r-1", 3),
+    ]
+    assert {event["source"] for event in events} == {
+        "collector" if init_script is None else "pixel"
+    }

@@ -37,6 +37,16 @@ SHOP = ShopConfig(days=3, sessions_per_day=300, n_items=150, n_categories=6, see
 MODEL_VERSION = "3"
 CAROUSEL = "[data-recs-carousel]"
 CAROUSEL_CARDS = "[data-recs-carousel] [data-recs-items] > [data-sku]"
+IMPRESSION_FIELDS = (
+    "product_sku",
+    "url",
+    "shown_skus",
+    "request_id",
+    "model_name",
+    "model_version",
+    "variant",
+    "fallback",
+)
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +142,7 @@ def test_clicking_through_the_carousel_follows_the_model_and_lands_every_event(
         assert page.locator(CAROUSEL).is_hidden()
         popular.first.locator("a").click()
 
+        carousels: list[tuple[str, list[str]]] = []  # (request id, SKUs shown) per page
         for step in range(4):
             current = storefront.popular[0].sku if step == 0 else visited[-1]
             page.wait_for_url(f"**/shop/products/{current}")
@@ -140,6 +151,7 @@ def test_clicking_through_the_carousel_follows_the_model_and_lands_every_event(
             k = int(page.locator(CAROUSEL).get_attribute("data-k"))
             assert k == DEFAULT_CAROUSEL_K
             shown = carousel_skus(page)
+            carousels.append((page.locator(CAROUSEL).get_attribute("data-request-id"), shown))
             expected = invocations(endpoint, visited, k)
             assert expected["fallback"] is None
             assert len(shown) == k, shown
@@ -163,8 +175,11 @@ def test_clicking_through_the_carousel_follows_the_model_and_lands_every_event(
 
         # Back home, the carousel recommends for the whole session.
         page.goto(f"{shop}/shop")
-        assert carousel_skus(page) == invocations(endpoint, visited, k)["items"]
-        expected_count = 1 + 2 * len(visited) + 1 + 1
+        home_shown = carousel_skus(page)
+        assert home_shown == invocations(endpoint, visited, k)["items"]
+        carousels.append((page.locator(CAROUSEL).get_attribute("data-request-id"), home_shown))
+        # Each page its views, each carousel its impression; the add; home's view and impression.
+        expected_count = 1 + 3 * len(visited) + 1 + 2
         wait_for_events(landing, expected_count)
         session_cookie = cookie(context, "recs_sid")
         context.close()
@@ -177,6 +192,7 @@ def test_clicking_through_the_carousel_follows_the_model_and_lands_every_event(
         [
             ("pageview", None, None, f"/shop/products/{sku}"),
             ("event_product", "detail", sku, f"/shop/products/{sku}"),
+            ("impression", None, sku, f"/shop/products/{sku}"),
         ]
         for sku in visited
     ]
@@ -185,10 +201,72 @@ def test_clicking_through_the_carousel_follows_the_model_and_lands_every_event(
         *[event for page_events in product_pages for event in page_events],
         ("event_product", "add", visited[-1], f"/shop/products/{visited[-1]}"),
         ("pageview", None, None, "/shop"),
+        # Home's carousel is anchored on the last product viewed.
+        ("impression", None, visited[-1], "/shop"),
+    ]
+    impressions = [event for event in events if event["event_type"] == "impression"]
+    assert [(e["request_id"], e["shown_skus"]) for e in impressions] == carousels
+    assert len({request_id for request_id, _ in carousels}) == len(carousels)
+    # The product views the carousel led to carry the request id and the card's position.
+    views = [event for event in events if event.get("product_action") == "detail"]
+    assert [(e.get("request_id"), e.get("position")) for e in views] == [
+        (None, None),
+        *[(carousels[step][0], step + 1) for step in range(3)],
     ]
     assert len({event["event_id"] for event in events}) == len(events), "an event landed twice"
     assert {event["session_id"] for event in events} == {session_cookie.split(".")[0]}
     assert len({event["user_id"] for event in events}) == 1
+
+
+def test_a_product_page_lands_its_impression_and_a_click_lands_a_view_with_its_position(
+    tmp_path, model_folder
+) -> None:
+    landing = tmp_path / "landing"
+    product = Storefront.from_config(SHOP).popular[3]
+    with (
+        running_inference_server(model_folder) as endpoint,
+        shop_collector(tmp_path, endpoint) as (shop, collector),
+        chromium() as browser,
+    ):
+        context = new_context(browser)
+        page = context.new_page()
+        with page.expect_response(lambda response: "/recommend?" in response.url) as asked:
+            page.goto(f"{shop}{product.url}")
+        answer = asked.value.json()
+        shown = carousel_skus(page)
+        assert shown == answer["items"][: len(shown)] and len(shown) == DEFAULT_CAROUSEL_K
+        third = page.locator(CAROUSEL_CARDS).nth(2)
+        third.locator("a").click()
+        page.wait_for_url(f"**/shop/products/{shown[2]}")
+        carousel_skus(page)
+        wait_for_events(landing, 6)
+        page.reload()  # the same page again: a view, but no second click
+        carousel_skus(page)
+        wait_for_events(landing, 9)
+        context.close()
+        stop_collector(collector)
+
+    assert rejected_records(landing) == []
+    events = sorted(landed_events(landing), key=lambda event: event["client_ts"])
+    impressions = [event for event in events if event["event_type"] == "impression"]
+    first = impressions[0]
+    assert {name: first[name] for name in IMPRESSION_FIELDS} == {
+        "product_sku": product.sku,
+        "url": product.url,
+        "shown_skus": shown,
+        "request_id": answer["request_id"],
+        "model_name": "session-recommender",
+        "model_version": MODEL_VERSION,
+        "variant": "champion",
+        "fallback": None,
+    }
+    assert [event["request_id"] for event in impressions].count(answer["request_id"]) == 1
+    views = [event for event in events if event.get("product_action") == "detail"]
+    assert [(e["product_sku"], e.get("request_id"), e.get("position")) for e in views] == [
+        (product.sku, None, None),
+        (shown[2], answer["request_id"], 3),
+        (shown[2], None, None),
+    ]
 
 
 def test_when_the_endpoint_is_down_the_carousel_gives_way_to_a_notice(tmp_path) -> None:

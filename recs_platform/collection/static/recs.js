@@ -1,6 +1,14 @@
 /* recs.js, the recs-platform tracker: plain ES2017, no dependencies, no build step.
  *   recs.init({collector: "https://collect.example.com"})  (or <script data-collector="...">)
  *   recs.pageView() productView(sku) addToCart(sku) removeFromCart(sku) purchase([skus])
+ * The recommendation carousel (what it showed, what was clicked):
+ *   recs.impression(anchorSku, shownSkus, answer): the carousel on the page of anchorSku shows
+ *     shownSkus, best first; answer is what GET /recommend answered (request_id, model, variant,
+ *     fallback).
+ *   recs.carouselClick(sku, requestId, position): the shopper clicked the item at position (1 is
+ *     the first) and is on the way to its page; the productView(sku) of that page, within a
+ *     minute, carries request_id and position (a short-lived cookie holds them meanwhile).
+ *   recs.productView(sku, {request_id, position}): a product view that is the click itself.
  * Events (the raw event contract, DESIGN.md) queued in one tick go as one JSON batch with
  * navigator.sendBeacon; without it, or when it refuses, as one pixel each. Calls the stub
  * snippet queued before this file loaded (window.recs.q) are replayed in order.
@@ -8,6 +16,8 @@
 (() => {
   "use strict";
   const SESSION_MS = 30 * 60 * 1000;
+  const CLICK_MS = 60 * 1000; // a carousel click waits this long for its product view
+  const MAX_CLICKS = 10; // pending clicks kept (several tabs opened from one carousel)
   const BATCH = 50; // events per beacon: the collector takes 500, a beacon up to 64 KB
   const script = document.currentScript;
   const stub = window.recs;
@@ -53,9 +63,9 @@
     return current;
   }
 
-  function track(eventType, action, sku) {
+  function track(eventType, action, sku, fields) {
     const now = Date.now();
-    queue.push({
+    queue.push(Object.assign({
       event_id: uuid(),
       session_id: sessionId(now),
       user_id: userId(),
@@ -64,8 +74,63 @@
       product_sku: sku == null ? null : String(sku),
       url: (location.pathname + location.search).slice(0, 2048),
       client_ts: now,
-    });
+    }, fields));
     schedule();
+  }
+
+  function clickFields(click) {
+    return click && click.request_id != null && click.position != null
+      ? {request_id: String(click.request_id), position: Number(click.position)}
+      : {};
+  }
+
+  // recs_click: [[sku, request_id, position, clicked at ms], ...], the clicks awaiting their view.
+  function pendingClicks(now) {
+    let clicks;
+    try {
+      clicks = JSON.parse(getCookie("recs_click") || "[]");
+    } catch (malformed) {
+      clicks = [];
+    }
+    return (Array.isArray(clicks) ? clicks : [])
+      .filter((c) => Array.isArray(c) && c.length === 4 && now - c[3] <= CLICK_MS);
+  }
+
+  function savePendingClicks(clicks) {
+    setCookie("recs_click", JSON.stringify(clicks.slice(-MAX_CLICKS)), clicks.length ? 60 : 0);
+  }
+
+  function carouselClick(sku, requestId, position) {
+    const now = Date.now();
+    const clicks = pendingClicks(now).filter((c) => c[0] !== String(sku));
+    clicks.push([String(sku), String(requestId), Number(position), now]);
+    savePendingClicks(clicks);
+  }
+
+  function productView(sku, click) {
+    let fields = clickFields(click);
+    if (!fields.request_id) { // the click that led here, if one did
+      const clicks = pendingClicks(Date.now());
+      const at = clicks.findIndex((c) => c[0] === String(sku));
+      if (at >= 0) {
+        fields = clickFields({request_id: clicks[at][1], position: clicks[at][2]});
+        clicks.splice(at, 1);
+        savePendingClicks(clicks);
+      }
+    }
+    track("event_product", "detail", sku, fields);
+  }
+
+  function impression(anchorSku, shownSkus, answer) {
+    const model = (answer && answer.model) || {};
+    track("impression", null, anchorSku, {
+      request_id: answer && answer.request_id != null ? String(answer.request_id) : null,
+      shown_skus: [].concat(shownSkus).map(String),
+      model_name: model.name == null ? null : String(model.name),
+      model_version: model.version == null ? null : String(model.version),
+      variant: (answer && answer.variant) || "champion",
+      fallback: (answer && answer.fallback) || null,
+    });
   }
 
   function schedule() {
@@ -75,9 +140,10 @@
     else Promise.resolve().then(flush); // the end of this tick
   }
 
-  function pixel(event) {
+  function pixel(event) { // a list (shown_skus) goes comma-separated
     const fields = Object.keys(event).filter((k) => event[k] != null);
-    const query = fields.map((k) => k + "=" + encodeURIComponent(event[k])).join("&");
+    const query = fields.map((k) => k + "=" + encodeURIComponent([].concat(event[k]).join(",")))
+      .join("&");
     new Image().src = config.collector + "/i?" + query;
   }
 
@@ -110,7 +176,9 @@
     init,
     flush,
     pageView: () => track("pageview", null, null),
-    productView: (sku) => track("event_product", "detail", sku),
+    productView,
+    impression,
+    carouselClick,
     addToCart: (sku) => track("event_product", "add", sku),
     removeFromCart: (sku) => track("event_product", "remove", sku),
     purchase: (skus) => [].concat(skus).forEach((sku) => track("event_product", "purchase", sku)),

@@ -3,6 +3,10 @@
  *   of sku-1. The session's viewed SKUs are kept in sessionStorage, oldest first, the product on
  *   screen last; GET /recommend?session=...&k=N answers the SKUs, GET /shop/cards their cards.
  * The product on screen is never shown (the endpoint excludes the session; this guards it too).
+ * Once the row is filled the tracker gets its impression (the anchor product: the one on screen,
+ * else the last one viewed; the SKUs shown, best first; the answer's request id, model and
+ * variant), and a click on a card tells the tracker its position, so that the product view of the
+ * page it opens carries the request id and position (recs.carouselClick).
  * When /recommend fails the row is hidden behind a short notice; the page works without it.
  * Buttons with data-add-to-cart="sku" send recs.addToCart(sku) and count the cart.
  */
@@ -78,16 +82,22 @@
         .slice(0, k);
       const {cards} = await getJson(`/shop/cards?skus=${encodeURIComponent(skus.join(","))}`);
       row.replaceChildren();
+      const shown = [];
       for (const card of cards) {
         if (card.sku === currentSku) continue;
         const template = document.createElement("template");
         template.innerHTML = card.html; // rendered and escaped by the shop's server
+        shown.push(card.sku);
+        template.content.firstElementChild.dataset.position = String(shown.length);
         row.append(template.content);
       }
       const version = answer.model && answer.model.version;
       model.textContent = (version ? `model v${version}` : "") +
         (answer.fallback ? ` · ${answer.fallback}` : "");
+      carousel.dataset.requestId = answer.request_id;
       carousel.dataset.state = "ready";
+      const anchor = currentSku || session[session.length - 1];
+      if (shown.length) window.recs.impression(anchor, shown, answer);
     } catch (error) {
       row.replaceChildren();
       row.hidden = true;
@@ -105,6 +115,17 @@
       node.textContent = count;
     });
   }
+
+  function carouselClick(event) { // a card opened (any button, any tab): tell the tracker
+    const card = event.target.closest("[data-recs-items] > [data-position]");
+    const carousel = card && card.closest("[data-recs-carousel]");
+    if (!carousel || !event.target.closest("a")) return;
+    window.recs.carouselClick(card.dataset.sku, carousel.dataset.requestId,
+      Number(card.dataset.position));
+  }
+
+  document.addEventListener("click", carouselClick);
+  document.addEventListener("auxclick", carouselClick);
 
   document.addEventListener("click", (event) => {
     const button = event.target.closest("[data-add-to-cart]");
