@@ -3,8 +3,9 @@
 Product pages send their events through the collector's `recs.js` (the README snippet, from the
 same origin) and show a "Recommended for you" carousel that `storefront.js` fills from
 `GET /recommend` with the session's viewed SKUs, so every click both lands an event and changes
-what the model is asked. Routes, answered by the collector when `CollectorConfig.storefront` is
-set (404 otherwise):
+what the model is asked. What the carousel shows lands as an impression with the answer's request
+id, and the product view a click on it opens carries that request id and the card's position.
+Routes, answered by the collector when `CollectorConfig.storefront` is set (404 otherwise):
 
 - `GET /shop`: home, a grid of the most popular products;
 - `GET /shop/products/<sku>`: a product page (404 page for an SKU the catalogue lacks);
