@@ -164,9 +164,12 @@ def validate_event(event: Any) -> dict[str, Any]:
     action = event.get("product_action")
     if action is not None and action not in PRODUCT_ACTIONS:
         raise InvalidEvent(REASON_PRODUCT_ACTION)
-    if event["event_type"] == "event_product" and not (event.get("product_sku") and action):
+    event_type = event["event_type"]
+    if event_type == "event_product" and not (event.get("product_sku") and action):
         raise InvalidEvent(REASON_PRODUCT_EVENT)
-    _check_carousel_fields(event)
+    # Most events are neither an impression nor a click: the collector's hot path skips the rest.
+    if event_type == "impression" or "request_id" in event or "position" in event:
+        _check_carousel_fields(event)
     return event
 
 
