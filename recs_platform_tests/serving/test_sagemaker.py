@@ -23,10 +23,11 @@ from botocore.config import Config
 from botocore.stub import Stubber
 
 from recs_platform.models.markov import MarkovRecommender
-from recs_platform.serving.inference import load_model, package_model
+from recs_platform.serving.inference import ChallengerPackage, load_model, package_model
 from recs_platform.serving.sagemaker import (
     SageMakerDeployError,
     SageMakerTarget,
+    challenger_share,
     deploy_to_sagemaker,
     deployment_name,
     model_archive,
@@ -181,6 +182,91 @@ def test_create_then_the_same_version_again_is_unchanged(
         deployment.endpoint_config_name,
     )
     assert _counts(moto_sagemaker, endpoint) == (1, 1)
+
+
+def test_champion_and_challenger_are_two_weighted_variants_and_a_new_share_reweighs_them(
+    moto_sagemaker, s3_client, s3_bucket, packages
+) -> None:
+    endpoint = f"recs-{uuid.uuid4().hex[:8]}"
+    target = SageMakerTarget(endpoint, IMAGE, ROLE, s3_bucket, poll_s=0.01)
+
+    def deploy(share: float):
+        challenger = ChallengerPackage(packages["4"], "4", share)
+        return deploy_to_sagemaker(
+            moto_sagemaker, s3_client, packages["3"], "3", target, challenger=challenger
+        )
+
+    deployment = deploy(0.25)
+
+    assert deployment.action == "created"
+    assert deployment.endpoint_config_name.startswith(f"{endpoint}-v3-vs-v4-")
+    assert (deployment.version, deployment.challenger_version) == ("3", "4")
+    assert deployment.challenger_share == 0.25
+    config = moto_sagemaker.describe_endpoint_config(
+        EndpointConfigName=deployment.endpoint_config_name
+    )
+    variants = {v["VariantName"]: v for v in config["ProductionVariants"]}
+    assert {name: v["InitialVariantWeight"] for name, v in variants.items()} == {
+        "champion": 0.75,
+        "challenger": 0.25,
+    }
+    assert variants["champion"]["ModelName"] == deployment.model_name
+    assert variants["challenger"]["ModelName"] == deployment.challenger_model_name
+    for name, version in (("champion", "3"), ("challenger", "4")):
+        container = moto_sagemaker.describe_model(ModelName=variants[name]["ModelName"])[
+            "PrimaryContainer"
+        ]
+        assert (
+            container["ModelDataUrl"]
+            == f"s3://{s3_bucket}/models/{endpoint}/v{version}/model.tar.gz"
+        )
+        # Each container is told its variant, so its answers name it.
+        assert container["Environment"] == {
+            "RECS_MODEL_VERSION": version,
+            "RECS_SERVE_VARIANT": name,
+        }
+    tags = moto_sagemaker.list_tags(ResourceArn=config["EndpointConfigArn"])["Tags"]
+    assert {"Key": "recs:challenger-version", "Value": "4"} in tags
+    # What the /recommend facade reads to keep each session on one variant.
+    assert challenger_share(moto_sagemaker.describe_endpoint(EndpointName=endpoint)) == 0.25
+    assert _counts(moto_sagemaker, endpoint) == (2, 1)
+
+    assert deploy(0.25).action == "unchanged"
+
+    reweighted = deploy(0.4)  # the same models: only the weights change, in place
+
+    assert reweighted.action == "reweighted"
+    assert reweighted.endpoint_config_name == deployment.endpoint_config_name
+    described = moto_sagemaker.describe_endpoint(EndpointName=endpoint)
+    assert {v["VariantName"]: v["CurrentWeight"] for v in described["ProductionVariants"]} == {
+        "champion": 0.6,
+        "challenger": 0.4,
+    }
+    assert challenger_share(described) == pytest.approx(0.4)
+    assert _counts(moto_sagemaker, endpoint) == (2, 1)  # no new model, no new config
+    assert deploy(0.4).action == "unchanged"
+
+
+def test_the_share_of_an_endpoint_without_a_challenger_is_zero() -> None:
+    description = {"ProductionVariants": [{"VariantName": "champion", "CurrentWeight": 1.0}]}
+    assert challenger_share(description) == 0.0
+    # moto leaves a zero weight out of describe_endpoint: the config's initial weight stands in.
+    config = {
+        "ProductionVariants": [
+            {"VariantName": "champion", "InitialVariantWeight": 1.0},
+            {"VariantName": "challenger", "InitialVariantWeight": 0.0},
+        ]
+    }
+    assert challenger_share(description, config) == 0.0
+    with pytest.raises(ValueError, match="both the champion and the challenger"):
+        deploy_to_sagemaker(
+            object(),
+            object(),
+            Path("p"),
+            "4",
+            SageMakerTarget("recs", IMAGE, ROLE, "b"),
+            challenger=ChallengerPackage(Path("p"), "4", 0.5),
+        )
 
 
 # --- updates and failures on the Stubber -------------------------------------------------------
@@ -562,6 +648,220 @@ def test_a_refused_endpoint_config_deletes_the_new_model(
         "account limit of endpoint configs. Nothing was changed on the endpoint. "
         f"Deleted model {NEW_NAME}."
     )
+
+
+TWO_VARIANTS = f"recs-v3-vs-v4-{STAMP}"
+CHAMPION_V3, CHALLENGER_V4 = f"recs-v3-{STAMP}", f"recs-v4-{STAMP}"
+
+
+def _expect_two_models_and_their_config(stubber: Stubber, bucket: str, share: float) -> None:
+    for name, version, variant in (
+        (CHAMPION_V3, "3", "champion"),
+        (CHALLENGER_V4, "4", "challenger"),
+    ):
+        stubber.add_response(
+            "create_model",
+            {"ModelArn": f"arn:aws:sagemaker:us-east-1:123:model/{name}"},
+            {
+                "ModelName": name,
+                "PrimaryContainer": {
+                    "Image": IMAGE,
+                    "ModelDataUrl": _url(bucket, version),
+                    "Environment": {"RECS_MODEL_VERSION": version, "RECS_SERVE_VARIANT": variant},
+                },
+                "ExecutionRoleArn": ROLE,
+                "Tags": [{"Key": "recs:model-version", "Value": version}],
+            },
+        )
+    stubber.add_response(
+        "create_endpoint_config",
+        {"EndpointConfigArn": f"arn:aws:sagemaker:us-east-1:123:endpoint-config/{TWO_VARIANTS}"},
+        {
+            "EndpointConfigName": TWO_VARIANTS,
+            "ProductionVariants": [
+                {
+                    "VariantName": variant,
+                    "ModelName": name,
+                    "InstanceType": "ml.m5.large",
+                    "InitialInstanceCount": 1,
+                    "InitialVariantWeight": weight,
+                }
+                for variant, name, weight in (
+                    ("champion", CHAMPION_V3, 1.0 - share),
+                    ("challenger", CHALLENGER_V4, share),
+                )
+            ],
+            "Tags": [
+                {"Key": "recs:model-version", "Value": "3"},
+                {"Key": "recs:challenger-version", "Value": "4"},
+            ],
+        },
+    )
+
+
+def _deploy_with_challenger(client, s3_client, packages, bucket: str, clock: FakeClock):
+    return deploy_to_sagemaker(
+        client,
+        s3_client,
+        packages["3"],
+        "3",
+        _target(bucket),
+        challenger=ChallengerPackage(packages["4"], "4", 0.1),
+        sleep=clock.sleep,
+        clock=clock,
+        now=lambda: DEPLOYED_AT,
+    )
+
+
+def test_a_challenger_joins_a_champion_only_endpoint_blue_green(
+    stubbed, s3_client, s3_bucket, packages
+) -> None:
+    client, stubber = stubbed
+    _expect_describe(stubber, "InService", OLD_CONFIG)
+    stubber.add_response(
+        "describe_endpoint_config",
+        {
+            "EndpointConfigName": OLD_CONFIG,
+            "EndpointConfigArn": f"arn:aws:sagemaker:us-east-1:123:endpoint-config/{OLD_CONFIG}",
+            "ProductionVariants": [{"VariantName": "champion", "ModelName": OLD_CONFIG}],
+            "CreationTime": DEPLOYED_AT,
+        },
+        {"EndpointConfigName": OLD_CONFIG},
+    )  # one variant: not what is wanted, whatever its model
+    _expect_two_models_and_their_config(stubber, s3_bucket, 0.1)
+    stubber.add_response(
+        "update_endpoint",
+        {"EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/recs"},
+        {
+            "EndpointName": "recs",
+            "EndpointConfigName": TWO_VARIANTS,
+            "DeploymentConfig": {
+                "BlueGreenUpdatePolicy": {
+                    "TrafficRoutingConfiguration": {
+                        "Type": "ALL_AT_ONCE",
+                        "WaitIntervalInSeconds": 0,
+                    },
+                    "TerminationWaitInSeconds": 0,
+                    "MaximumExecutionTimeoutInSeconds": 1800,
+                }
+            },
+        },
+    )
+    _expect_describe(stubber, "Updating", OLD_CONFIG)
+    _expect_describe(stubber, "InService", TWO_VARIANTS)
+
+    deployment = _deploy_with_challenger(client, s3_client, packages, s3_bucket, FakeClock())
+
+    assert deployment.action == "updated"
+    assert (deployment.model_name, deployment.challenger_model_name) == (CHAMPION_V3, CHALLENGER_V4)
+    assert deployment.endpoint_config_name == TWO_VARIANTS
+    for version in ("3", "4"):
+        head = s3_client.head_object(Bucket=s3_bucket, Key=f"models/recs/v{version}/model.tar.gz")
+        assert head["ContentLength"] > 0
+
+
+def test_a_refused_two_variant_config_deletes_both_new_models(
+    stubbed, s3_client, s3_bucket, packages
+) -> None:
+    client, stubber = stubbed
+    _expect_no_endpoint(stubber)
+    stubber.add_response("create_model", {"ModelArn": "arn:aws:sagemaker:us-east-1:123:model/a"})
+    stubber.add_response("create_model", {"ModelArn": "arn:aws:sagemaker:us-east-1:123:model/b"})
+    stubber.add_client_error(
+        "create_endpoint_config",
+        service_error_code="ResourceLimitExceeded",
+        service_message="account limit of instances",
+        http_status_code=400,
+    )
+    stubber.add_response("delete_model", {}, {"ModelName": CHAMPION_V3})
+    stubber.add_response("delete_model", {}, {"ModelName": CHALLENGER_V4})
+
+    with pytest.raises(SageMakerDeployError) as raised:
+        _deploy_with_challenger(client, s3_client, packages, s3_bucket, FakeClock())
+
+    assert raised.value.state == "aborted"
+    assert f"Deleted model {CHAMPION_V3}, model {CHALLENGER_V4}." in str(raised.value)
+
+
+def test_weights_that_do_not_take_leave_the_models_and_say_so(
+    stubbed, s3_client, s3_bucket, packages
+) -> None:
+    """The endpoint runs versions 3 and 4 at 50/50; the share 0.1 is asked for, and SageMaker
+    ends the change InService with the old weights."""
+    client, stubber = stubbed
+    at_half = [
+        {"VariantName": "champion", "CurrentWeight": 0.5},
+        {"VariantName": "challenger", "CurrentWeight": 0.5},
+    ]
+    stubber.add_response(
+        "describe_endpoint",
+        {**_endpoint("InService", TWO_VARIANTS), "ProductionVariants": at_half},
+        {"EndpointName": "recs"},
+    )
+    stubber.add_response(
+        "describe_endpoint_config",
+        {
+            "EndpointConfigName": TWO_VARIANTS,
+            "EndpointConfigArn": f"arn:aws:sagemaker:us-east-1:123:endpoint-config/{TWO_VARIANTS}",
+            "ProductionVariants": [
+                {"VariantName": variant, "ModelName": name, "InstanceType": "ml.m5.large",
+                 "InitialInstanceCount": 1, "InitialVariantWeight": 0.5}
+                for variant, name in (("champion", CHAMPION_V3), ("challenger", CHALLENGER_V4))
+            ],
+            "CreationTime": DEPLOYED_AT,
+        },
+        {"EndpointConfigName": TWO_VARIANTS},
+    )  # fmt: skip
+    for name, version, variant in (
+        (CHAMPION_V3, "3", "champion"),
+        (CHALLENGER_V4, "4", "challenger"),
+    ):
+        stubber.add_response(
+            "describe_model",
+            {
+                "ModelName": name,
+                "ModelArn": f"arn:aws:sagemaker:us-east-1:123:model/{name}",
+                "PrimaryContainer": {
+                    "Image": IMAGE,
+                    "ModelDataUrl": _url(s3_bucket, version),
+                    "Environment": {"RECS_MODEL_VERSION": version, "RECS_SERVE_VARIANT": variant},
+                },
+                "CreationTime": DEPLOYED_AT,
+            },
+            {"ModelName": name},
+        )
+    stubber.add_response(
+        "update_endpoint_weights_and_capacities",
+        {"EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/recs"},
+        {
+            "EndpointName": "recs",
+            "DesiredWeightsAndCapacities": [
+                {"VariantName": "champion", "DesiredWeight": 0.9},
+                {"VariantName": "challenger", "DesiredWeight": 0.1},
+            ],
+        },
+    )
+    stubber.add_response(
+        "describe_endpoint",
+        {**_endpoint("Updating", TWO_VARIANTS), "ProductionVariants": at_half},
+        {"EndpointName": "recs"},
+    )
+    stubber.add_response(
+        "describe_endpoint",
+        {
+            **_endpoint("InService", TWO_VARIANTS, reason="weights update failed"),
+            "ProductionVariants": at_half,
+        },
+        {"EndpointName": "recs"},
+    )  # and nothing deleted: the models still serve
+
+    with pytest.raises(SageMakerDeployError) as raised:
+        _deploy_with_challenger(client, s3_client, packages, s3_bucket, FakeClock())
+
+    assert raised.value.state == "failed"
+    message = str(raised.value)
+    assert "without the weights champion 0.9, challenger 0.1" in message
+    assert "weights update failed" in message and "Its models were not changed" in message
 
 
 # --- invoking ----------------------------------------------------------------------------------
