@@ -241,8 +241,15 @@ def test_a_product_page_lands_its_impression_and_a_click_lands_a_view_with_its_p
         carousel_skus(page)
         wait_for_events(landing, 6)
         page.reload()  # the same page again: a view, but no second click
-        carousel_skus(page)
+        reloaded_shown = carousel_skus(page)
         wait_for_events(landing, 9)
+        # The middle button opens the first card in a new tab, which lands the click too.
+        with context.expect_page() as opened:
+            page.locator(CAROUSEL_CARDS).first.locator("a").click(button="middle")
+        opened.value.wait_for_load_state()
+        carousel_skus(opened.value)
+        wait_for_events(landing, 12)
+        reloaded_request_id = page.locator(CAROUSEL).get_attribute("data-request-id")
         context.close()
         stop_collector(collector)
 
@@ -266,6 +273,7 @@ def test_a_product_page_lands_its_impression_and_a_click_lands_a_view_with_its_p
         (product.sku, None, None),
         (shown[2], answer["request_id"], 3),
         (shown[2], None, None),
+        (reloaded_shown[0], reloaded_request_id, 1),
     ]
 
 

@@ -94,7 +94,7 @@
       const version = answer.model && answer.model.version;
       model.textContent = (version ? `model v${version}` : "") +
         (answer.fallback ? ` · ${answer.fallback}` : "");
-      carousel.dataset.requestId = answer.request_id;
+      if (typeof answer.request_id === "string") carousel.dataset.requestId = answer.request_id;
       carousel.dataset.state = "ready";
       const anchor = currentSku || session[session.length - 1];
       if (shown.length) window.recs.impression(anchor, shown, answer);
@@ -116,10 +116,11 @@
     });
   }
 
-  function carouselClick(event) { // a card opened (any button, any tab): tell the tracker
+  function carouselClick(event) { // a card opened, here or in a new tab: tell the tracker
+    if (event.type === "auxclick" && event.button !== 1) return; // only the middle button opens
     const card = event.target.closest("[data-recs-items] > [data-position]");
     const carousel = card && card.closest("[data-recs-carousel]");
-    if (!carousel || !event.target.closest("a")) return;
+    if (!carousel || !carousel.dataset.requestId || !event.target.closest("a")) return;
     window.recs.carouselClick(card.dataset.sku, carousel.dataset.requestId,
       Number(card.dataset.position));
   }
