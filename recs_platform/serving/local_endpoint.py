@@ -187,7 +187,7 @@ class LocalEndpoint:
                 f"{self.url} is served by a process this endpoint folder did not start; "
                 "stop it or set RECS_ENDPOINT_PORT"
             )
-        return document.get("variants") or {}
+        return _variants(document)
 
     def _start_process(self) -> None:
         endpoint_dir = Path(self.endpoint_dir)
@@ -227,8 +227,14 @@ class LocalEndpoint:
                     f"ends with:\n{self._log_tail()}"
                 )
             last = self.ping()
-            if last is not None and _serves(last.get("variants") or {}, wanted):
+            if last is not None and _serves(_variants(last), wanted):
                 return
+            if last and "package" in last and "variants" not in last and wanted.get("challenger"):
+                raise EndpointError(
+                    f"{self.url} was started by a version of recs-platform that serves one "
+                    "model: stop it (`recs-platform serve --stop`) and deploy again, which "
+                    "starts one that serves the challenger too"
+                )
             time.sleep(0.1)
         raise EndpointError(
             f"{self.url} did not serve {wanted} within {self.timeout_s:.0f} s (last /ping: "
@@ -295,6 +301,15 @@ def _current_document(
             "share": challenger.share,
         }
     return document
+
+
+def _variants(ping: dict) -> dict:
+    """`/ping`'s variants; a server from before variants named its one package at the top."""
+    if "variants" in ping:
+        return ping["variants"] or {}
+    if ping.get("package") is not None:
+        return {Variant.CHAMPION.value: {"package": ping["package"]}}
+    return {}
 
 
 def _serves(variants: dict, wanted: dict) -> bool:

@@ -7,7 +7,9 @@ tell which model answered, beside the variant and version the answer names.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import shutil
 import time
 from collections import Counter
@@ -20,13 +22,15 @@ from starlette.testclient import TestClient
 from recs_platform.models.markov import MarkovRecommender
 from recs_platform.models.popularity import PopularityRecommender
 from recs_platform.serving.inference import (
+    ChallengerPackage,
     Variant,
     package_model,
     session_bucket,
     variant_for_session,
 )
+from recs_platform.serving.local_endpoint import EndpointError, LocalEndpoint
 from recs_platform.serving.sagemaker_runtime import invoke_sagemaker, sagemaker_runtime_client
-from recs_platform.serving.server import ServerConfig, create_app, write_current
+from recs_platform.serving.server import ServerConfig, create_app, read_current, write_current
 from recs_platform_tests.fakes import FAKE_AWS_REGION
 from recs_platform_tests.serving.hand_model import HAND_SESSIONS
 from recs_platform_tests.serving.servers import serving_in_a_thread
@@ -339,3 +343,25 @@ def test_the_runtime_client_s_target_variant_reaches_the_local_endpoint(
             TargetVariant="challenger",
         )
         assert raw["InvokedProductionVariant"] == "challenger"
+
+
+def test_an_endpoint_process_from_before_two_variants_is_told_to_restart(
+    tmp_path: Path, packages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A detached server started by an older recs-platform keeps running across an upgrade:
+    its /ping names one package and no variants. A champion-only deploy still recognises what
+    it serves; a deploy with a challenger fails at once saying how to restart it."""
+    endpoint_dir = tmp_path / "endpoint"
+    shutil.copytree(packages["5"], endpoint_dir / "models" / "v5-old")
+    write_current(endpoint_dir, "models/v5-old", "5")
+    (endpoint_dir / "server.json").write_text(json.dumps({"pid": os.getpid()}))  # alive
+    old_ping = {"status": "ok", "model": {"version": "5"}, "package": "models/v5-old"}
+    monkeypatch.setattr(LocalEndpoint, "ping", lambda self: old_ping)
+    endpoint = LocalEndpoint(endpoint_dir, timeout_s=30)
+
+    assert endpoint.deploy(packages["5"], "5").action == "unchanged"
+    started = time.monotonic()
+    with pytest.raises(EndpointError, match="serves one model: stop it"):
+        endpoint.deploy(packages["5"], "5", ChallengerPackage(packages["6"], "6", 0.2))
+    assert time.monotonic() - started < 5  # not the 30 s of the timeout
+    assert read_current(endpoint_dir) == {"model": "models/v5-old", "version": "5"}
