@@ -119,7 +119,9 @@ def build_session_model_asset(default_shop_config: Path | None) -> dg.AssetsDefi
                 asset="session_model",
                 blocking=True,
                 description="The new model beats the current champion on the same test targets; "
-                "only then does alias `champion` move to it.",
+                "only then does alias `champion` move to it. A model that loses but passed its "
+                "checklist becomes the `challenger` (the A/B test decides): then it only warns, "
+                "so that the endpoint still deploys it.",
             ),
         ],
         description=(
@@ -172,6 +174,7 @@ def build_session_model_asset(default_shop_config: Path | None) -> dg.AssetsDefi
                 "chosen_candidate": outcome.chosen.name,
                 "champion_version": done.champion_version,
                 "promoted": done.promoted,
+                "became_challenger": done.challenger,
                 f"test_mrr_{k}": comparison.candidate_mrr,
                 f"test_hr_{k}": outcome.report.row(outcome.chosen.name).as_dict()[f"hr_{k}"],
                 "test_targets": len(outcome.test_targets),
@@ -197,7 +200,11 @@ def build_session_model_asset(default_shop_config: Path | None) -> dg.AssetsDefi
                 dg.AssetCheckResult(
                     check_name=CHAMPION_CHECK,
                     passed=comparison.beats_champion,
-                    severity=dg.AssetCheckSeverity.ERROR,
+                    # A new challenger must still reach the endpoint (its A/B test decides), so
+                    # losing offline then only warns and leaves the deployment unblocked.
+                    severity=dg.AssetCheckSeverity.WARN
+                    if done.challenger
+                    else dg.AssetCheckSeverity.ERROR,
                     description=comparison.describe(),
                     metadata={
                         "previous_champion": str(comparison.champion_version),

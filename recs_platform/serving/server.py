@@ -73,9 +73,9 @@ class ServerConfig:
     torch_threads: int | None = 1
     """torch's intra-op threads for torch models (None: torch's default, one per core).
 
-    One request at a time is scored, on small matrices: a second thread buys ~0.2 ms when the
+    One request at a time is scored, on small matrices: a second thread gains little when the
     machine is idle, and when another process holds a core every op waits for it at OpenMP's
-    barrier (benchmarks/README.md: 29 instead of 793 requests/s on two cores)."""
+    barrier, so the throughput collapses on a shared machine (benchmarks/README.md, serving)."""
 
     def __post_init__(self) -> None:
         if (self.model_source is None) == (self.endpoint_dir is None):

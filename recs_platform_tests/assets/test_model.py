@@ -132,20 +132,26 @@ def test_the_first_model_is_trained_tracked_registered_and_promoted(data_dir):
     assert validation.split(" of ")[0].split()[-1] == validation.split(" of ")[1]
 
 
-def test_a_worse_model_is_registered_but_never_promoted(data_dir):
+def test_a_worse_model_is_registered_as_challenger_never_champion(data_dir):
     assert champion_of(data_dir) == "1"
     # A spent time budget: the candidate trains on the most recent sessions, and both days are
     # scored on a sample; the metadata says both.
     result = materialize_model(
         data_dir, candidates=["popularity"], time_budget_minutes=1e-5, evaluation_sessions=100
     )
-    assert not result.success
     checks = checks_of(result)
     assert checks[CHECKLIST_CHECK].passed
     assert not checks[CHAMPION_CHECK].passed
     assert "does not beat champion version 1" in checks[CHAMPION_CHECK].description
+    # It passed its checklist, so it is the challenger: the failed comparison only warns, and
+    # the run goes on to deploy it beside the champion.
+    assert checks[CHAMPION_CHECK].severity == dg.AssetCheckSeverity.WARN
+    assert result.success
     metadata = result.asset_materializations_for_node("session_model")[0].metadata
     assert metadata["model_version"].value == "2" and metadata["promoted"].value is False
+    assert metadata["became_challenger"].value is True
+    uri, _ = tracking.local_tracking(data_dir)
+    assert tracking.serving_versions(mlflow.MlflowClient(uri, uri)).challenger == "2"
     window = metadata["training_windows"].value["popularity"]
     assert window["trimmed"] and window["sessions"] == 1000 and "of" in window["window"]
     assert "validation 100 of" in metadata["evaluated_sessions"].value
