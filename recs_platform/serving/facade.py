@@ -12,15 +12,17 @@ it, so the warehouse can tie a click to the list it came from. `variant` is the 
 (champion or challenger), the endpoint's own word where it gives one, else "champion".
 
 `session` is comma-separated SKUs, oldest first (empty or absent: a session with nothing yet,
-answered by popularity); `k` defaults to 10 and is capped at `MAX_K`. A bad query is a 400
-with a JSON `error`; an endpoint that does not answer is a 503 the page can ignore.
+answered by popularity); `k` defaults to 10 and is capped at `MAX_K`; `session_id` (optional) is
+the tracker's session id, passed on to the endpoint so that a session always meets the same
+variant. A bad query is a 400 with a JSON `error`; an endpoint that does not answer is a 503 the
+page can ignore.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 
@@ -30,6 +32,7 @@ RECOMMEND_PATH = "/recommend"
 MAX_K = 100
 MAX_SESSION_ITEMS = 200
 MAX_SKU_CHARS = 256
+MAX_SESSION_ID_CHARS = 256
 DEFAULT_VARIANT = "champion"
 
 
@@ -45,13 +48,24 @@ class EndpointUnavailable(RuntimeError):
 class RecommendQuery:
     session: tuple[str, ...]
     k: int
+    session_id: str | None = None
 
     def invocation_body(self) -> bytes:
-        return orjson.dumps({"instances": [{"session": list(self.session), "k": self.k}]})
+        instance: dict = {"session": list(self.session), "k": self.k}
+        if self.session_id is not None:
+            instance["session_id"] = self.session_id
+        return orjson.dumps({"instances": [instance]})
 
 
 def parse_recommend_query(query: Mapping[str, str]) -> RecommendQuery:
     """The query string (already decoded) as a request; raises `BadRecommendQuery`."""
+    session_id = query.get("session_id", "").strip() or None
+    if session_id is not None and len(session_id) > MAX_SESSION_ID_CHARS:
+        raise BadRecommendQuery(f"session_id is longer than {MAX_SESSION_ID_CHARS} characters")
+    return replace(_parse_session_and_k(query), session_id=session_id)
+
+
+def _parse_session_and_k(query: Mapping[str, str]) -> RecommendQuery:
     text = query.get("session", "")
     session = tuple(sku.strip() for sku in text.split(",") if sku.strip())
     if len(session) > MAX_SESSION_ITEMS:

@@ -449,7 +449,9 @@ class Storefront:
             f"<title>{_escape(title)} · {_escape(self.shop_name)}</title>"
             f"<style>{STYLESHEET}</style>"
             f"<script{data_sku}>{SNIPPET}</script>"
-            '<script async src="/recs.js"></script>'
+            # Both deferred, so they run in this order: the carousel finds the tracker loaded
+            # and asks /recommend for the tracker's session (the same variant on every page).
+            '<script defer src="/recs.js"></script>'
             f'<script defer src="{SCRIPT_PATH}"></script></head><body>'
             '<header class="bar"><div class="bar-inner">'
             f'<a class="brand" href="{SHOP_PATH}">{_escape(self.shop_name)}</a>'

@@ -15,18 +15,22 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from recs_platform.collection.app import CollectorConfig, create_app
+from recs_platform.models.markov import MarkovRecommender
 from recs_platform.serving.facade import (
     MAX_K,
     MAX_SESSION_ITEMS,
     EndpointUnavailable,
     recommend_answer,
 )
+from recs_platform.serving.inference import package_model
 from recs_platform.serving.recommend_lambda import (
     RecommendHandler,
     RecommendSettings,
     sagemaker_runtime_client,
 )
 from recs_platform_tests.collection.servers import free_port
+from recs_platform_tests.serving.hand_model import HAND_SESSIONS
+from recs_platform_tests.serving.servers import running_inference_server
 
 
 class LambdaAsClient:
@@ -171,9 +175,49 @@ def test_a_variant_that_is_not_a_string_is_not_the_contract() -> None:
         recommend_answer(200, body)
 
 
+@pytest.fixture(scope="module")
+def two_variant_server(hand_model_package: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The hand model as champion (version 5) and again as challenger (version 6), half each."""
+    challenger = package_model(
+        MarkovRecommender().fit(HAND_SESSIONS),
+        tmp_path_factory.mktemp("challenger") / "package",
+        "session-recommender",
+        "6",
+        "models:/m/6",
+    )
+    with running_inference_server(
+        hand_model_package, "--challenger", str(challenger), "--challenger-share", "0.5"
+    ) as url:
+        yield url
+
+
+def test_the_session_id_keeps_a_session_on_one_variant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, two_variant_server: str
+) -> None:
+    config = CollectorConfig(landing_root=tmp_path / "landing", endpoint_url=two_variant_server)
+    with TestClient(create_app(config)) as collector:
+        for client in (collector, lambda_client(monkeypatch, two_variant_server)):
+            variants = {}
+            for number in range(24):
+                answers = [
+                    client.get(
+                        "/recommend", params={"session": "a", "session_id": f"s-{number}"}
+                    ).json()
+                    for _ in range(3)
+                ]
+                assert len({(a["variant"], a["model"]["version"]) for a in answers}) == 1
+                variants[number] = (answers[0]["variant"], answers[0]["model"]["version"])
+            assert set(variants.values()) == {("champion", "5"), ("challenger", "6")}
+            # No session id: the champion answers.
+            assert client.get("/recommend", params={"session": "a"}).json()["variant"] == (
+                "champion"
+            )
+
+
 @pytest.mark.parametrize(
     ("params", "reason"),
     [
+        ({"session": "a", "session_id": "s" * 257}, "session_id is longer than 256"),
         ({"session": "a", "k": "0"}, "k must be at least 1"),
         ({"session": "a", "k": "-3"}, "k must be at least 1"),
         ({"session": "a", "k": "ten"}, "k must be a whole number"),

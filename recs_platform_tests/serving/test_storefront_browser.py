@@ -11,6 +11,7 @@ import contextlib
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -233,6 +234,7 @@ def test_a_product_page_lands_its_impression_and_a_click_lands_a_view_with_its_p
         with page.expect_response(lambda response: "/recommend?" in response.url) as asked:
             page.goto(f"{shop}{product.url}")
         answer = asked.value.json()
+        asked_for = parse_qs(urlsplit(asked.value.url).query)
         shown = carousel_skus(page)
         assert shown == answer["items"][: len(shown)] and len(shown) == DEFAULT_CAROUSEL_K
         third = page.locator(CAROUSEL_CARDS).nth(2)
@@ -250,6 +252,7 @@ def test_a_product_page_lands_its_impression_and_a_click_lands_a_view_with_its_p
         carousel_skus(opened.value)
         wait_for_events(landing, 12)
         reloaded_request_id = page.locator(CAROUSEL).get_attribute("data-request-id")
+        session_id = cookie(context, "recs_sid").split(".")[0]
         context.close()
         stop_collector(collector)
 
@@ -268,6 +271,9 @@ def test_a_product_page_lands_its_impression_and_a_click_lands_a_view_with_its_p
         "fallback": None,
     }
     assert [event["request_id"] for event in impressions].count(answer["request_id"]) == 1
+    # /recommend was asked for the tracker's session, which picks the variant.
+    assert asked_for["session_id"] == [session_id] == [first["session_id"]]
+    assert asked_for["session"] == [product.sku]
     views = [event for event in events if event.get("product_action") == "detail"]
     assert [(e["product_sku"], e.get("request_id"), e.get("position")) for e in views] == [
         (product.sku, None, None),

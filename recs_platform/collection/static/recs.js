@@ -9,6 +9,8 @@
  *     the first) and is on the way to its page; the productView(sku) of that page, within a
  *     minute, carries request_id and position (a short-lived cookie holds them meanwhile).
  *   recs.productView(sku, {request_id, position}): a product view that is the click itself.
+ *   recs.sessionId(): the session id the events carry, for GET /recommend's session_id (so a
+ *     session meets the same variant throughout); a page must wait for this file to call it.
  * Events (the raw event contract, DESIGN.md) queued in one tick go as one JSON batch with
  * navigator.sendBeacon; without it, or when it refuses, as one pixel each. Calls the stub
  * snippet queued before this file loaded (window.recs.q) are replayed in order.
@@ -179,6 +181,7 @@
     productView,
     impression,
     carouselClick,
+    sessionId: () => sessionId(Date.now()), // the session the events go to (for /recommend)
     addToCart: (sku) => track("event_product", "add", sku),
     removeFromCart: (sku) => track("event_product", "remove", sku),
     purchase: (skus) => [].concat(skus).forEach((sku) => track("event_product", "purchase", sku)),

@@ -1,7 +1,8 @@
 /* storefront.js, the demo shop's carousel (recs_platform/serving/storefront.py renders the pages).
  *   <section data-recs-carousel data-k="8" data-sku="sku-1">: "Recommended for you" on the page
  *   of sku-1. The session's viewed SKUs are kept in sessionStorage, oldest first, the product on
- *   screen last; GET /recommend?session=...&k=N answers the SKUs, GET /shop/cards their cards.
+ *   screen last; GET /recommend?session=...&k=N&session_id=<the tracker's session> answers the
+ *   SKUs, GET /shop/cards their cards.
  * The product on screen is never shown (the endpoint excludes the session; this guards it too).
  * Once the row is filled the tracker gets its impression (the anchor product: the one on screen,
  * else the last one viewed; the SKUs shown, best first; the answer's request id, model and
@@ -75,7 +76,10 @@
       return;
     }
     try {
-      const query = `session=${encodeURIComponent(session.join(","))}&k=${k}`;
+      // The tracker's session picks the variant (recs.js runs first: both scripts are deferred).
+      const sessionId = typeof window.recs.sessionId === "function" ? window.recs.sessionId() : "";
+      const query = `session=${encodeURIComponent(session.join(","))}&k=${k}` +
+        (sessionId ? `&session_id=${encodeURIComponent(sessionId)}` : "");
       const answer = await getJson(`/recommend?${query}`);
       const skus = answer.items
         .filter((sku, at, all) => sku !== currentSku && all.indexOf(sku) === at)
