@@ -117,6 +117,18 @@ def build_weekly_retrain_schedule(job_name: str) -> dg.ScheduleDefinition:
     )
 
 
+def build_ab_test_schedule(job_name: str) -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(
+        name="daily_ab_test_schedule",
+        job_name=job_name,
+        cron_schedule="30 2 * * *",
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="At 02:30 UTC, after the daily warehouse build: ab_test_report on the "
+        "test's sessions so far (promotes a winner only when configured to).",
+    )
+
+
 def failure_alert(run: dg.DagsterRun, message: str, failed_steps: list[str], base_url: str | None):
     from recs_platform.notifications import Alert
 

@@ -7,6 +7,7 @@ import warnings
 
 import dagster as dg
 
+from recs_platform.assets.ab_test import build_ab_test_report_asset
 from recs_platform.assets.dashboard import build_shop_dashboard_asset
 from recs_platform.assets.dataset import build_training_dataset_asset
 from recs_platform.assets.endpoint import build_recommendation_endpoint_asset
@@ -14,6 +15,7 @@ from recs_platform.assets.ingest import build_raw_events_asset
 from recs_platform.assets.model import build_session_model_asset
 from recs_platform.assets.transform import build_dbt_assets
 from recs_platform.automation import (
+    build_ab_test_schedule,
     build_daily_schedule,
     build_failure_sensor,
     build_landing_sensor,
@@ -32,6 +34,7 @@ TRAINING_JOB = "train_session_model"
 DEPLOY_JOB = "deploy_recommendation_endpoint"
 RETRAIN_JOB = "retrain_and_deploy"
 DASHBOARD_JOB = "refresh_shop_dashboard"
+AB_TEST_JOB = "report_ab_test"
 # An asset not updated for this long is stale: the daily schedule and the sensor update both.
 FRESHNESS_LIMIT = dt.timedelta(hours=26)
 
@@ -55,6 +58,7 @@ def build_definitions(settings: Settings, resources: dict | None = None) -> dg.D
     dbt_assets = build_dbt_assets(settings.env, warehouse_kind, daily, retry, settings.data_dir)
     training_dataset = build_training_dataset_asset(duckdb_pool, retry)
     shop_dashboard = build_shop_dashboard_asset(duckdb_pool, retry)
+    ab_test_report = build_ab_test_report_asset(duckdb_pool, retry)
     # The simulator leaves its configuration beside the local landing files: the oracle's ceiling.
     shop_config = settings.landing_dir / SHOP_CONFIG_FILE if settings.env == "local" else None
     session_model = build_session_model_asset(shop_config)
@@ -121,6 +125,12 @@ def build_definitions(settings: Settings, resources: dict | None = None) -> dg.D
             description="Retrain, promote a winner, deploy the champion (the weekly schedule).",
         ),
         dg.define_asset_job(DASHBOARD_JOB, selection=dg.AssetSelection.assets(shop_dashboard)),
+        dg.define_asset_job(
+            AB_TEST_JOB,
+            selection=dg.AssetSelection.assets(ab_test_report),
+            description="Champion against challenger on the carousel's traffic (the daily "
+            "A/B schedule).",
+        ),
     ]
     return dg.Definitions(
         assets=[
@@ -128,12 +138,17 @@ def build_definitions(settings: Settings, resources: dict | None = None) -> dg.D
             *dbt_assets,
             training_dataset,
             shop_dashboard,
+            ab_test_report,
             session_model,
             recommendation_endpoint,
         ],
         asset_checks=freshness_checks,
         jobs=jobs,
-        schedules=[build_daily_schedule(DAILY_JOB), build_weekly_retrain_schedule(RETRAIN_JOB)],
+        schedules=[
+            build_daily_schedule(DAILY_JOB),
+            build_weekly_retrain_schedule(RETRAIN_JOB),
+            build_ab_test_schedule(AB_TEST_JOB),
+        ],
         sensors=[
             build_landing_sensor(INGEST_JOB, daily),
             build_failure_sensor(settings.dagster_url),

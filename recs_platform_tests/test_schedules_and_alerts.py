@@ -72,6 +72,18 @@ def test_the_weekly_schedule_retrains_and_redeploys(definitions) -> None:
     }
 
 
+def test_the_daily_ab_test_schedule_reports_after_the_warehouse_build(definitions) -> None:
+    schedule = definitions.resolve_schedule_def("daily_ab_test_schedule")
+    warehouse = definitions.resolve_schedule_def("daily_warehouse_schedule")
+    # 02:30 UTC, two hours after the build of yesterday's marts it reads.
+    assert (schedule.cron_schedule, warehouse.cron_schedule) == ("30 2 * * *", "30 0 * * *")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    job = definitions.resolve_job_def(schedule.job_name)
+    assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == {
+        "ab_test_report"
+    }
+
+
 def test_freshness_checks_fail_until_raw_events_is_loaded(settings, definitions) -> None:
     checks = definitions.asset_checks
     job = dg.define_asset_job("freshness", selection=dg.AssetSelection.checks(*checks))
