@@ -111,7 +111,8 @@ def test_each_function_may_do_one_thing_on_its_own_resources(template: dict) -> 
         {"Fn::GetAtt": ["RejectedDeliveryStream", "Arn"]},
     ]
     recommend = _only_statement(functions["RecommendFunction"])
-    assert recommend["Action"] == "sagemaker:InvokeEndpoint"
+    # Invoke, and read the variants' weights (a session keeps its variant).
+    assert recommend["Action"] == ["sagemaker:InvokeEndpoint", "sagemaker:DescribeEndpoint"]
     arn = recommend["Resource"]["Fn::Sub"]
     assert arn == (
         "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}"
@@ -256,6 +257,7 @@ import recs_platform.collection.snowplow
 import botocore.exceptions
 collect.firehose_client()
 recommend.sagemaker_runtime_client()
+recommend.sagemaker_control_client()
 print("ok")
 """
     result = subprocess.run(

@@ -280,3 +280,51 @@ def test_no_generated_query_gets_a_5xx(collector_client: TestClient, params: dic
         items = response.json()["items"]
         session = {sku.strip() for sku in params.get("session", "").split(",")}
         assert not session & set(items)
+
+
+def test_the_lambda_targets_each_session_s_variant_by_the_endpoint_s_weights(
+    monkeypatch: pytest.MonkeyPatch, two_variant_server: str
+) -> None:
+    """On SageMaker each request would go to a variant by weight; the Lambda sends TargetVariant
+    so that a session keeps one, the share read from the endpoint's weights once a minute."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from recs_platform.serving.inference import variant_for_session
+
+    runtime = lambda_client(monkeypatch, two_variant_server).handler.runtime
+    control = boto3.client("sagemaker", region_name="us-east-1")
+    weights = {"champion": 0.7, "challenger": 0.3}  # the server itself splits 50/50
+    described = {
+        "EndpointName": "recs-endpoint",
+        "EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/recs-endpoint",
+        "EndpointStatus": "InService",
+        "CreationTime": "2026-12-01T00:00:00Z",
+        "LastModifiedTime": "2026-12-01T00:00:00Z",
+        "ProductionVariants": [
+            {"VariantName": name, "CurrentWeight": weight} for name, weight in weights.items()
+        ],
+    }
+    now = [0.0]
+    handler = RecommendHandler(
+        RecommendSettings("recs-endpoint"), runtime, control, clock=lambda: now[0]
+    )
+    client = LambdaAsClient(handler)
+    with Stubber(control) as stubber:
+        stubber.add_response("describe_endpoint", described, {"EndpointName": "recs-endpoint"})
+        seen = set()
+        for number in range(40):
+            session_id = f"s-{number}"
+            wanted = variant_for_session(session_id, 0.3).value
+            for _ in range(2):
+                answer = client.get("/recommend", params={"session": "a", "session_id": session_id})
+                assert answer.json()["variant"] == wanted
+            seen.add(wanted)
+        assert seen == {"champion", "challenger"}
+        stubber.assert_no_pending_responses()  # one describe_endpoint for 80 requests
+
+        # A minute later it asks again; when that fails the carousel still answers.
+        now[0] = 61.0
+        stubber.add_client_error("describe_endpoint", "AccessDeniedException", http_status_code=400)
+        answer = client.get("/recommend", params={"session": "a", "session_id": "s-1"})
+        assert answer.status_code == 200 and handler.challenger_share() is None
