@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import os
 import sys
+import time
 from pathlib import Path
 
 from recs_platform.settings import Settings, SettingsError
@@ -104,6 +105,42 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     print(f"Simulated shop written to {settings.landing_dir}")
     print(report.format_table())
+    return 0
+
+
+def _simulate_online(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from recs_platform.simulation import SHOP_CONFIG_FILE, ShopConfig
+    from recs_platform.simulation.online import (
+        ClickModel,
+        OnlineShopper,
+        http_carousel,
+        http_sender,
+    )
+
+    shop_file = args.shop or settings.landing_dir / SHOP_CONFIG_FILE
+    if not shop_file.is_file():
+        raise UsageError(
+            f"no shop at {shop_file}: run `recs-platform simulate` first (its shop.json says "
+            "which catalogue the shoppers browse), or give --shop"
+        )
+    try:
+        config = ShopConfig.read(shop_file)
+        click_model = ClickModel(args.attention, args.position_decay)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+    shopper = OnlineShopper(
+        config,
+        http_carousel(args.url),
+        http_sender(args.collector or args.url),
+        click_model,
+        k=args.k,
+        seed=args.seed,
+        start_ms=int(time.time() * 1000),
+    )
+    report = shopper.browse(args.shoppers)
+    print(json.dumps(report.as_dict(), indent=2))
     return 0
 
 
@@ -269,6 +306,33 @@ def build_parser() -> argparse.ArgumentParser:
         "same catalogue (a smoke test of the full size)",
     )
     simulate.set_defaults(run=_simulate)
+
+    online = commands.add_parser(
+        "simulate-online",
+        help="simulated shoppers browse the live storefront: each product page asks /recommend "
+        "for its carousel, the impressions and clicks go to the collector (README, 'The online "
+        "loop')",
+    )
+    online.add_argument("--shoppers", type=_positive_int, default=100, help="sessions to walk")
+    online.add_argument(
+        "--url", default="http://127.0.0.1:8000", help="the collector serving /recommend"
+    )
+    online.add_argument("--collector", help="where the events go (default: --url)")
+    online.add_argument(
+        "--shop", type=Path, help="the shop's shop.json (default: the landing zone's)"
+    )
+    online.add_argument("--k", type=_positive_int, default=10, help="carousel size")
+    online.add_argument(
+        "--attention", type=float, default=0.9, help="P(the shopper notices position 1)"
+    )
+    online.add_argument(
+        "--position-decay",
+        type=float,
+        default=1.0,
+        help="position p is noticed with attention / p ** decay",
+    )
+    online.add_argument("--seed", type=int, default=0)
+    online.set_defaults(run=_simulate_online)
 
     headroom = commands.add_parser(
         "headroom",

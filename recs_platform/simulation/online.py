@@ -107,6 +107,8 @@ class OnlineReport:
     variants: dict[str, VariantTally] = field(default_factory=lambda: defaultdict(VariantTally))
     events: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     event_ids: list[str] = field(default_factory=list)
+    # One per session that saw a carousel: the A/B test's unit (`evaluation.ab_test`).
+    session_rows: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -167,6 +169,7 @@ class OnlineShopper:
         events: list[dict] = []
         came_from: tuple[str, int] | None = None  # (request id, position) of a click
         variant: str | None = None
+        seen = {"impressions": 0, "clicks": 0, "add_to_carts": 0}
         rows = self._next_rows(history, state)
         item = _draw(rng, rows) if rows.sum() > 0 else None
         while item is not None:
@@ -177,6 +180,7 @@ class OnlineShopper:
                 events.append(self._event(session_id, "event_product", "add", sku))
                 if came_from is not None:
                     self._tally(variant).add_to_carts_after_click += 1
+                    seen["add_to_carts"] += 1
             # The carousel of this product page, then where the shopper goes next (nowhere
             # after the session's last page: no carousel can earn a click there).
             carousel = self.recommend(session_id, [self.skus[i] for i in history], self.k)
@@ -192,6 +196,7 @@ class OnlineShopper:
                 events.append(self._impression(session_id, sku, carousel))
                 tally = self._tally(carousel.variant)
                 tally.impressions += 1
+                seen["impressions"] += 1
                 if item is not None:
                     tally.expected_clicks += _expected_clicks(examination, rows, shown)
                     best = self._oracle_list(history)
@@ -201,7 +206,10 @@ class OnlineShopper:
                     if rng.random() < examination[position - 1]:
                         came_from = (carousel.request_id, position)
                         tally.clicks += 1
+                        seen["clicks"] += 1
         self.send(events)
+        if seen["impressions"]:
+            self.report.session_rows.append({"session_id": session_id, "variant": variant, **seen})
         for event in events:
             self.report.events[_kind(event)] += 1
             self.report.event_ids.append(event["event_id"])
@@ -250,6 +258,49 @@ class OnlineShopper:
             variant=carousel.variant,
         )
         return event
+
+
+def http_carousel(facade_url: str, timeout_s: float = 5.0) -> Recommend:
+    """`recommend` through the live `GET /recommend` facade (the collector's, or the Lambda's
+    behind API Gateway), with the session id that keeps a shopper on one variant."""
+    import httpx
+
+    client = httpx.Client(base_url=facade_url.rstrip("/"), timeout=timeout_s)
+
+    def recommend(session_id: str, skus: Sequence[str], k: int) -> Carousel:
+        params = {"session": ",".join(skus), "k": str(k), "session_id": session_id}
+        response = client.get("/recommend", params=params)
+        response.raise_for_status()
+        answer = response.json()
+        model = answer.get("model") or {}
+        return Carousel(
+            answer["request_id"],
+            tuple(answer["items"]),
+            str(model.get("name") or "unknown"),
+            None if model.get("version") is None else str(model["version"]),
+            answer["variant"],
+        )
+
+    return recommend
+
+
+def http_sender(collector_url: str, timeout_s: float = 10.0) -> Send:
+    """`send` through the collector's `POST /collect`; a refused event is an error, not a
+    silently smaller count."""
+    import httpx
+
+    client = httpx.Client(base_url=collector_url.rstrip("/"), timeout=timeout_s)
+
+    def send(events: list[dict]) -> None:
+        if not events:
+            return
+        response = client.post("/collect", json=events)
+        response.raise_for_status()
+        document = response.json()
+        if document.get("rejected"):
+            raise RuntimeError(f"the collector rejected simulated events: {document}")
+
+    return send
 
 
 def _draw(rng: np.random.Generator, probabilities: np.ndarray) -> int:

@@ -74,6 +74,13 @@ def test_each_click_lands_as_a_product_view_of_a_shown_item_at_its_position(popu
     every_event = [event for session in sent for event in session]
     assert len({event["event_id"] for event in every_event}) == len(every_event)
     assert report.event_ids == [event["event_id"] for event in every_event]
+    # The A/B test's rows: one per session, adding up to the variant's tally.
+    rows = report.session_rows
+    assert len({row["session_id"] for row in rows}) == len(rows) == len(sent)
+    tally = report.variants["champion"]
+    assert sum(row["clicks"] for row in rows) == tally.clicks
+    assert sum(row["impressions"] for row in rows) == tally.impressions
+    assert sum(row["add_to_carts"] for row in rows) == tally.add_to_carts_after_click
 
 
 def test_without_attention_nobody_clicks_and_the_sessions_stay_the_family_s(popularity):
