@@ -137,7 +137,7 @@ def _simulate_online(args: argparse.Namespace, settings: Settings) -> int:
         click_model,
         k=args.k,
         seed=args.seed,
-        start_ms=int(time.time() * 1000),
+        clock_ms=lambda: int(time.time() * 1000),
     )
     report = shopper.browse(args.shoppers)
     print(json.dumps(report.as_dict(), indent=2))

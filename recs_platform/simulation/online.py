@@ -133,8 +133,10 @@ class OnlineShopper:
         day: int | None = None,
         k: int = 10,
         seed: int = 0,
-        start_ms: int | None = None,
+        clock_ms: Callable[[], int] | None = None,
     ):
+        """`clock_ms`: the wall clock (epoch ms) for live traffic, which a collector checks;
+        None: a simulated clock from the start of `day`, `PAGE_GAP_MS` between events."""
         self.config = config
         self.oracle = Oracle(config)
         self.family = self.oracle.family
@@ -145,11 +147,8 @@ class OnlineShopper:
         self.day = config.days - 1 if day is None else day
         self.k = k
         self.rng = np.random.default_rng([config.seed, seed, 0x0DD])
-        self.clock_ms = (
-            start_ms
-            if start_ms is not None
-            else int(np.datetime64(config.date_of(self.day), "ms").astype(np.int64))
-        )
+        self.clock_ms = clock_ms
+        self.last_ms = int(np.datetime64(config.date_of(self.day), "ms").astype(np.int64))
         self.report = OnlineReport()
         self._index = {sku: index for index, sku in enumerate(self.skus)}
 
@@ -229,7 +228,9 @@ class OnlineShopper:
         return self.report.variants[variant or "unknown"]
 
     def _event(self, session_id: str, event_type: str, action: str | None, sku: str) -> dict:
-        self.clock_ms += PAGE_GAP_MS
+        # Strictly increasing, so that a session's events keep their order in the warehouse.
+        now = self.clock_ms() if self.clock_ms is not None else self.last_ms + PAGE_GAP_MS
+        self.last_ms = max(now, self.last_ms + 1)
         return {
             "event_id": str(uuid.UUID(bytes=self.rng.bytes(16), version=4)),
             "session_id": session_id,
@@ -238,7 +239,7 @@ class OnlineShopper:
             "product_action": action,
             "product_sku": sku,
             "url": f"/p/{sku}",
-            "client_ts": self.clock_ms,
+            "client_ts": self.last_ms,
             "source": "simulator",
         }
 
