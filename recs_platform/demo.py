@@ -184,6 +184,7 @@ def run_demo(
     print(
         f"{metadata['chosen_candidate']} registered as session-recommender version "
         f"{metadata['model_version']}, {verdict} champion (version {metadata['champion_version']})"
+        + ("; it is the challenger" if metadata.get("became_challenger") else "")
     )
     mlflow_uri, _ = local_tracking(settings.data_dir)
     print(f"MLflow UI: .venv/bin/mlflow ui --backend-store-uri {mlflow_uri}")
@@ -213,6 +214,13 @@ def run_demo(
         f"{invocation_command(endpoint['endpoint_url'], most_viewed)}\n"
         "Stop it: .venv/bin/recs-platform serve --stop"
     )
+    if endpoint.get("challenger_version"):
+        print(
+            f"Challenger version {endpoint['challenger_version']} "
+            f"({endpoint['challenger_recommender']}) serves beside it to "
+            f"{endpoint['challenger_share']:.0%} of sessions (RECS_CHALLENGER_SHARE), and to "
+            'any instance that asks for it ("variant": "challenger").'
+        )
 
     print("\n== 6. The shop dashboard")
     result = defs.resolve_job_def(DASHBOARD_JOB).execute_in_process(

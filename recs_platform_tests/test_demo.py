@@ -146,6 +146,10 @@ def run_the_demo_twice(tmp_path, home, environ, monkeypatch, endpoint):
     assert set(second_models) == {"oracle", "markov"}
     assert second_models["markov"] == models["markov"], "same data, same evaluation"
     assert "check beats_champion: FAILED" in second
-    assert re.search(r"version 2, not promoted; the champion stays champion \(version 1\)", second)
-    # The champion did not change, so neither does what the endpoint serves.
-    assert "Version 1 " in second and f"serves at {endpoint.url} (unchanged)" in second
+    assert re.search(
+        r"version 2, not promoted; the champion stays champion \(version 1\); it is the challenger",
+        second,
+    )
+    # The champion still serves; the challenger joins it (no share of sessions by default).
+    assert "Version 1 " in second and f"serves at {endpoint.url} (reloaded)" in second
+    assert "Challenger version 2 (markov) serves beside it to 0% of sessions" in second
