@@ -10,7 +10,9 @@
     - array_agg_ordered: dbt.listagg concatenates strings, it builds no array;
     - empty_array: dbt.array_construct() is an integer[] on DuckDB, which coalesce will not mix
       with an array of records; [] takes the other side's type;
-    - json_field_text: no JSON access macro in dbt;
+    - json_field_text, json_field_text_array: no JSON access macro in dbt;
+    - array_length, array_items_join (with array_item_value, array_item_position): dbt has
+      array_construct, array_append and array_concat, nothing to measure or unnest an array;
     - median_of: no median macro in dbt (both warehouses spell it median; one place to change);
     - ratio: plain SQL, a shorthand for a guarded division.
 -#}
@@ -81,6 +83,81 @@
 
 {% macro snowflake__json_field_text(json_column, field) -%}
     {{ json_column }}:{{ field }}::varchar
+{%- endmacro %}
+
+
+{% macro json_field_text_array(json_column, field) -%}
+    {#- A top-level field of a JSON document holding a list of strings, as an array of strings
+        (DuckDB VARCHAR[], Snowflake ARRAY). -#}
+    {{ return(adapter.dispatch('json_field_text_array')(json_column, field)) }}
+{%- endmacro %}
+
+{% macro duckdb__json_field_text_array(json_column, field) -%}
+    cast(json_extract({{ json_column }}, '$.{{ field }}') as varchar[])
+{%- endmacro %}
+
+{% macro snowflake__json_field_text_array(json_column, field) -%}
+    {{ json_column }}:{{ field }}::array
+{%- endmacro %}
+
+
+{% macro array_length(array_expression) -%}
+    {#- The number of elements of an array. -#}
+    {{ return(adapter.dispatch('array_length')(array_expression)) }}
+{%- endmacro %}
+
+{% macro duckdb__array_length(array_expression) -%}
+    len({{ array_expression }})
+{%- endmacro %}
+
+{% macro snowflake__array_length(array_expression) -%}
+    array_size({{ array_expression }})
+{%- endmacro %}
+
+
+{% macro array_items_join(array_expression, alias) -%}
+    {#- Joins each row of the relation just before it in a `from` clause to the elements of its
+        array, one row per element (none for an empty array), named `alias`: read an element
+        with array_item_value(alias) and its 1-based position with array_item_position(alias).
+        Put it right after the relation whose array it unnests, before any other join
+        (Snowflake's lateral flatten follows a comma). -#}
+    {{ return(adapter.dispatch('array_items_join')(array_expression, alias)) }}
+{%- endmacro %}
+
+{% macro duckdb__array_items_join(array_expression, alias) -%}
+    cross join unnest({{ array_expression }}) with ordinality as {{ alias }}(item_value, item_position)
+{%- endmacro %}
+
+{% macro snowflake__array_items_join(array_expression, alias) -%}
+    , lateral flatten(input => {{ array_expression }}) as {{ alias }}
+{%- endmacro %}
+
+
+{% macro array_item_value(alias) -%}
+    {#- The element of array_items_join's row, as text. -#}
+    {{ return(adapter.dispatch('array_item_value')(alias)) }}
+{%- endmacro %}
+
+{% macro duckdb__array_item_value(alias) -%}
+    cast({{ alias }}.item_value as varchar)
+{%- endmacro %}
+
+{% macro snowflake__array_item_value(alias) -%}
+    {{ alias }}.value::varchar
+{%- endmacro %}
+
+
+{% macro array_item_position(alias) -%}
+    {#- The 1-based position of array_items_join's element in its array, as an integer. -#}
+    {{ return(adapter.dispatch('array_item_position')(alias)) }}
+{%- endmacro %}
+
+{% macro duckdb__array_item_position(alias) -%}
+    cast({{ alias }}.item_position as integer)
+{%- endmacro %}
+
+{% macro snowflake__array_item_position(alias) -%}
+    cast({{ alias }}.index + 1 as integer)
 {%- endmacro %}
 
 

@@ -1,7 +1,8 @@
-{#- Every raw row of a partition is either the copy stg_events keeps or a row of
-    stg_event_duplicates. Fails on a partition where the counts disagree (a raw partition
-    reloaded without re-running dbt on it, say). With a window in --vars only its days.
-    Three parents: meta.dagster.ref attaches it to stg_event_duplicates as an asset check. -#}
+{#- Every raw row of a partition but the impressions (landed_impressions_are_kept checks
+    those) is either the copy stg_events keeps or a row of stg_event_duplicates. Fails on a
+    partition where the counts disagree (a raw partition reloaded without re-running dbt on it,
+    say). With a window in --vars only its days. Three parents: meta.dagster.ref attaches it to
+    stg_event_duplicates as an asset check. -#}
 {{ config(meta={'dagster': {'ref': {'name': 'stg_event_duplicates'}}}) }}
 {%- set window = requested_window() %}
 
@@ -11,8 +12,9 @@ with raw_rows as (
         event_date,
         count(*) as raw_rows
     from {{ source('raw', 'events') }}
+    where not ({{ is_impression() }})
     {%- if window %}
-    where {{ in_days('event_date', window.start, window.end) }}
+        and {{ in_days('event_date', window.start, window.end) }}
     {%- endif %}
     group by event_date
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from recs_platform_tests.dbt.fixture_days import D1, D4, DAYS, FIXTURE_VARS, RAW_EVENTS
+from recs_platform_tests.dbt.fixture_days import D1, D4, DAYS, FIXTURE_VARS, land_fixture_days
 from recs_platform_tests.dbt.harness import Warehouse, load_duckdb_days, next_day
 
 
@@ -19,7 +19,7 @@ def built_warehouse(tmp_path_factory: pytest.TempPathFactory, fixture_window: tu
     """All four days loaded, then one `dbt build` of their window: the first run of each model,
     so the tables are built from scratch (the full-refresh path)."""
     warehouse = Warehouse(tmp_path_factory.mktemp("built_warehouse"))
-    warehouse.land(RAW_EVENTS)
+    land_fixture_days(warehouse)
     load_duckdb_days(warehouse, DAYS)
     warehouse.build(fixture_window, extra_vars=FIXTURE_VARS).check()
     return warehouse

@@ -36,7 +36,24 @@ MODEL_KEYS = {
     "training_sessions": ("session_id",),
     "item_stats": ("event_date", "product_sku"),
     "daily_session_stats": ("partition_date",),
+    "stg_impressions": ("event_id",),
+    "stg_impression_items": ("event_id", "position"),
+    "int_recommendation_clicks": ("event_id",),
+    "int_recommendation_conversions": ("event_id",),
+    "recommendation_performance": ("partition_date", "variant", "model_version"),
+    "recommendation_sessions": ("session_id", "variant", "model_version"),
 }
+# The tables that hold impressions and clicks; the others must not change with them.
+RECOMMENDATION_TABLES = frozenset(
+    {
+        "stg_impressions",
+        "stg_impression_items",
+        "int_recommendation_clicks",
+        "int_recommendation_conversions",
+        "recommendation_performance",
+        "recommendation_sessions",
+    }
+)
 DBT_TIMEOUT_S = 240
 
 
@@ -148,7 +165,7 @@ def load_snowflake_days(conn: Any, landing_root: Path, days: Iterable[dt.date]) 
 
 
 # Snowflake returns ARRAY and OBJECT values as JSON text; DuckDB returns lists and dicts.
-ARRAY_COLUMNS = frozenset({"product_interactions", "items"})
+ARRAY_COLUMNS = frozenset({"product_interactions", "items", "shown_skus"})
 
 
 def _plain(column: str, value: Any) -> Any:

@@ -19,16 +19,25 @@ from recs_platform_tests.dbt.fixture_days import (
     D2,
     D3,
     D4,
+    DAYS,
+    EXPECTED_CLICKS,
+    EXPECTED_CONVERSIONS,
     EXPECTED_DUPLICATES,
     EXPECTED_EVENT_PARTITIONS,
+    EXPECTED_IMPRESSIONS,
     FIXTURE_VARS,
+    IMPRESSION_COLUMNS,
+    IMPRESSION_IDS,
     MARTS,
     RAW_EVENTS,
+    RAW_EVENTS_WITHOUT_IMPRESSIONS,
     at,
     epoch_ms,
+    land_fixture_days,
 )
 from recs_platform_tests.dbt.harness import (
     MODEL_KEYS,
+    RECOMMENDATION_TABLES,
     Warehouse,
     assert_rows_equal,
     duckdb_checksums,
@@ -59,7 +68,84 @@ def test_staging_keeps_each_event_once_in_the_partition_it_first_landed_in(built
 
     assert kept == EXPECTED_EVENT_PARTITIONS
     assert sorted(duplicates) == EXPECTED_DUPLICATES
-    assert len(kept) + len(duplicates) == len(RAW_EVENTS)
+    assert len(kept) + len(duplicates) == len(RAW_EVENTS_WITHOUT_IMPRESSIONS)
+
+
+def test_each_impression_is_staged_once_with_the_cards_it_showed(built_warehouse):
+    """Twelve impression rows landed (i02 twice on D1, i20 again on D2): ten impressions."""
+    impressions = [
+        {column: row[column] for column in IMPRESSION_COLUMNS}
+        for row in duckdb_rows(built_warehouse, "stg_impressions")
+    ]
+    cards = [
+        (row["event_id"], row["position"], row["product_sku"], row["event_date"])
+        for row in duckdb_rows(built_warehouse, "stg_impression_items")
+    ]
+
+    assert sum(event["event_type"] == "impression" for event in RAW_EVENTS) == 12
+    assert_rows_equal(impressions, EXPECTED_IMPRESSIONS)
+    assert cards == [
+        (row["event_id"], position, sku, row["event_date"])
+        for row in EXPECTED_IMPRESSIONS
+        for position, sku in enumerate(row["shown_skus"], start=1)
+    ]
+
+
+def test_every_click_is_attributed_or_kept_with_its_reason(built_warehouse):
+    clicks = [
+        (row["event_id"], row["event_date"], row["attribution"], row["impression_event_id"],
+         row["impression_date"])
+        for row in duckdb_rows(built_warehouse, "int_recommendation_clicks")
+    ]  # fmt: skip
+    conversions = [
+        (row["event_id"], row["product_action"], row["event_date"], row["click_event_id"],
+         row["impression_event_id"])
+        for row in duckdb_rows(built_warehouse, "int_recommendation_conversions")
+    ]  # fmt: skip
+
+    assert clicks == EXPECTED_CLICKS
+    assert conversions == EXPECTED_CONVERSIONS
+
+
+def test_the_marts_count_every_impression_and_click_landed_once(built_warehouse):
+    """Checksums against what the fixture landed: each impression once (duplicates included),
+    each click once, as a clicked card, a repeat or an unattributed click."""
+    landed_clicks = {event["event_id"] for event in RAW_EVENTS if "request_id" in event}
+    landed_clicks -= IMPRESSION_IDS
+    performance = duckdb_rows(built_warehouse, "recommendation_performance")
+    sessions = duckdb_rows(built_warehouse, "recommendation_sessions")
+
+    assert sum(row["impressions"] for row in performance) == len(IMPRESSION_IDS) == 10
+    assert sum(
+        row["clicks"] + row["repeat_clicks"] + row["unattributed_clicks"] for row in performance
+    ) == len(landed_clicks) == 10  # fmt: skip
+    assert sum(row["impressions"] for row in sessions) == len(IMPRESSION_IDS)
+    assert sum(row["clicks"] for row in sessions) == sum(row["clicks"] for row in performance)
+    assert sum(row["add_to_carts"] for row in sessions) == sum(
+        row["add_to_carts_after_click"] for row in performance
+    )
+
+
+def test_impressions_change_nothing_of_the_sessions_and_their_statistics(tmp_path, built_warehouse):
+    """The same days without their impressions: every table but the carousel's is the same, row
+    for row; the clicks, whose impressions never landed, are all kept as unattributed."""
+    without = Warehouse(tmp_path / "without_impressions")
+    without.root.mkdir()
+    land_fixture_days(without, impressions=False)
+    load_duckdb_days(without, DAYS)
+    without.build((D1, next_day(D4)), extra_vars=FIXTURE_VARS).check()
+
+    with_impressions, without_impressions = (
+        duckdb_checksums(built_warehouse),
+        duckdb_checksums(without),
+    )
+    for table in set(MODEL_KEYS) - RECOMMENDATION_TABLES:
+        assert without_impressions[table] == with_impressions[table], table
+    clicks = duckdb_rows(without, "int_recommendation_clicks")
+    assert {row["attribution"] for row in clicks} == {"impression_not_found"}
+    assert len(clicks) == len(EXPECTED_CLICKS)
+    assert without_impressions["stg_impressions"][0] == 0
+    assert without_impressions["recommendation_sessions"][0] == 0
 
 
 def test_session_events_follow_the_shoppers_clock_across_midnight(built_warehouse):
@@ -90,7 +176,7 @@ def test_a_backfill_equals_day_by_day_runs_and_reruns_change_nothing(tmp_path, b
     backfill = Warehouse(tmp_path / "backfill")
     for warehouse in (day_by_day, backfill):
         warehouse.root.mkdir()
-        warehouse.land(RAW_EVENTS)
+        land_fixture_days(warehouse)
     load_duckdb_days(day_by_day, [D1])
     day_by_day.build((D1, D2), extra_vars=FIXTURE_VARS).check()
     shutil.copyfile(day_by_day.duckdb_path, backfill.duckdb_path)

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import pytest
 
-from recs_platform_tests.dbt.fixture_days import D1, D2, DAYS, FIXTURE_VARS, MARTS, RAW_EVENTS
+from recs_platform_tests.dbt.fixture_days import (
+    D1,
+    D2,
+    DAYS,
+    FIXTURE_VARS,
+    MARTS,
+    land_fixture_days,
+)
 from recs_platform_tests.dbt.harness import (
     MODEL_KEYS,
     Warehouse,
@@ -45,7 +52,7 @@ def test_dbt_build_on_snowflake_makes_the_rows_duckdb_makes(
             "SNOWFLAKE_WAREHOUSE": "",
         },
     )
-    warehouse.land(RAW_EVENTS)
+    land_fixture_days(warehouse)
     load_snowflake_days(snowflake_conn, warehouse.landing_root, DAYS)
 
     first = warehouse.build((D1, D2), extra_vars=FIXTURE_VARS).check()

@@ -10,8 +10,9 @@
 {%- set window = incremental_window() %}
 
 {#-
-    The window's rows that stg_events did not keep (stg_events.sql has the rule), each with the
-    partition of the copy of its event that stg_events keeps. Only the events landed more than
+    The window's rows that stg_events did not keep (macros/first_landed_copies.sql has the
+    rule), each with the partition of the copy of its event that stg_events keeps. Impressions
+    are not stg_events' rows: their copies are stg_impressions' business. Only the events landed more than
     once in the window, or also in the history_lookback_days partitions before it, can have
     such rows, so only their rows are compared with stg_events' kept copies, instead of every
     row of the window.
@@ -32,8 +33,9 @@ with window_rows as (
         source_file,
         line_number
     from {{ source('raw', 'events') }}
+    where not ({{ is_impression() }})
     {%- if window %}
-    where {{ in_days('event_date', window.start, window.end) }}
+        and {{ in_days('event_date', window.start, window.end) }}
     {%- endif %}
 
 ),
