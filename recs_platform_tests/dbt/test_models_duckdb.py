@@ -309,6 +309,44 @@ def test_dbt_build_fails_on_a_broken_day_naming_the_failed_tests(tmp_path):
     assert failing[1].startswith("within_range_daily_session_stats_view_to_add_rate")
 
 
+def test_the_carousel_tests_fail_on_a_click_without_its_card_and_on_counts_that_disagree(
+    tmp_path, built_warehouse
+):
+    """Rows broken after the build: an attributed click naming a card that showed another SKU,
+    an impression lost from staging, a day with more clicks than cards shown, a CTR above 1."""
+    broken = Warehouse(tmp_path / "broken")
+    broken.root.mkdir()
+    shutil.copyfile(built_warehouse.duckdb_path, broken.duckdb_path)
+    with duckdb.connect(str(broken.duckdb_path)) as conn:
+        conn.execute(
+            "update analytics.int_recommendation_clicks set position = 3 where event_id = 'e05'"
+        )
+        conn.execute("delete from analytics.stg_impressions where event_id = 'i30'")
+        conn.execute(
+            "update analytics.recommendation_performance set clicks = 7 "
+            "where partition_date = ? and variant = 'champion'",
+            [D2],
+        )
+        conn.execute(
+            "update analytics.recommendation_performance set ctr = 1.5 "
+            "where partition_date = ? and variant = 'challenger'",
+            [D1],
+        )
+
+    result = broken.dbt("test", dbt_vars=FIXTURE_VARS)
+
+    assert result.returncode != 0
+    failing = _failing_tests(result.output)
+    assert failing[:-1] == [
+        "attributed_clicks_have_their_impression",
+        "expression_is_true_recommendation_performance_clicks_shown_items",
+        "landed_impressions_are_kept",
+        "recommendation_performance_counts_every_event",
+        "relationships_stg_impression_items_event_id__event_id__event_date__ref_stg_impressions_",
+    ]
+    assert failing[-1].startswith("within_range_recommendation_performance_ctr")
+
+
 def test_a_partition_runs_tests_read_only_the_partitions_it_rebuilt(tmp_path, built_warehouse):
     """Two D1 rows broken after the build (a session ending before it starts, an event kept
     twice): a run of D4 does not read D1 and passes; a run of D2 reads D1 (its lookback day,
