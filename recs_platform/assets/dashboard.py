@@ -25,7 +25,7 @@ def build_shop_dashboard_asset(
     """`pool`: the DuckDB file takes one process at a time, readers included."""
 
     @dg.asset(
-        deps=["daily_session_stats", "sessions", "item_stats"],
+        deps=["daily_session_stats", "sessions", "item_stats", "recommendation_performance"],
         pool=pool,
         retry_policy=retry_policy,
         group_name="reporting",

@@ -130,6 +130,21 @@ class TopItem:
 
 
 @dataclass(frozen=True)
+class VariantDay:
+    """What one variant's carousels did on one day (`recommendation_performance`)."""
+
+    day: dt.date
+    variant: str
+    model_version: str
+    impressions: int
+    clicks: int
+
+    @property
+    def ctr(self) -> float | None:
+        return _share(self.clicks, self.impressions)
+
+
+@dataclass(frozen=True)
 class ShopDashboard:
     """The numbers of the dashboard, over the days `first_day` to `last_day` (both included)."""
 
@@ -155,6 +170,7 @@ class ShopDashboard:
     landed_events: int
     late_events: int
     events_outside_sessions: int
+    recommendations: tuple[VariantDay, ...] = ()  # per day and variant, when carousels showed
 
     @property
     def days(self) -> int:
@@ -287,6 +303,18 @@ def build_shop_dashboard(
         ),
         key=lambda item: (-item[1], item[0]),
     )
+    recommendations = tuple(
+        VariantDay(_date(day), str(variant), str(version), _int(impressions), _int(clicks))
+        for day, variant, version, impressions, clicks in query(
+            "SELECT partition_date, variant, model_version, sum(impressions), sum(clicks) "
+            f"FROM {SCHEMA}.recommendation_performance "
+            # Rows without a variant count clicks no impression explains: not a variant's.
+            "WHERE partition_date >= ? AND partition_date <= ? AND variant IS NOT NULL "
+            "GROUP BY partition_date, variant, model_version "
+            "ORDER BY partition_date, variant, model_version",
+            window,
+        )
+    )
     views = np.array([item[1] for item in items], dtype=np.int64)
     item_views = int(views.sum())
     curve, marks = _popularity(views)
@@ -317,6 +345,7 @@ def build_shop_dashboard(
         landed_events=sum(row.landed_events for row in daily),
         late_events=sum(row.late_events for row in daily),
         events_outside_sessions=sum(row.events_outside_sessions for row in daily),
+        recommendations=recommendations,
     )
 
 
@@ -548,6 +577,30 @@ def _popularity_chart(dashboard: ShopDashboard) -> str:
         return _inline_svg(figure, "Popularity curve", max_width=560)
 
 
+def _variants_chart(rows: Sequence[VariantDay]) -> str:
+    """Click-through rate per day, one line per variant and model version."""
+    with _chart(1000, 260) as (figure, axes):
+        lines = sorted({(row.variant, row.model_version) for row in rows})
+        for (variant, version), color in zip(lines, [BLUE, ORANGE, GREEN, GREY] * 8, strict=False):
+            points = [row for row in rows if (row.variant, row.model_version) == (variant, version)]
+            axes.plot(
+                [row.day for row in points],
+                [row.ctr or 0.0 for row in points],
+                "o-",
+                color=color,
+                linewidth=2,
+                label=f"{variant} (version {version})",
+            )
+            for row in points:
+                tip = f"tip:{variant} {row.day.isoformat()}: CTR {_percent(row.ctr)}"
+                axes.plot([row.day], [row.ctr or 0.0], "o", color=color, gid=tip)
+        axes.set(ylabel="click-through rate", ylim=(0, None))
+        axes.yaxis.set_major_formatter("{x:.0%}")
+        axes.legend(loc="lower left")
+        figure.autofmt_xdate()
+        return _inline_svg(figure, "Carousel click-through rate by variant")
+
+
 def _cards(cards: Sequence[tuple[str, str]]) -> str:
     return (
         '<div class="cards">'
@@ -593,6 +646,7 @@ SECTIONS = (
     ("popularity", "Item popularity"),
     ("top-items", "Top items"),
     ("quality", "Data quality"),
+    ("recommendations", "Carousel by variant"),
 )
 
 
@@ -746,6 +800,29 @@ def render_html(dashboard: ShopDashboard, generated_at: dt.datetime | None = Non
         "session's first day (beyond the lookback) to be attached to it. Per day in the "
         "daily table.</p>"
     )
+
+    if d.recommendations:
+        sections["recommendations"] = _captioned(
+            _variants_chart(d.recommendations),
+            "Clicks on the carousel's items per impression, per day and variant (champion, "
+            "challenger) with the model version that answered (recommendation_performance). "
+            "The A/B test's decision is ab_test_report's.",
+        ) + _table(
+            ["day", "variant", "version", "impressions", "clicks", "CTR"],
+            [
+                [
+                    _esc(row.day.isoformat()),
+                    _esc(row.variant),
+                    _esc(row.model_version),
+                    _count(row.impressions),
+                    _count(row.clicks),
+                    _percent(row.ctr, 2),
+                ]
+                for row in d.recommendations
+            ],
+        )
+    else:
+        sections["recommendations"] = '<p class="sub">No carousel impressions in these days.</p>'
 
     nav = "".join(f'<a href="#{key}">{_esc(title)}</a>' for key, title in SECTIONS)
     body = "".join(

@@ -27,6 +27,7 @@ from recs_platform_tests.dbt.fixture_days import (
     D4,
     EXPECTED_DAILY_SESSION_STATS,
     EXPECTED_ITEM_STATS,
+    EXPECTED_RECOMMENDATION_PERFORMANCE,
     EXPECTED_SESSIONS,
 )
 
@@ -144,6 +145,25 @@ def test_popularity_gini_and_top_items(dashboard):
     assert dashboard.top_items[1].share_of_views == 3 / 16
 
 
+def test_the_carousel_s_variants_per_day_are_those_of_the_mart(dashboard):
+    got = [
+        (row.day, row.variant, row.model_version, row.impressions, row.clicks)
+        for row in dashboard.recommendations
+    ]
+    # Rows without a variant (clicks no impression explains) are not a variant's.
+    want = [
+        (row["partition_date"], row["variant"], row["model_version"], row["impressions"],
+         row["clicks"])
+        for row in EXPECTED_RECOMMENDATION_PERFORMANCE
+        if row["variant"] is not None
+    ]  # fmt: skip
+    assert got == sorted(want)
+    assert len(got) == 6
+    page = render_html(dashboard)
+    assert "Carousel click-through rate by variant" in page
+    assert "challenger (version 4)" in page
+
+
 def test_the_key_numbers_are_named_for_the_metadata(dashboard):
     assert dashboard.key_numbers() == {
         "first_day": "2026-03-01",
@@ -248,9 +268,10 @@ def test_the_page_is_self_contained_with_every_section(dashboard):
     text = " ".join(parsed.text)
     for _, title in SECTIONS:
         assert title in text
-    # Five charts (sessions and events per day, funnel, lengths, popularity), each captioned.
-    assert names.count("svg") == 5
-    assert names.count("figure") == names.count("figcaption") == 5
+    # Six charts (sessions and events per day, funnel, lengths, popularity, the carousel's
+    # variants), each captioned.
+    assert names.count("svg") == 6
+    assert names.count("figure") == names.count("figcaption") == 6
     assert "Gini of item views 0.312" in text
     assert "2026-03-01 to 2026-03-04 (4 days)" in text
     assert "Generated 2026-03-05 06:00 UTC" in text
@@ -295,6 +316,7 @@ def test_the_charts_show_the_numbers_of_the_marts(dashboard):
         "Session funnel",
         "Session-length histogram",
         "Popularity curve",
+        "Carousel click-through rate by variant",
     ]
     assert {chart["role"] for chart in charts.values()} == {"img"}
     days = ["03-01", "03-02", "03-03", "03-04"]
@@ -320,6 +342,11 @@ def test_the_charts_show_the_numbers_of_the_marts(dashboard):
         "top 20 % of items: 50.0 % of views",
     ]
     assert {"0%", "50%", "100%", "share of product views"} <= set(popularity["text"])
+    variants = charts["Carousel click-through rate by variant"]
+    # One hover title per day and line: the challenger's D1 impressions were both clicked.
+    assert "challenger 2026-03-01: CTR 100.0 %" in variants["titles"]
+    assert "champion 2026-03-01: CTR 66.7 %" in variants["titles"]
+    assert "click-through rate" in variants["text"]
 
 
 def test_the_same_numbers_give_the_same_page(dashboard):
@@ -373,8 +400,16 @@ def test_the_same_numbers_through_the_snowflake_warehouse(
         "daily_session_stats": "*",
         "item_stats": "*",
         "sessions": "session_id, session_date, event_count",
+        "recommendation_performance": "partition_date, variant, model_version, impressions, clicks",
     }
-    types = {"DATE": "DATE", "BIGINT": "INTEGER", "DOUBLE": "FLOAT", "VARCHAR": "VARCHAR"}
+    types = {
+        "DATE": "DATE",
+        "BIGINT": "INTEGER",
+        "INTEGER": "INTEGER",
+        "HUGEINT": "INTEGER",
+        "DOUBLE": "FLOAT",
+        "VARCHAR": "VARCHAR",
+    }
     cursor = snowflake_conn.cursor()
     cursor.execute("CREATE SCHEMA analytics")
     with duckdb.connect(str(marts_warehouse), read_only=True) as local:
@@ -395,5 +430,5 @@ def test_the_same_numbers_through_the_snowflake_warehouse(
     snowflake = build_shop_dashboard(warehouse.query)
     local = build_shop_dashboard(duckdb_query(marts_warehouse))
     assert snowflake.key_numbers() == local.key_numbers()
-    assert snowflake == local
+    assert snowflake == local and len(local.recommendations) == 6
     assert not any(isinstance(v, float) and math.isnan(v) for v in local.key_numbers().values())
