@@ -11,6 +11,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -760,3 +761,68 @@ def test_what_the_real_tracker_sends_for_an_impression_and_a_click_maps(capture_
         "sku-1",
     )
     assert (clicked["request_id"], clicked["position"]) == ("5d0c2a", 2)
+
+
+SCHEMAS = Path(__file__).parents[2] / "deployments/snowplow/schemas/com.recs-platform"
+
+
+def iglu_schema(name: str) -> dict[str, Any]:
+    """The shipped Iglu schema `name`/1-0-0, its self-description checked against its path."""
+    schema = orjson.loads((SCHEMAS / name / "jsonschema/1-0-0").read_bytes())
+    assert schema["self"] == {
+        "vendor": "com.recs-platform",
+        "name": name,
+        "format": "jsonschema",
+        "version": "1-0-0",
+    }
+    return schema
+
+
+@pytest.mark.parametrize(
+    ("name", "good", "bad"),
+    [
+        (
+            "impression",
+            [IMPRESSION_DATA, {**IMPRESSION_DATA, "model_version": None, "fallback": "popular"}],
+            [
+                {**IMPRESSION_DATA, "shown_skus": ["sku-1", "sku-1"]},
+                {**IMPRESSION_DATA, "shown_skus": []},
+                {**IMPRESSION_DATA, "request_id": ""},
+                {key: value for key, value in IMPRESSION_DATA.items() if key != "variant"},
+            ],
+        ),
+        (
+            "recommendation_click",
+            [click()["data"]],
+            [
+                click(position="2")["data"],
+                click(position=0)["data"],
+                click(request_id=None)["data"],
+            ],
+        ),
+    ],
+)
+def test_the_shipped_iglu_schemas_take_what_the_mapping_takes(name, good, bad):
+    """A shop's own Snowplow pipeline validates against these schemas: they accept the data
+    the mapping lands and refuse what the contract refuses."""
+    import jsonschema
+
+    schema = iglu_schema(name)
+    validator = jsonschema.Draft4Validator(
+        {key: value for key, value in schema.items() if key not in ("$schema", "self")}
+    )
+    assert IMPRESSION_SCHEMA.startswith("iglu:com.recs-platform/impression/jsonschema/1-")
+    assert CLICK_SCHEMA.startswith("iglu:com.recs-platform/recommendation_click/jsonschema/1-")
+    for data in good:
+        assert not list(validator.iter_errors(data)), data
+    for data in bad:
+        assert list(validator.iter_errors(data)), data
+    # What the mapping makes of the good data lands as the contract has it.
+    for data in good:
+        if name == "impression":
+            assert map_entries(impression_entry(data)).rejections == []
+        else:
+            sent = ecommerce_entry(
+                "product_view", [product("sku-1"), {"schema": CLICK_SCHEMA, "data": data}]
+            )
+            assert map_entries(sent).rejections == []
