@@ -31,12 +31,24 @@ catalogue. GRU4Rec trains 1 epoch with the sampled softmax and one thread (about
 latent-intent chains (on request) 1 epoch.
 Quality is not measured here, only speed: these models are not the ones bench_models.py reports.
 
+Two variants (issue 24 §5: "serving two variants keeps /invocations p99 < 25 ms at 200
+requests/s"): `--variants 2` serves the two models of `--pair` (default: the Markov chain as the
+champion, GRU4Rec as the challenger) from one process, `recs-platform serve --model <champion>
+--challenger <challenger> --challenger-share 0.5`, instead of the models one by one. Every request
+then carries its own `session_id` (`bench-session-000000`, ...), so the endpoint's hash of it sends
+about half of them to each variant; the in-process reference is the same pair
+(`ServedModels.pair`) on the same bodies. Latency is reported overall and per variant, from the
+`variant` each answer names; the split is checked against the share (within 3 binomial standard
+deviations) and every answer's variant against `variant_for_session` of its session id.
+
 Goals: HTTP p50 <= 1.5 x in-process p50 + 2 ms; HTTP p99 < 25 ms at 200 requests/s.
 Needs `wrk` (apt-get install wrk). Talks only to 127.0.0.1; every server is stopped on exit.
 Usage: .venv/bin/python benchmarks/bench_serving.py [--seconds 20] [--rate 200]
        [--wrk-seconds 10] [--models gru4rec markov] [--calls 3000] [--background-load 0]
-       [--items 20000]
+       [--items 20000] [--variants 2 [--pair markov gru4rec] [--challenger-share 0.5]] [--quick]
 About 2.5 minutes on the 2-core machine (5 when the default-thread GRU4Rec collapses).
+`--quick`: a smoke run, a 5,000-item shop of 1,000 sessions a day, 5 s at the fixed rate, 3 s of
+wrk, 500 timed in-process calls (any of them set explicitly wins); results saved as `*_quick.json`.
 """
 
 from __future__ import annotations
@@ -48,6 +60,7 @@ import ctypes
 import gc
 import http.client
 import json
+import math
 import os
 import re
 import shutil
@@ -69,9 +82,19 @@ from report import RESULTS, save_and_print
 from recs_platform.models.gru4rec import GRU4RecRecommender
 from recs_platform.models.latent_intent import LatentIntentRecommender
 from recs_platform.models.markov import MarkovRecommender
+from recs_platform.models.popularity import PopularityRecommender
 from recs_platform.models.sasrec import SASRecRecommender
 from recs_platform.models.torch_common import torch_threads
-from recs_platform.serving.inference import load_model, package_model, parse_instances, predict
+from recs_platform.serving.inference import (
+    LoadedModel,
+    ServedModels,
+    Variant,
+    load_model,
+    package_model,
+    parse_instances,
+    predict,
+    variant_for_session,
+)
 from recs_platform.serving.server import ServerConfig
 from recs_platform.simulation import ShopConfig, simulate_sessions
 from recs_platform.simulation.catalogue import build_catalogue
@@ -95,18 +118,31 @@ MODELS = {
     "sasrec": lambda: SASRecRecommender(loss="sampled", epochs=1, num_threads=1),
     "markov": lambda: MarkovRecommender(),
     "latent_intent": lambda: LatentIntentRecommender(epochs=1, num_threads=1),
+    "popularity": lambda: PopularityRecommender(),
 }
 TORCH_MODELS = ("gru4rec", "sasrec", "latent_intent")
 SERVER_TORCH_THREADS = ServerConfig(model_source="-").torch_threads
 NO_ANSWER = ("p50_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms")
+DEFAULT_PAIR = ("markov", "gru4rec")  # --variants 2: the champion, then the challenger
+DEFAULT_SHARE = 0.5
+SPLIT_SIGMAS = 3.0  # the split is near the share within this many binomial standard deviations
+# --quick: a smoke run of the whole script (each still overridden by its own option)
+QUICK = {"items": 5_000, "sessions_per_day": 1_000, "seconds": 5, "wrk_seconds": 3, "calls": 500}
+FULL = {
+    "items": DEFAULT_ITEMS,
+    "sessions_per_day": 3_000,
+    "seconds": 20,
+    "wrk_seconds": 10,
+    "calls": 3_000,
+}
 
 
 # --- models and probes -------------------------------------------------------------------------
 
 
-def shop_config(items: int) -> ShopConfig:
-    """The simulated shop: 7 days of 3,000 sessions over `items` products."""
-    return ShopConfig(seed=11, n_items=items, sessions_per_day=3_000, days=7)
+def shop_config(items: int, sessions_per_day: int = 3_000) -> ShopConfig:
+    """The simulated shop: 7 days of 3,000 sessions (`--quick`: fewer) over `items` products."""
+    return ShopConfig(seed=11, n_items=items, sessions_per_day=sessions_per_day, days=7)
 
 
 def shop_sessions(
@@ -131,6 +167,29 @@ def request_body(prefix: list[str]) -> bytes:
     return orjson.dumps({"instances": [{"session": prefix, "k": K}]})
 
 
+def session_id(position: int) -> str:
+    return f"bench-session-{position:06d}"
+
+
+def session_bodies(prefixes: list[list[str]], count: int) -> list[bytes]:
+    """`count` bodies, each with its own session id (the probe prefixes in turn): the fixed-rate
+    run sends each once, so every request is a new session for the endpoint's hash."""
+    return [
+        orjson.dumps(
+            {
+                "instances": [
+                    {
+                        "session": prefixes[position % len(prefixes)],
+                        "k": K,
+                        "session_id": session_id(position),
+                    }
+                ]
+            }
+        )
+        for position in range(count)
+    ]
+
+
 # --- in-process reference ----------------------------------------------------------------------
 
 
@@ -151,30 +210,69 @@ def in_process(folder: Path, bodies: list[bytes], calls: int, threads: int | Non
     `threads`: torch's intra-op threads, as the server gets them (None: torch's default).
     """
     with torch_threads(threads):
-        return _in_process(folder, bodies, calls)
+        return _in_process(load_model(folder), bodies, calls)
 
 
-def _in_process(folder: Path, bodies: list[bytes], calls: int) -> dict:
-    model = load_model(folder)
+def in_process_pair(
+    folders: tuple[Path, Path], share: float, bodies: list[bytes], calls: int, threads: int | None
+) -> dict:
+    """The same for an endpoint holding a champion and a challenger (`ServedModels.pair`), timed
+    overall and by the variant that answered; `first_answers`: the first body each variant
+    answers (its position) and that answer, to check the server's against."""
+    with torch_threads(threads):
+        served = ServedModels.pair(load_model(folders[0]), load_model(folders[1]), share)
+        for model in served.models.values():
+            model.popularity_ranking()  # as the server does before serving
+        result = _in_process(served, bodies, calls, by_variant=True)
+        result.pop("first_answer")
+        first_answers = {}
+        for position, body in enumerate(bodies):
+            answer = predict(served, parse_instances(body))["predictions"][0]
+            first_answers.setdefault(answer["variant"], (position, answer))
+            if len(first_answers) == len(Variant):
+                break
+        result["first_answers"] = first_answers
+        return result
+
+
+def _in_process(
+    model: LoadedModel | ServedModels, bodies: list[bytes], calls: int, by_variant: bool = False
+) -> dict:
     for position in range(WARMUP_CALLS):
         orjson.dumps(predict(model, parse_instances(bodies[position % len(bodies)])))
     timings = []
+    variants = []  # by_variant: the variant that answered each timed call
     deadline = time.perf_counter() + IN_PROCESS_LIMIT_S
     for position in range(calls):
         body = bodies[position % len(bodies)]
         started = time.perf_counter()
-        orjson.dumps(predict(model, parse_instances(body)))
+        answer = predict(model, parse_instances(body))
+        orjson.dumps(answer)
         timings.append(time.perf_counter() - started)
+        if by_variant:
+            variants.append(answer["predictions"][0]["variant"])
         if started > deadline:
             break
     answer = predict(model, parse_instances(bodies[0]))["predictions"][0]
-    return {
+    result = {
         "calls": len(timings),
         **percentiles_ms(timings),
         "calls_per_s": round(len(timings) / sum(timings), 1),
         "torch_threads": torch.get_num_threads(),
         "first_answer": answer,
     }
+    if by_variant:
+        timed, answered = np.asarray(timings), np.asarray(variants)
+        result["by_variant"] = {}
+        for variant in Variant:
+            mine = timed[answered == variant.value]
+            if len(mine):
+                result["by_variant"][variant.value] = {
+                    "calls": len(mine),
+                    **percentiles_ms(mine),
+                    "calls_per_s": round(float(len(mine) / mine.sum()), 1),
+                }
+    return result
 
 
 # --- servers -----------------------------------------------------------------------------------
@@ -256,9 +354,18 @@ class Server:
             self.process.wait(timeout=10)
 
 
-def inference_server(folder: Path, port: int, log: Path, threads: int | None) -> Server:
-    """`recs-platform serve` as it is; `threads` sets OMP_NUM_THREADS (torch's intra-op threads)."""
+def inference_server(
+    folder: Path,
+    port: int,
+    log: Path,
+    threads: int | None,
+    challenger: tuple[Path, float] | None = None,
+) -> Server:
+    """`recs-platform serve` as it is; `threads` sets OMP_NUM_THREADS (torch's intra-op threads);
+    `challenger`: a second model folder served beside it, and its share of sessions."""
     command = [str(BIN / "recs-platform"), "serve", "--model", str(folder)]
+    if challenger is not None:
+        command += ["--challenger", str(challenger[0]), "--challenger-share", f"{challenger[1]}"]
     environ = {} if threads is None else {"OMP_NUM_THREADS": str(threads)}
     return Server([*command, "--host", HOST, "--port", str(port)], port, log, "/ping", environ)
 
@@ -313,6 +420,30 @@ class Connection:
         self.writer.close()
 
 
+class BodyConnection(Connection):
+    """A connection that also keeps each response's body (to read the variant that answered)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        super().__init__(reader, writer)
+        self.chunks: list[bytes] = []
+
+    def on_body(self, chunk: bytes) -> None:  # httptools callback
+        self.chunks.append(chunk)
+
+    async def exchange(self, request: bytes) -> int:
+        self.chunks = []
+        return await super().exchange(request)
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+def answered_variant(body: bytes) -> str:
+    """The variant an `/invocations` answer of one instance names."""
+    return orjson.loads(body)["predictions"][0]["variant"]
+
+
 def raw_request(path: str, body: bytes) -> bytes:
     head = (
         f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
@@ -321,11 +452,16 @@ def raw_request(path: str, body: bytes) -> bytes:
     return head.encode() + body
 
 
-async def _fixed_rate(port: int, path: str, bodies: list[bytes], rate: float, seconds: float):
+async def _fixed_rate(
+    port: int, path: str, bodies: list[bytes], rate: float, seconds: float, by_variant: bool
+):
     requests = [raw_request(path, body) for body in bodies]
     count = int(rate * seconds)
+    # by_variant: keep each answer's body and read its variant (after its latency is taken)
+    kind = BodyConnection if by_variant else Connection
+    variants: list[str | None] = [None] * count
     pool: asyncio.Queue[Connection] = asyncio.Queue()
-    opened = await asyncio.gather(*(Connection.open(port) for _ in range(POOL_CONNECTIONS)))
+    opened = await asyncio.gather(*(kind.open(port) for _ in range(POOL_CONNECTIONS)))
     for connection in opened:
         pool.put_nowait(connection)
     latency = np.full(count, np.nan)
@@ -343,10 +479,12 @@ async def _fixed_rate(port: int, path: str, bodies: list[bytes], rate: float, se
             statuses[type(error).__name__] = statuses.get(type(error).__name__, 0) + 1
             connection.close()
             with contextlib.suppress(TimeoutError, OSError):
-                pool.put_nowait(await Connection.open(port))
+                pool.put_nowait(await kind.open(port))
             return
         latency[position] = time.perf_counter() - scheduled
         statuses[str(status)] = statuses.get(str(status), 0) + 1
+        if by_variant and status == 200:
+            variants[position] = answered_variant(connection.body)
         pool.put_nowait(connection)
 
     # The schedule is kept by a thread: time.sleep is precise to ~0.1 ms, where the event loop's
@@ -383,7 +521,7 @@ async def _fixed_rate(port: int, path: str, bodies: list[bytes], rate: float, se
         pool.get_nowait().close()
     answered = latency[~np.isnan(latency)]
     ok = statuses.get("200", 0)
-    return {
+    result = {
         "rate": rate,
         "requests": count,
         "achieved_send_rate": round(count / sending_s, 1),
@@ -401,17 +539,42 @@ async def _fixed_rate(port: int, path: str, bodies: list[bytes], rate: float, se
         if len(answered)
         else {},
     }
+    if by_variant:
+        result["by_variant"] = latency_by_variant(latency, send_lag, variants)
+        result["variants"] = variants  # per request; the caller checks and drops them
+    return result
 
 
-def fixed_rate(port: int, path: str, bodies: list[bytes], rate: float, seconds: float) -> dict:
+def latency_by_variant(latency: np.ndarray, send_lag: np.ndarray, variants: list) -> dict:
+    """The fixed-rate percentiles of the requests each variant answered."""
+    named = np.asarray([variant or "" for variant in variants])
+    by_variant = {}
+    for variant in Variant:
+        chosen = (named == variant.value) & ~np.isnan(latency)
+        if not chosen.any():
+            continue
+        by_variant[variant.value] = {
+            "requests": int(chosen.sum()),
+            **percentiles_ms(latency[chosen]),
+            "over_25_ms": int((latency[chosen] > 0.025).sum()),
+            "from_send": percentiles_ms(latency[chosen] - send_lag[chosen]),
+        }
+    return by_variant
+
+
+def fixed_rate(
+    port: int, path: str, bodies: list[bytes], rate: float, seconds: float, by_variant=False
+) -> dict:
     """The open-loop run, with the client's own pauses kept short: no garbage collection (a
     full collection over this process's simulated sessions stalled it ~90 ms) and a 0.5 ms GIL
-    switch interval (the sender thread waits less for the event loop's thread)."""
+    switch interval (the sender thread waits less for the event loop's thread). `by_variant`:
+    also the latency of each variant's answers (`by_variant`) and the variant per request
+    (`variants`)."""
     switch_interval = sys.getswitchinterval()
     gc.disable()
     sys.setswitchinterval(0.0005)
     try:
-        return asyncio.run(_fixed_rate(port, path, bodies, rate, seconds))
+        return asyncio.run(_fixed_rate(port, path, bodies, rate, seconds, by_variant))
     finally:
         sys.setswitchinterval(switch_interval)
         gc.enable()
@@ -492,10 +655,10 @@ def load_average() -> list[float]:
     return [round(value, 2) for value in os.getloadavg()]
 
 
-def load_phase(server: Server, path: str, bodies, args, script: Path) -> dict:
+def load_phase(server: Server, path: str, bodies, args, script: Path, by_variant=False) -> dict:
     port = server.port
     before = load_average()
-    result = {"fixed_rate": fixed_rate(port, path, bodies, args.rate, args.seconds)}
+    result = {"fixed_rate": fixed_rate(port, path, bodies, args.rate, args.seconds, by_variant)}
     server.drain()
     result["wrk"] = wrk(f"http://{HOST}:{port}{path}", args.wrk_seconds, script)
     result["load_average_before_after"] = [before, load_average()]
@@ -584,16 +747,136 @@ def serve_and_measure(label, folder, threads, bodies, args, script: Path, log: P
     return model
 
 
+def fit_and_package(name: str, train, shop: ShopConfig, scratch: Path) -> tuple[Path, float]:
+    """`name` fitted on the training sessions and packaged as an endpoint loads it."""
+    fit_started = time.perf_counter()
+    recommender = MODELS[name]().fit(train)
+    fit_seconds = time.perf_counter() - fit_started
+    folder = package_model(recommender, scratch / name, name, "bench", f"bench:{name}")
+    if len(recommender.item_ids) != shop.n_items:
+        raise RuntimeError(f"{name} knows {len(recommender.item_ids)} items")
+    return folder, round(fit_seconds, 1)
+
+
+def split_check(answered: list[str | None], share: float) -> dict:
+    """How the answered requests split between the variants, against the challenger's share
+    (within SPLIT_SIGMAS binomial standard deviations) and against the variant each request's
+    session id hashes to (`variant_for_session`): every answer must name that one."""
+    hashed = [
+        variant_for_session(session_id(position), share).value for position in range(len(answered))
+    ]
+    counts = {variant.value: answered.count(variant.value) for variant in Variant}
+    total = sum(counts.values())
+    observed = counts[Variant.CHALLENGER] / total if total else float("nan")
+    tolerance = SPLIT_SIGMAS * math.sqrt(share * (1 - share) / total) if total else 0.0
+    mismatches = sum(
+        got is not None and got != expected for got, expected in zip(answered, hashed, strict=True)
+    )
+    return {
+        "requests_by_variant": counts,
+        "unanswered": len(answered) - total,
+        "challenger_share_answered": round(observed, 4),
+        "challenger_share_by_hash_of_sent": round(
+            hashed.count(Variant.CHALLENGER) / len(hashed), 4
+        ),
+        "tolerance": round(tolerance, 4),
+        "routing_mismatches": mismatches,
+        "near_share": bool(abs(observed - share) <= tolerance and mismatches == 0),
+    }
+
+
+def variant_verdicts(model: dict) -> dict:
+    """Per variant: the HTTP latency of the answers it gave against its in-process calls."""
+    reference = model["in_process"]["by_variant"]
+    http = model["http"]["fixed_rate"]["by_variant"]
+    verdict = {}
+    for variant in Variant:
+        if variant.value not in reference or variant.value not in http:
+            continue
+        mine, served = reference[variant.value], http[variant.value]
+        verdict[variant.value] = {
+            "requests": served["requests"],
+            "in_process_p50_p99_ms": [mine["p50_ms"], mine["p99_ms"]],
+            "http_p50_p95_p99_ms": [served[key] for key in ("p50_ms", "p95_ms", "p99_ms")],
+            "http_p50_over_in_process_p50": round(served["p50_ms"] / mine["p50_ms"], 2),
+            "http_p99_over_in_process_p99": round(served["p99_ms"] / mine["p99_ms"], 2),
+            "http_p99_ms_from_actual_send": served["from_send"]["p99_ms"],
+            "over_25_ms": served["over_25_ms"],
+            "goal_p99_met (< 25 ms)": served["p99_ms"] < GOAL_P99_MS,
+        }
+    return verdict
+
+
+def serve_pair_and_measure(label, folders, bodies, args, script: Path, log: Path) -> dict:
+    """The champion and the challenger from one `recs-platform serve`, each request routed by
+    its session id: the in-process pair, the server's answers checked, then the load."""
+    share = args.challenger_share
+    model: dict = {
+        "torch_threads_set": None,
+        "champion": args.pair[0],
+        "challenger": args.pair[1],
+        "challenger_share": share,
+    }
+    model["in_process"] = in_process_pair(folders, share, bodies, args.calls, SERVER_TORCH_THREADS)
+    expected = model["in_process"].pop("first_answers")
+    for variant, (_, answer) in expected.items():
+        if answer["unknown"] or answer["fallback"] or len(answer["items"]) != K:
+            raise RuntimeError(f"{label} ({variant}): unexpected answer {answer}")
+    port = free_port()
+    with inference_server(folders[0], port, log, None, (folders[1], share)) as server:
+        for variant, (position, answer) in expected.items():
+            status, body = post_once(port, bodies[position])
+            if status != 200 or orjson.loads(body)["predictions"][0] != answer:
+                raise RuntimeError(
+                    f"{label} ({variant}): the server's answer differs: {status} {body[:500]}"
+                )
+        model["http"] = load_phase(server, "/invocations", bodies, args, script, by_variant=True)
+    model["split"] = split_check(model["http"]["fixed_rate"].pop("variants"), share)
+    model["goals"] = verdicts(model, args.rate)
+    model["goals_by_variant"] = variant_verdicts(model)
+    print(
+        f"{label}: in-process {model['in_process']}; HTTP {json.dumps(model['http'])}; "
+        f"split {model['split']}",
+        flush=True,
+    )
+    return model
+
+
+def print_variants(model: dict, pair: tuple[str, str]) -> None:
+    """The two-variant run's lines per variant, and its split."""
+    names = dict(zip((Variant.CHAMPION.value, Variant.CHALLENGER.value), pair, strict=True))
+    for variant, goals in model["goals_by_variant"].items():
+        reference, served = goals["in_process_p50_p99_ms"], goals["http_p50_p95_p99_ms"]
+        print(
+            f"  {variant} ({names[variant]}): {goals['requests']:,} requests; in-process p50 "
+            f"{reference[0]:.2f} / p99 {reference[1]:.2f} ms; HTTP p50 {served[0]:.2f} / p95 "
+            f"{served[1]:.2f} / p99 {served[2]:.2f} ms (sent p99 "
+            f"{goals['http_p99_ms_from_actual_send']:.2f}), {goals['over_25_ms']} over 25 ms; "
+            f"HTTP / in-process p50 {goals['http_p50_over_in_process_p50']:.2f}, p99 "
+            f"{goals['http_p99_over_in_process_p99']:.2f}; p99 goal "
+            f"{'met' if goals['goal_p99_met (< 25 ms)'] else 'NOT met'}"
+        )
+    split = model["split"]
+    print(
+        f"  split: {split['requests_by_variant']}, challenger share "
+        f"{split['challenger_share_answered']:.4f} (share {model['challenger_share']:g} +/- "
+        f"{split['tolerance']:.4f}; by the hash of the sent ids "
+        f"{split['challenger_share_by_hash_of_sent']:.4f}), {split['routing_mismatches']} answers "
+        f"from the wrong variant, {split['unanswered']} unanswered: "
+        f"{'near the share' if split['near_share'] else 'NOT near the share'}"
+    )
+
+
 def main() -> dict:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=20, help="fixed-rate phase length")
+    parser.add_argument("--seconds", type=float, help="fixed-rate phase length (default 20)")
     parser.add_argument("--rate", type=float, default=200, help="fixed rate, requests/s")
     parser.add_argument(
-        "--items", type=int, default=DEFAULT_ITEMS, help="products in the simulated catalogue"
+        "--items", type=int, help=f"products in the simulated catalogue (default {DEFAULT_ITEMS})"
     )
-    parser.add_argument("--wrk-seconds", type=int, default=10)
-    parser.add_argument("--calls", type=int, default=3000, help="timed in-process calls")
-    parser.add_argument("--models", nargs="+", default=["gru4rec", "markov"], choices=MODELS)
+    parser.add_argument("--wrk-seconds", type=int, help="default 10")
+    parser.add_argument("--calls", type=int, help="timed in-process calls (default 3000)")
+    parser.add_argument("--models", nargs="+", choices=MODELS, help="default: gru4rec markov")
     parser.add_argument(
         "--background-load",
         type=int,
@@ -608,13 +891,52 @@ def main() -> dict:
         help="also serve each torch model with OMP_NUM_THREADS=1 (torch's default: one thread "
         "per core), and time its in-process call with one thread",
     )
+    parser.add_argument(
+        "--variants",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="1: serve each of --models alone (default); 2: serve the two models of --pair from "
+        "one endpoint, a champion and a challenger, each request a new session id",
+    )
+    parser.add_argument(
+        "--pair",
+        nargs=2,
+        choices=MODELS,
+        metavar=("CHAMPION", "CHALLENGER"),
+        help="with --variants 2: the champion and the challenger (default markov gru4rec)",
+    )
+    parser.add_argument(
+        "--challenger-share",
+        type=float,
+        default=DEFAULT_SHARE,
+        help="with --variants 2: the challenger's share of sessions (default 0.5)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: a 5,000-item shop of 1,000 sessions a day, 5 s at the fixed rate, 3 s "
+        "of wrk, 500 in-process calls",
+    )
     args = parser.parse_args()
+    if args.variants == 1 and args.pair is not None:
+        parser.error("--pair goes with --variants 2")
+    if args.variants == 2 and args.models is not None:
+        parser.error("--variants 2 serves --pair, not --models")
+    if not 0.0 <= args.challenger_share <= 1.0:
+        parser.error("--challenger-share is between 0 and 1")
+    sizes = QUICK if args.quick else FULL
+    for key, value in sizes.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    args.models = args.models or ["gru4rec", "markov"]
+    args.pair = tuple(args.pair or DEFAULT_PAIR)
     if not shutil.which("wrk"):
         sys.exit("bench_serving needs wrk: apt-get install wrk")
     # SIGTERM (a killed `make bench`) unwinds through the `with` blocks: servers are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.perf_counter()
-    shop = shop_config(args.items)
+    shop = shop_config(args.items, args.sessions_per_day)
     result: dict = {
         "config": {
             "items": shop.n_items,
@@ -629,9 +951,21 @@ def main() -> dict:
         },
         "load_average_start": load_average(),
     }
+    if args.quick:
+        result["config"].update(quick=True, sessions_per_day=args.sessions_per_day)
+    if args.variants == 2:
+        result["config"].update(
+            variants=2,
+            champion=args.pair[0],
+            challenger=args.pair[1],
+            challenger_share=args.challenger_share,
+        )
     rng = np.random.default_rng(0)
     train, prefixes = shop_sessions(shop, rng)
-    bodies = [request_body(prefix) for prefix in prefixes]
+    if args.variants == 2:  # a new session per request: as many bodies as the run sends
+        bodies = session_bodies(prefixes, max(int(args.rate * args.seconds), len(prefixes)))
+    else:
+        bodies = [request_body(prefix) for prefix in prefixes]
     # Keep the simulated sessions out of every later collection: a full one pauses this process
     # (the in-process timings and the load generator) for tens of milliseconds.
     gc.collect()
@@ -639,7 +973,7 @@ def main() -> dict:
     result["config"]["train_sessions"] = len(train)
     result["config"]["probe_bodies"] = len(bodies)
     print(
-        f"{shop.n_items:,}-item shop: {len(train):,} training sessions, {len(bodies)} probe "
+        f"{shop.n_items:,}-item shop: {len(train):,} training sessions, {len(prefixes)} probe "
         f"prefixes of {PREFIX}; simulated in {time.perf_counter() - started:.0f} s",
         flush=True,
     )
@@ -654,13 +988,19 @@ def main() -> dict:
         with bare_server(port, scratch / "bare.log") as server:
             result["bare"] = load_phase(server, "/invocations", bodies, args, script)
         print(f"bare app done: {json.dumps(result['bare']['fixed_rate'])}", flush=True)
-        for name in args.models:
-            fit_started = time.perf_counter()
-            recommender = MODELS[name]().fit(train)
-            fit_seconds = time.perf_counter() - fit_started
-            folder = package_model(recommender, scratch / name, name, "bench", f"bench:{name}")
-            if len(recommender.item_ids) != shop.n_items:
-                raise RuntimeError(f"{name} knows {len(recommender.item_ids)} items")
+        if args.variants == 2:
+            label = "+".join(args.pair)
+            folders, fit_seconds = [], {}
+            for name in args.pair:
+                folder, fit_seconds[name] = fit_and_package(name, train, shop, scratch)
+                folders.append(folder)
+            result[label] = serve_pair_and_measure(
+                label, tuple(folders), bodies, args, script, scratch / f"{label}.log"
+            )
+            result[label]["fit_seconds"] = fit_seconds
+            labels.append(label)
+        for name in args.models if args.variants == 1 else ():
+            folder, fit_seconds = fit_and_package(name, train, shop, scratch)
             variants = {name: None}
             if args.one_thread_variant and name in TORCH_MODELS:
                 variants[f"{name}_1thread"] = 1
@@ -668,13 +1008,17 @@ def main() -> dict:
                 result[label] = serve_and_measure(
                     label, folder, threads, bodies, args, script, scratch / f"{label}.log"
                 )
-                result[label]["fit_seconds"] = round(fit_seconds, 1)
+                result[label]["fit_seconds"] = fit_seconds
                 labels.append(label)
     result["load_average_end"] = load_average()
     result["run_seconds"] = round(time.perf_counter() - started, 1)
     print_table(result, labels, args.rate)
+    if args.variants == 2:
+        print_variants(result[labels[0]], args.pair)
     # The default catalogue keeps the historical names; another size gets its own files.
-    name = "serving" if args.items == DEFAULT_ITEMS else f"serving_{args.items}_items"
+    name = "serving" if args.variants == 1 else "serving_two_variants"
+    name = name if args.items == DEFAULT_ITEMS else f"{name}_{args.items}_items"
+    name += "_quick" if args.quick else ""
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}_full.json").write_text(json.dumps(result, indent=2) + "\n")
     summary = {
@@ -683,17 +1027,26 @@ def main() -> dict:
         "bare_http_p50_p99_ms": [result["bare"]["fixed_rate"][key] for key in ("p50_ms", "p99_ms")],
         "bare_max_throughput_per_s": result["bare"]["wrk"]["requests_per_s"],
     }
-    for name in labels:
-        summary[f"{name}_in_process_p50_p99_ms"] = [
-            result[name]["in_process"][key] for key in ("p50_ms", "p99_ms")
+    for label in labels:
+        summary[f"{label}_in_process_p50_p99_ms"] = [
+            result[label]["in_process"][key] for key in ("p50_ms", "p99_ms")
         ]
-        for key, value in result[name]["goals"].items():
-            summary[f"{name}_{key}"] = value
-    return save_and_print(
-        name,
-        f"serving ({args.items:,} items): /invocations vs the in-process call, one uvicorn worker",
-        summary,
+        for key, value in result[label]["goals"].items():
+            summary[f"{label}_{key}"] = value
+        for variant, goals in result[label].get("goals_by_variant", {}).items():
+            for key, value in goals.items():
+                summary[f"{variant}_{key}"] = value
+        for key, value in result[label].get("split", {}).items():
+            summary[f"split_{key}"] = value
+    title = (
+        f"serving ({args.items:,} items): /invocations vs the in-process call, one uvicorn worker"
     )
+    if args.variants == 2:
+        title = (
+            f"serving two variants ({args.items:,} items): champion {args.pair[0]}, challenger "
+            f"{args.pair[1]} ({args.challenger_share:g} of sessions), one uvicorn worker"
+        )
+    return save_and_print(name, title, summary)
 
 
 if __name__ == "__main__":
