@@ -113,7 +113,8 @@ def test_the_environment_picks_the_store_and_the_pool(tmp_path):
     assert set(node.kinds) == {"python", "html"}
     assert node.partitions_def is None
     assert node.parent_keys == {
-        dg.AssetKey(name) for name in ("daily_session_stats", "sessions", "item_stats")
+        dg.AssetKey(name)
+        for name in ("daily_session_stats", "sessions", "item_stats", "recommendation_performance")
     }
     local_defs = build_definitions(settings_for(tmp_path))
     assert local_defs.resolve_assets_def("shop_dashboard").op.pool == "duckdb_writer"
