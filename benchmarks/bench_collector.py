@@ -21,19 +21,12 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import orjson
+from local_servers import free_port
 from report import save_and_print
 
 HERE = Path(__file__).parent
 BIN = Path(sys.executable).parent
 BATCH = 100
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_until_up(port: int, process: subprocess.Popen) -> None:

@@ -22,53 +22,17 @@ Usage: .venv/bin/python benchmarks/bench_online.py [--quick]
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import pandas as pd
+from local_servers import free_port, running
 from report import save_and_print
 
 BIN = Path(sys.executable).parent
 MINIMUM_DETECTABLE_EFFECT = 0.10
-
-
-def free_port() -> int:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        return listener.getsockname()[1]
-
-
-@contextlib.contextmanager
-def running(command: list[str], health_url: str, environ: dict[str, str]):
-    process = subprocess.Popen(
-        command,
-        env={**os.environ, "NO_PROXY": "127.0.0.1", **environ},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            try:
-                if httpx.get(health_url, timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{command[1]} did not come up at {health_url}")
-            time.sleep(0.2)
-        yield
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
 
 
 def trained_models(config, quick: bool):

@@ -77,6 +77,7 @@ import httptools
 import numpy as np
 import orjson
 import torch
+from local_servers import free_port
 from report import RESULTS, save_and_print
 
 from recs_platform.models.gru4rec import GRU4RecRecommender
@@ -276,12 +277,6 @@ def _in_process(
 
 
 # --- servers -----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
 def _die_with_parent() -> None:

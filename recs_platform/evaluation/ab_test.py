@@ -89,9 +89,10 @@ class Lift:
 
 
 def relative_lift(champion: Rate, challenger: Rate, confidence: float) -> Lift:
+    """R_B / R_A - 1; with a zero rate on either side the interval is unbounded."""
     if champion.value <= 0 or challenger.value <= 0:
-        return Lift(challenger.value / champion.value - 1 if champion.value else math.nan,
-                    -math.inf, math.inf)  # fmt: skip
+        value = challenger.value / champion.value - 1 if champion.value else math.nan
+        return Lift(value, -math.inf, math.inf)
     log_ratio = math.log(challenger.value / champion.value)
     se = math.sqrt(
         champion.variance / champion.value**2 + challenger.variance / challenger.value**2

@@ -86,17 +86,20 @@ class VariantTally:
     expected_clicks: float = 0.0  # sum over impressions of P(click | shown list, true state)
     oracle_expected_clicks: float = 0.0  # the same for the oracle's list on the same pages
 
+    def _per_impression(self, clicks: float) -> float:
+        return clicks / self.impressions if self.impressions else 0.0
+
     @property
     def ctr(self) -> float:
-        return self.clicks / self.impressions if self.impressions else 0.0
+        return self._per_impression(self.clicks)
 
     @property
     def expected_ctr(self) -> float:
-        return self.expected_clicks / self.impressions if self.impressions else 0.0
+        return self._per_impression(self.expected_clicks)
 
     @property
     def oracle_ctr(self) -> float:
-        return self.oracle_expected_clicks / self.impressions if self.impressions else 0.0
+        return self._per_impression(self.oracle_expected_clicks)
 
 
 @dataclass
