@@ -42,6 +42,15 @@ class Candidate:
         )
 
 
+def _context_chains() -> Candidate:
+    from recs_platform.models.context_chains import ContextChainsRecommender
+
+    # Nothing to search: its mixture weights are fitted on held-out training sessions.
+    return Candidate(
+        "context_chains", lambda params: ContextChainsRecommender(name="context_chains", **params)
+    )
+
+
 def _vsknn() -> Candidate:
     from recs_platform.models.vsknn import VSKNNRecommender
 
@@ -134,6 +143,9 @@ _FACTORIES: dict[str, Callable[[], Candidate]] = {
     "popularity": lambda: Candidate("popularity", lambda p: PopularityRecommender(**p)),
     "markov": lambda: Candidate("markov", lambda p: MarkovRecommender(**p)),
     "vsknn": _vsknn,
+    # Counts of what followed the last few items, mixed by held-out likelihood
+    # (models/context_chains.py).
+    "context_chains": _context_chains,
     "gru4rec": _gru4rec,
     "sasrec": _sasrec,
     # GRU4Rec with a learned first-order transition term (see models/gru4rec.py).

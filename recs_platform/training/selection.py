@@ -31,6 +31,7 @@ SIMPLICITY = (
     "popularity",
     "markov",
     "vsknn",
+    "context_chains",
     "latent_intent",
     "gru4rec",
     "gru_transition",
