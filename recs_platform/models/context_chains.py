@@ -231,9 +231,9 @@ class ContextChainsRecommender(SessionRecommender):
             chosen = np.sort(rng.choice(len(pairs), self.max_holdout_targets, replace=False))
             pairs = [pairs[position] for position in chosen]
         index = self.item_index()
-        likelihoods = np.array(
-            [self._unseen_components(prefix)[:, index[target]] for prefix, target in pairs]
-        ).reshape(len(pairs), len(COMPONENTS))
+        likelihoods = np.empty((len(pairs), len(COMPONENTS)))
+        for row, (prefix, target) in enumerate(pairs):
+            likelihoods[row] = self._unseen_components(prefix)[:, index[target]]
         buckets = length_buckets([len(prefix) for prefix, _ in pairs], LENGTH_BOUNDS)
         overall = mixture_weights(likelihoods)
         return np.array(
