@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,52 @@ def _pair_counts(
     return counts
 
 
+@dataclass
+class _Component:
+    """A distribution over the items without a dense row: `popular` x the popularity vector +
+    `recent` x the recent popularity vector + sum of scale x counts[columns] over `terms` (each
+    term's columns distinct and sorted: a row of a count table)."""
+
+    popular: float = 0.0
+    recent: float = 0.0
+    terms: list[tuple[float, np.ndarray, np.ndarray]] = field(default_factory=list)
+
+    def scaled(self, factor: float) -> _Component:
+        terms = [(scale * factor, columns, counts) for scale, columns, counts in self.terms]
+        return _Component(self.popular * factor, self.recent * factor, terms)
+
+    def plus(self, other: _Component) -> _Component:
+        return _Component(
+            self.popular + other.popular, self.recent + other.recent, self.terms + other.terms
+        )
+
+    @staticmethod
+    def mean(components: Sequence[_Component], weights: Sequence[float] | None = None):
+        """The weighted sum of `components` (weights default to 1 / their number)."""
+        if weights is None:
+            weights = [1.0 / len(components)] * len(components)
+        total = _Component()
+        for component, weight in zip(components, weights, strict=True):
+            total = total.plus(component.scaled(float(weight)))
+        return total
+
+    def at(self, items: np.ndarray, popular: np.ndarray, recent: np.ndarray) -> np.ndarray:
+        """The values at `items` (item codes)."""
+        values = self.popular * popular[items] + self.recent * recent[items]
+        for scale, columns, counts in self.terms:
+            if not len(columns):
+                continue
+            position = np.minimum(np.searchsorted(columns, items), len(columns) - 1)
+            values += np.where(columns[position] == items, scale * counts[position], 0.0)
+        return values
+
+    def dense(self, popular: np.ndarray, recent: np.ndarray) -> np.ndarray:
+        row = self.popular * popular + self.recent * recent
+        for scale, columns, counts in self.terms:
+            row[columns] += scale * counts
+        return row
+
+
 class ContextChainsRecommender(SessionRecommender):
     """The interpolated count chains of the module docstring."""
 
@@ -114,6 +161,7 @@ class ContextChainsRecommender(SessionRecommender):
         self.item_ids: list[str] = []
         self.weights = np.full((len(LENGTH_BOUNDS) + 1, len(COMPONENTS)), 1 / len(COMPONENTS))
         self.tables: dict[str, sparse.csr_matrix] = {}
+        self.totals: dict[str, np.ndarray] = {}
 
     # --- counting ----------------------------------------------------------------------------
 
@@ -135,6 +183,7 @@ class ContextChainsRecommender(SessionRecommender):
             "before": after[0].T.tocsr(),
             "together": _pair_counts(items, session_of, n_items, near + [-d for d in near]),
         }
+        self._index_tables()
         # The ordered pair (a, b) as one code a * n + b, and what followed it.
         inside = (session_of[2:] == session_of[:-2]) & (session_of[1:-1] == session_of[:-2])
         first, middle, then = items[:-2][inside], items[1:-1][inside], items[2:][inside]
@@ -147,63 +196,79 @@ class ContextChainsRecommender(SessionRecommender):
         self.pair_items = (triples % n_items).astype(np.int64)
         self.pair_counts = triple_counts.astype(np.float64)
 
+    def _index_tables(self) -> None:
+        """Each table's rows sorted by column (what `_Component.at` searches) and row totals."""
+        for counts in self.tables.values():
+            counts.sort_indices()
+        self.totals = {
+            name: np.asarray(counts.sum(axis=1)).ravel() for name, counts in self.tables.items()
+        }
+
     # --- the components of one prefix ---------------------------------------------------------
 
-    def _conditional(self, table: str, item: int) -> np.ndarray:
+    def _conditional(self, table: str, item: int) -> _Component:
         """P(j | item) of one single-item component (popularity for an unknown item)."""
         if item < 0:
-            return self.popular.copy()
+            return _Component(popular=1.0)
         counts = self.tables[table]
         start, stop = counts.indptr[item], counts.indptr[item + 1]
-        row = self.pseudo_count * self.popular
-        row[counts.indices[start:stop]] += counts.data[start:stop]
-        return row / (counts.data[start:stop].sum() + self.pseudo_count)
+        scale = 1.0 / (self.totals[table][item] + self.pseudo_count)
+        return _Component(
+            popular=self.pseudo_count * scale,
+            terms=[(scale, counts.indices[start:stop], counts.data[start:stop])],
+        )
 
-    def _pair_row(self, before_last: int, last: int, last_row: np.ndarray) -> np.ndarray:
+    def _pair(self, before_last: int, last: int, last_component: _Component) -> _Component:
+        """P(j | the ordered pair), backing off to `last` (itself, where the pair is unknown)."""
         if before_last < 0 or last < 0:
-            return last_row
+            return last_component
         code = before_last * len(self.item_ids) + last
         position = int(np.searchsorted(self.pair_contexts, code))
         if position == len(self.pair_contexts) or self.pair_contexts[position] != code:
-            return last_row
+            return last_component
         start, stop = self.pair_start[position], self.pair_start[position + 1]
-        row = self.pseudo_count * last_row
-        row[self.pair_items[start:stop]] += self.pair_counts[start:stop]
-        return row / (self.pair_counts[start:stop].sum() + self.pseudo_count)
+        scale = 1.0 / (self.pair_counts[start:stop].sum() + self.pseudo_count)
+        counted = _Component(
+            terms=[(scale, self.pair_items[start:stop], self.pair_counts[start:stop])]
+        )
+        return counted.plus(last_component.scaled(self.pseudo_count * scale))
 
-    def _components(self, codes: Sequence[int]) -> np.ndarray:
-        """[components, items]: each component's P(j | prefix) (item codes, -1 unknown)."""
-        rows = np.empty((len(COMPONENTS), len(self.item_ids)))
+    def _components(self, codes: Sequence[int]) -> list[_Component]:
+        """Each component's P(j | prefix), in `COMPONENTS` order (item codes, -1 unknown)."""
+        found: dict[str, _Component] = {}
 
         def back(steps: int) -> int:
             return codes[-steps] if len(codes) >= steps else -1
 
-        for position, component in enumerate(COMPONENTS):
+        for component in COMPONENTS:
             if component in _STEPS_BACK:
-                rows[position] = self._conditional(component, back(_STEPS_BACK[component]))
+                found[component] = self._conditional(component, back(_STEPS_BACK[component]))
             elif component == "together":
-                recent = [code for code in codes[-self.window :] if code >= 0]
-                rows[position] = (
-                    np.mean([self._conditional("together", code) for code in recent], axis=0)
-                    if recent
-                    else self.popular
+                near = [code for code in codes[-self.window :] if code >= 0]
+                found[component] = (
+                    _Component.mean([self._conditional("together", code) for code in near])
+                    if near
+                    else _Component(popular=1.0)
                 )
             elif component == "pair":
-                last_row = rows[COMPONENTS.index("last")]
-                rows[position] = self._pair_row(back(2), back(1), last_row)
+                found[component] = self._pair(back(2), back(1), found["last"])
+            elif component == "popular":
+                found[component] = _Component(popular=1.0)
             else:
-                rows[position] = getattr(self, component)
-        return rows
+                found[component] = _Component(recent=1.0)
+        return [found[component] for component in COMPONENTS]
 
-    def _unseen_components(self, prefix: Sequence[str]) -> np.ndarray:
-        """[components, items]: each component renormalised over the items `prefix` has not seen
-        (the seen items keep their scaled values; nothing may recommend them)."""
+    def _renormalised(self, prefix: Sequence[str]) -> tuple[list[_Component], np.ndarray]:
+        """The prefix's components and, for each, 1 / its mass on the items not seen (what
+        renormalises it over them: the carousel and the evaluation never show a seen item)."""
         index = self.item_index()
         codes = [index.get(sku, -1) for sku in prefix]
-        rows = self._components(codes)
-        seen = sorted({code for code in codes if code >= 0})
-        unseen_mass = 1.0 - rows[:, seen].sum(axis=1)
-        return rows / np.maximum(unseen_mass, 1e-12)[:, None]
+        components = self._components(codes)
+        seen = np.array(sorted({code for code in codes if code >= 0}), dtype=np.int64)
+        seen_mass = np.array(
+            [component.at(seen, self.popular, self.recent).sum() for component in components]
+        )
+        return components, 1.0 / np.maximum(1.0 - seen_mass, 1e-12)
 
     # --- fit and score ------------------------------------------------------------------------
 
@@ -233,7 +298,11 @@ class ContextChainsRecommender(SessionRecommender):
         index = self.item_index()
         likelihoods = np.empty((len(pairs), len(COMPONENTS)))
         for row, (prefix, target) in enumerate(pairs):
-            likelihoods[row] = self._unseen_components(prefix)[:, index[target]]
+            components, renormalise = self._renormalised(prefix)
+            target_code = np.array([index[target]])
+            likelihoods[row] = renormalise * [
+                component.at(target_code, self.popular, self.recent)[0] for component in components
+            ]
         buckets = length_buckets([len(prefix) for prefix, _ in pairs], LENGTH_BOUNDS)
         overall = mixture_weights(likelihoods)
         return np.array(
@@ -252,10 +321,12 @@ class ContextChainsRecommender(SessionRecommender):
         buckets = length_buckets([len(prefix) for prefix in prefixes], LENGTH_BOUNDS)
         index = self.item_index()
         for row, prefix in enumerate(prefixes):
-            if any(sku in index for sku in prefix):
-                scores[row] = self.weights[buckets[row]] @ self._unseen_components(prefix)
-            else:  # nothing known of the session: what everyone views
+            if not any(sku in index for sku in prefix):  # nothing known: what everyone views
                 scores[row] = self.popular
+                continue
+            components, renormalise = self._renormalised(prefix)
+            weights = self.weights[buckets[row]] * renormalise
+            scores[row] = _Component.mean(components, weights).dense(self.popular, self.recent)
         return scores
 
     # --- persistence --------------------------------------------------------------------------
@@ -297,4 +368,5 @@ class ContextChainsRecommender(SessionRecommender):
             )
         for key, value in arrays.items():
             setattr(model, key, value)
+        model._index_tables()
         return model
