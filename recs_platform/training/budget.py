@@ -6,7 +6,9 @@ candidates come, each one getting the time left divided by the candidates still 
 quick candidate leaves its unused time to the ones after it.
 
 Before a candidate trains, a probe measures it: one fit (one epoch for a torch model) on the most
-recent sessions, and one scoring of the validation day. From those two timings `fit_window`
+recent sessions (2 %, four times more until a fit takes 10 s), one on a quarter of them (the line
+through the two separates what a fit costs whatever its size from what each session adds), and
+one scoring of the validation day. From those timings `fit_window`
 sizes its search and refit to its allowance: first fewer search trials (down to its defaults
 alone), then fewer training sessions, the most recent ones kept. A shop's newest sessions say
 the most about tomorrow's, and a window cut from the old end keeps every item that is still
@@ -67,15 +69,38 @@ class TimeBudget:
 
 @dataclass(frozen=True)
 class Probe:
-    """What one candidate costs, measured on a slice of the most recent training sessions."""
+    """What one candidate costs, measured on slices of the most recent training sessions.
+
+    With a second, smaller fit (`small_sessions`, `small_fit_s`) the cost of a fit is the line
+    through the two: a part that does not grow with the sessions (a count model's fit of its
+    weights on a capped held-out sample, a torch model's set-up) and a part per session; a cost
+    that grows faster than the sessions shows as a steeper line. Without it, the cost is
+    proportional to the sessions.
+    """
 
     sessions: int  # in the probe fit
     fit_s: float  # one fit (one epoch for a torch model) on those sessions
     validation_s: float  # one scoring of the validation day
+    small_sessions: int = 0  # in the smaller fit; 0: none was made
+    small_fit_s: float = 0.0
 
     @property
     def seconds_per_session_epoch(self) -> float:
+        """The cost of one more session (per epoch): the slope of the line."""
+        if 0 < self.small_sessions < self.sessions:
+            slope = (self.fit_s - self.small_fit_s) / (self.sessions - self.small_sessions)
+            return max(slope, 0.0)
         return self.fit_s / max(self.sessions, 1)
+
+    @property
+    def fixed_s(self) -> float:
+        """The part of a fit (per epoch) that does not grow with the sessions (negative for a
+        cost that grows faster than them)."""
+        return self.fit_s - self.seconds_per_session_epoch * self.sessions
+
+    def fit_seconds(self, sessions: int, epochs: int = 1) -> float:
+        """One fit of `epochs` epochs on `sessions` sessions."""
+        return epochs * max(self.fixed_s + self.seconds_per_session_epoch * sessions, 0.0)
 
 
 @dataclass(frozen=True)
@@ -121,9 +146,8 @@ def estimated_seconds(
 ) -> float:
     """Search (`trials` fits on `sessions`, each scored `scored_epochs` times) plus the refit
     on `refit_sessions`."""
-    fit = probe.seconds_per_session_epoch * epochs
-    search = trials * (fit * sessions + probe.validation_s * scored_epochs)
-    return search + fit * refit_sessions
+    search = trials * (probe.fit_seconds(sessions, epochs) + probe.validation_s * scored_epochs)
+    return search + probe.fit_seconds(refit_sessions, epochs)
 
 
 def fit_window(
@@ -171,8 +195,9 @@ def fit_window(
         if shorter.estimated_s <= allowance_s:
             return shorter
     last = 1 if epochs is not None else None
+    # One search fit and one refit of one epoch each, and one scoring of the validation day.
     fit = probe.seconds_per_session_epoch
-    spare = allowance_s - probe.validation_s
+    spare = allowance_s - probe.validation_s - 2 * probe.fixed_s
     sessions = int(spare / (2 * fit)) if fit > 0 else available_sessions
     return window(min(max(sessions, min_sessions), available_sessions), 1, last)
 

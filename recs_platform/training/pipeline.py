@@ -387,6 +387,45 @@ def train_and_choose(
     )
 
 
+# The smaller probe fit's fewest sessions (below it, the probe is proportional).
+MIN_SMALL_PROBE = 250
+# A probe fit quicker than this says little about the whole window (fixed costs weigh in it):
+# the probe grows fourfold until a fit takes this long or covers every session.
+MIN_PROBE_S = 10.0
+
+
+def _probe(
+    chosen_candidate: Candidate,
+    train: list[list[str]],
+    one_epoch: Params,
+    validation_score: Callable[[SessionRecommender], float],
+    min_probe_s: float = MIN_PROBE_S,
+) -> Probe:
+    """Fits on the most recent sessions, timed: `probe_size` of them (more for a quick model),
+    and a smaller one for the line through the two (`budget.Probe`); one validation scoring."""
+
+    def timed_fit(sessions: int) -> tuple[SessionRecommender, float]:
+        started = time.perf_counter()
+        model = chosen_candidate.make(one_epoch).fit(train[len(train) - sessions :])
+        return model, time.perf_counter() - started
+
+    probed = probe_size(len(train))
+    probe_model, fit_s = timed_fit(probed)
+    smaller = (0, 0.0)
+    while fit_s < min_probe_s and probed < len(train):
+        smaller = (probed, fit_s)
+        probed = min(4 * probed, len(train))
+        probe_model, fit_s = timed_fit(probed)
+    started = time.perf_counter()
+    validation_score(probe_model)
+    validation_s = time.perf_counter() - started
+    if not smaller[0] and probed >= MIN_SMALL_PROBE * 4:
+        # A quarter of the sessions, after the larger fit so that one-off set-up costs (first
+        # calls, thread pools) land on the larger one and the line errs on the steep side.
+        smaller = (probed // 4, timed_fit(probed // 4)[1])
+    return Probe(probed, fit_s, validation_s, *smaller)
+
+
 def _window_within_budget(
     chosen_candidate: Candidate,
     train: list[list[str]],
@@ -400,13 +439,9 @@ def _window_within_budget(
     model = chosen_candidate.make()
     is_torch = isinstance(model, TorchSessionRecommender)
     epochs = int(model.epochs) if is_torch else None
-    probed = probe_size(len(train))
-    probe_model = chosen_candidate.make({"epochs": 1} if is_torch else {})
     started = time.perf_counter()
-    probe_model.fit(train[len(train) - probed :])
-    fit_s = time.perf_counter() - started
-    validation_score(probe_model)
-    probe = Probe(probed, fit_s, time.perf_counter() - started - fit_s)
+    probe = _probe(chosen_candidate, train, {"epochs": 1} if is_torch else {}, validation_score)
+    probing_s = time.perf_counter() - started
     trials = plan.budget.trials if chosen_candidate.search_space is not None else 1
     window = fit_window(
         probe,
@@ -415,10 +450,9 @@ def _window_within_budget(
         epochs if is_torch else None,
         scored_every_epoch=is_torch and plan.patience is not None,
         trials=max(trials, 1),
-        allowance_s=max(allowance_s - fit_s - probe.validation_s, 0.0),
+        allowance_s=max(allowance_s - probing_s, 0.0),
     )
-    passes = window.epochs or 1
-    refit_s = probe.seconds_per_session_epoch * passes * window.refit_sessions
+    refit_s = probe.fit_seconds(window.refit_sessions, window.epochs or 1)
     search_s = min(plan.budget.timeout_s, max(window.allowance_s - refit_s, 1.0))
     return window, SearchBudget(window.trials, search_s)
 

@@ -56,6 +56,30 @@ def test_epochs_go_before_sessions_and_each_epoch_is_scored():
     assert fewer.refit_sessions == 100_000
 
 
+def test_a_second_probe_separates_the_fixed_cost_from_the_cost_per_session():
+    # 10 s on 10,000 sessions, 8.5 s on 2,500: 8 s whatever the size and 0.2 ms a session
+    # (a count model fitting its weights on a capped held-out sample).
+    fixed = Probe(10_000, fit_s=10.0, validation_s=2.0, small_sessions=2_500, small_fit_s=8.5)
+    assert fixed.seconds_per_session_epoch == pytest.approx(2e-4)
+    assert fixed.fixed_s == pytest.approx(8.0)
+    assert fixed.fit_seconds(100_000) == pytest.approx(28.0)
+    # The whole window fits in 70 s (28 + 2 + 29 to refit on 105,000): proportional to the
+    # probe it would cost 102 + 105 s and be cut to a third.
+    window = fit_window(fixed, 100_000, 5_000, None, False, trials=1, allowance_s=70)
+    assert not window.trimmed and window.estimated_s == pytest.approx(28 + 2 + 29)
+    assert fit_window(PROBE, 100_000, 5_000, None, False, trials=1, allowance_s=70).trimmed
+    # A cut window solves for the sessions with the fixed part counted: (40 - 2 - 16) / 0.4 ms.
+    cut = fit_window(fixed, 1_000_000, 0, None, False, trials=1, allowance_s=40)
+    assert cut.sessions == 55_000 and cut.estimated_s == pytest.approx(40)
+    # A cost that grows faster than the sessions (1 s on 2,500, 10 s on 10,000) extrapolates
+    # along the steeper line: 118 s on 100,000 where proportionality says 100.
+    steep = Probe(10_000, fit_s=10.0, validation_s=2.0, small_sessions=2_500, small_fit_s=1.0)
+    assert steep.fit_seconds(100_000) == pytest.approx(118.0)
+    assert steep.fit_seconds(100_000, epochs=3) == pytest.approx(354.0)
+    # Without the second fit, proportional.
+    assert PROBE.fit_seconds(100_000) == pytest.approx(100.0) and PROBE.fixed_s == 0
+
+
 def test_no_allowance_leaves_the_smallest_useful_window():
     window = fit_window(PROBE, 100_000, 5_000, 10, True, trials=4, allowance_s=0)
     assert (window.sessions, window.trials, window.epochs) == (MIN_TRAINING_SESSIONS, 1, 1)

@@ -14,9 +14,11 @@ from recs_platform.simulation.oracle import Oracle
 from recs_platform.training import budget as budget_module
 from recs_platform.training import tracking
 from recs_platform.training.budget import MIN_TRAINING_SESSIONS
+from recs_platform.training.candidates import Candidate
 from recs_platform.training.pipeline import (
     DatasetSplits,
     TrainingPlan,
+    _probe,
     compare_with_champion,
     train_and_choose,
 )
@@ -193,6 +195,27 @@ def test_a_spent_budget_scores_a_smaller_test_day_champion_and_oracle_included(s
     assert outcome.champion_test_mrr == pytest.approx(alone.rows[0].mrr)
     comparison = compare_with_champion(outcome, champion, "1")
     assert comparison.champion_mrr == outcome.champion_test_mrr
+
+
+def test_a_quick_probe_grows_until_it_takes_long_enough_then_draws_its_line():
+    fitted = []
+
+    class Counted(PopularityRecommender):
+        def fit(self, sessions):
+            fitted.append(len(sessions))
+            return super().fit(sessions)
+
+    toy = Candidate("toy", lambda params: Counted())
+    train = [["a", "b"], ["b", "c"]] * 75_000
+    # Never long enough: fourfold until every session, the last two fits make the line.
+    probe = _probe(toy, train, {}, lambda model: 0.0, min_probe_s=1e9)
+    assert fitted == [3_000, 12_000, 48_000, 150_000]
+    assert (probe.sessions, probe.small_sessions) == (150_000, 48_000)
+    # Long enough at once: a quarter of the sessions makes the line, fitted after.
+    fitted.clear()
+    probe = _probe(toy, train, {}, lambda model: 0.0, min_probe_s=0.0)
+    assert fitted == [3_000, 750]
+    assert (probe.sessions, probe.small_sessions) == (3_000, 750) and probe.validation_s >= 0
 
 
 def test_without_a_budget_nothing_is_trimmed_or_sampled(outcome, splits):
