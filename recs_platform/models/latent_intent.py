@@ -57,7 +57,11 @@ from recs_platform.models.torch_common import (
     hyperparameters_of,
     pad_right,
 )
-from recs_platform.models.transitions import SparseTransitions, transition_counts
+from recs_platform.models.transitions import (
+    SparseTransitions,
+    strongest_successors,
+    transition_counts,
+)
 
 
 class LatentIntentNetwork(nn.Module):
@@ -73,6 +77,7 @@ class LatentIntentNetwork(nn.Module):
         exclude_seen: bool = True,
         clusters: int = 1,
         pseudo_count: float | None = None,
+        max_successors: int | None = None,
     ):
         super().__init__()
         self.n_items = n_items
@@ -94,7 +99,9 @@ class LatentIntentNetwork(nn.Module):
         self.prior = nn.Parameter(torch.zeros(intents))
         # A catalogue smaller than `clusters` gets a cluster per item at most.
         clusters = min(clusters, n_items)
-        chain = _initial_chain(n_items, sessions, clusters, seed, smoothing, pseudo_count)
+        chain = _initial_chain(
+            n_items, sessions, clusters, seed, smoothing, pseudo_count, max_successors
+        )
         cluster_of, background, first_bias, transitions = chain
         self.register_buffer("cluster_of", cluster_of)
         self.background = nn.Parameter(background)
@@ -275,10 +282,15 @@ def _initial_chain(
     seed: int,
     smoothing: float,
     pseudo_count: float | None,
+    max_successors: int | None = None,
 ):
     """Clusters, background, first-item biases and T: with theta = 0 each chain is the
     smoothed Markov chain P(j | i) = (1 - s_i) count(i, j) / count(i) + s_i P(j | cluster of i),
-    s_i = pseudo_count / (count(i) + pseudo_count), or `smoothing` without a pseudo-count."""
+    s_i = pseudo_count / (count(i) + pseudo_count), or `smoothing` without a pseudo-count.
+
+    With `max_successors`, T keeps each item's that many most frequent successors; the rarer
+    ones start at the back-off alone (as unobserved pairs do). Training reads every kept pair
+    of each step's last item, so this bounds a step's cost as the history grows."""
     if sessions is None:  # loading: the saved state fills everything
         return (
             torch.zeros(n_items + 1, dtype=torch.int64),
@@ -309,6 +321,9 @@ def _initial_chain(
     # chain after i then has normaliser 1 / s_i, and B's scale cancels in every normaliser.
     background = back_off * by_cluster[cluster_of[row_of], columns]
     pair_weight = np.log(((1 - back_off) * counts / row_total + background) / background)
+    if max_successors is not None:
+        start, kept = strongest_successors(start, counts, max_successors)
+        columns, pair_weight = columns[kept], pair_weight[kept]
     return (
         torch.tensor(cluster_of),
         torch.tensor(np.log(by_cluster), dtype=torch.float32),
@@ -397,6 +412,7 @@ class LatentIntentRecommender(TorchSessionRecommender):
         smoothing: float = 0.85,
         exclude_seen: bool = True,
         clusters: int = 40,
+        max_successors: int | None = 256,
         members: int = 1,
         epochs: int = 8,
         batch_size: int = 256,
@@ -421,6 +437,8 @@ class LatentIntentRecommender(TorchSessionRecommender):
             raise ValueError(f"clusters must be at least 1, got {clusters}")
         if members < 1:
             raise ValueError(f"members must be at least 1, got {members}")
+        if max_successors is not None and max_successors < 1:
+            raise ValueError(f"max_successors must be at least 1 or None, got {max_successors}")
         hyperparameters = hyperparameters_of(locals())
         super().__init__(
             name, hyperparameters, device, log_interval_s, num_threads, mixed_precision
@@ -428,8 +446,8 @@ class LatentIntentRecommender(TorchSessionRecommender):
 
     @classmethod
     def _saved_hyperparameters(cls, saved: dict[str, Any]) -> dict[str, Any]:
-        # Saved before the pseudo-count existed: trained with the constant smoothing.
-        return {"pseudo_count": None, **saved}
+        # Saved before the pseudo-count or the successor cap existed: trained without them.
+        return {"pseudo_count": None, "max_successors": None, **saved}
 
     def _build_network(
         self, n_items: int, sessions: list[np.ndarray] | None = None
@@ -446,6 +464,7 @@ class LatentIntentRecommender(TorchSessionRecommender):
                 self.exclude_seen,
                 self.clusters,
                 self.pseudo_count,
+                self.max_successors,
             )
             for member in range(self.members)
         ]

@@ -34,6 +34,20 @@ def transition_counts(
     return start.astype(np.int64), columns.astype(np.int64), counts.astype(np.float64)
 
 
+def strongest_successors(
+    start: np.ndarray, counts: np.ndarray, limit: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's `limit` most frequent entries (ties to the lower column): the new row starts
+    and the positions kept, in the CSR's order."""
+    rows = np.repeat(np.arange(len(start) - 1), np.diff(start))
+    # Rows in order, each by descending count; entries keep their column order within ties.
+    order = np.lexsort((np.arange(len(counts)), -counts, rows))
+    rank_in_row = np.arange(len(order)) - start[rows[order]]
+    kept = np.sort(order[rank_in_row < limit])
+    kept_start = np.concatenate([[0], np.cumsum(np.bincount(rows[kept], minlength=len(start) - 1))])
+    return kept_start.astype(np.int64), kept
+
+
 class SparseTransitions(nn.Module):
     """T[a, b] for the observed pairs; `add_to(logits, last)` adds T[last[r], :] to row r."""
 

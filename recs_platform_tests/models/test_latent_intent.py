@@ -86,6 +86,21 @@ def test_the_initial_chain_is_markov_with_dirichlet_back_off(pseudo_count):
         np.testing.assert_allclose(served, expected, rtol=1e-5)
 
 
+def test_the_pair_term_keeps_each_items_most_frequent_successors():
+    # Item 1 is followed by 2 (5 times), 3 (3 times), 4 (twice) and 5 (once).
+    sessions = [np.array(s) for s in [[1, 2]] * 5 + [[1, 3]] * 3 + [[1, 4]] * 2 + [[1, 5], [2, 5]]]
+    capped = LatentIntentNetwork(5, 1, None, 0.0, sessions, clusters=1, max_successors=2)
+    whole = LatentIntentNetwork(5, 1, None, 0.0, sessions, clusters=1)
+    kept = capped.transitions.dense().detach().numpy()
+    every = whole.transitions.dense().detach().numpy()
+    # By code: after item 1 only 2 and 3 keep their pair weights (columns 1 and 2), unchanged;
+    # item 2's one successor stays.
+    assert np.flatnonzero(kept[1]).tolist() == [1, 2]
+    np.testing.assert_allclose(kept[1, [1, 2]], every[1, [1, 2]])
+    np.testing.assert_allclose(kept[2], every[2])
+    assert np.count_nonzero(every[1]) == 4
+
+
 def test_without_exclusion_the_seen_items_keep_their_share(network):
     network.exclude_seen = False
     try:
@@ -158,10 +173,11 @@ def test_a_model_saved_before_the_pseudo_count_loads_as_trained(tmp_path):
     )
     folder = model.save(tmp_path / "model")
     saved = json.loads((folder / HYPERPARAMETERS_FILE).read_text())
-    del saved["pseudo_count"]  # what an earlier version wrote
+    del saved["pseudo_count"], saved["max_successors"]  # what an earlier version wrote
     (folder / HYPERPARAMETERS_FILE).write_text(json.dumps(saved))
     loaded = load_recommender(folder)
     assert loaded.hyperparameters["pseudo_count"] is None
+    assert loaded.hyperparameters["max_successors"] is None
     assert loaded.hyperparameters["smoothing"] == model.hyperparameters["smoothing"]
     loaded.num_threads = 1
     np.testing.assert_array_equal(loaded.score([["s03"]]), model.score([["s03"]]))
@@ -203,6 +219,8 @@ def test_bad_settings_are_refused():
         LatentIntentRecommender(clusters=0)
     with pytest.raises(ValueError, match="members must be at least 1"):
         LatentIntentRecommender(members=0)
+    with pytest.raises(ValueError, match="max_successors must be at least 1 or None"):
+        LatentIntentRecommender(max_successors=0)
     with pytest.raises(ValueError, match="clusters must be at most the 3 items"):
         item_clusters(3, np.array([0, 1]), np.array([1, 2]), np.array([1.0, 1.0]), clusters=5)
     # The model itself caps its clusters at the catalogue's size.
