@@ -11,6 +11,7 @@ Sizes: the Coveo-sized month by default (`ShopConfig.preset("coveo")`); `--quick
 for a smoke test (a few minutes; session_model gets a
 one-minute budget there, so that it trims); `--scale F` the Coveo-sized shop's traffic times F.
 Usage: .venv/bin/python benchmarks/bench_scale.py [--quick | --scale F] [--data-dir DIR] [--keep]
+       [--session-model-config JSON]
 """
 
 from __future__ import annotations
@@ -71,7 +72,9 @@ def _materialized(result, node: str) -> dict:
     return {key: value.value for key, value in found[0].metadata.items()}
 
 
-def run_stage(stage: str, data_dir: Path, size: str, scale: float) -> dict:
+def run_stage(
+    stage: str, data_dir: Path, size: str, scale: float, model_config: dict | None = None
+) -> dict:
     """One stage in this process; returns its rows and figures."""
     if stage == "simulate":
         from recs_platform.simulation import simulate_to_landing
@@ -148,7 +151,8 @@ def run_stage(stage: str, data_dir: Path, size: str, scale: float) -> dict:
     if stage == "session_model":
         # The whole job: the dataset again (seconds), then the model with its defaults; the
         # smoke test gives it a minute, so that the budget trims there too.
-        model_config = {"time_budget_minutes": QUICK_BUDGET_MINUTES} if size == "quick" else {}
+        defaults = {"time_budget_minutes": QUICK_BUDGET_MINUTES} if size == "quick" else {}
+        model_config = {**defaults, **(model_config or {})}
         run_config = {"ops": {**dataset_config, "session_model": {"config": model_config}}}
         result = training.execute_in_process(
             instance=instance, run_config=run_config, raise_on_error=False
@@ -216,11 +220,14 @@ def serving_check(settings, warehouse) -> dict:
     return {"rows": len(latencies), "errors": errors, "p50_ms": p50, "p99_ms": p99}
 
 
-def measure(stage: str, data_dir: Path, size: str, scale: float) -> dict:
+def measure(
+    stage: str, data_dir: Path, size: str, scale: float, model_config: dict | None = None
+) -> dict:
     """Run `stage` in a child process: wall seconds, peak RSS (its own), and what it returned."""
     out = data_dir / f"stage-{stage}.json"
     command = [sys.executable, __file__, "--stage", stage, "--data-dir", str(data_dir)]
     command += ["--scale", str(scale)] + (["--quick"] if size == "quick" else [])
+    command += ["--session-model-config", json.dumps(model_config or {})]
     started = time.perf_counter()
     child = subprocess.Popen(command)
     _, status, usage = os.wait4(child.pid, 0)
@@ -249,25 +256,35 @@ def main() -> int:
     parser.add_argument(
         "--to-stage", choices=STAGES, default=STAGES[-1], help="stop after this stage"
     )
+    parser.add_argument(
+        "--session-model-config",
+        type=json.loads,
+        default={},
+        help="session_model settings over its defaults, as JSON: '{\"time_budget_minutes\": 25}'",
+    )
     parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     size = "quick" if args.quick else "full"
 
     if args.stage:
-        figures = run_stage(args.stage, args.data_dir, size, args.scale)
+        figures = run_stage(args.stage, args.data_dir, size, args.scale, args.session_model_config)
         (args.data_dir / f"stage-{args.stage}.json").write_text(json.dumps(figures, default=str))
         return 0
 
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="bench-scale-"))
     data_dir.mkdir(parents=True, exist_ok=True)
-    results: dict = {"size": size, "scale": args.scale if size == "full" else None}
+    results: dict = {
+        "size": size,
+        "scale": args.scale if size == "full" else None,
+        "session_model_config": args.session_model_config,
+    }
     stages = STAGES[STAGES.index(args.from_stage) : STAGES.index(args.to_stage) + 1]
     for stage in STAGES[: STAGES.index(args.from_stage)]:  # measured by the earlier run
         results[stage] = json.loads((data_dir / f"measured-{stage}.json").read_text())
     try:
         for stage in stages:
             print(f"== {stage}", flush=True)
-            results[stage] = measure(stage, data_dir, size, args.scale)
+            results[stage] = measure(stage, data_dir, size, args.scale, args.session_model_config)
             (data_dir / f"measured-{stage}.json").write_text(json.dumps(results[stage]))
             print(json.dumps(results[stage], default=str)[:400], flush=True)
     finally:
