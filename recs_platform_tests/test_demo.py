@@ -19,8 +19,9 @@ from recs_platform_tests.collection.servers import free_port
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).parents[1]
 DAY_LINE = re.compile(r"^(2026-11-\d\d)\s+(\d+)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)$", re.M)
-MODEL_NAMES = (
-    "oracle|popularity|markov|vsknn|context_chains|gru4rec|sasrec|gru_transition|latent_intent|blend"
+MODEL_NAMES = "|".join(
+    ["oracle", "popularity", "markov", "vsknn", "context_chains", "gru4rec", "sasrec"]
+    + ["gru_transition", "latent_intent", "blend"]
 )
 MODEL_LINE = re.compile(rf"^({MODEL_NAMES})\s+(0\.\d+\s+0\.\d+)", re.M)
 TOTAL_LINE = re.compile(r"^total\s+(\d+)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)$", re.M)
