@@ -49,6 +49,8 @@ from recs_platform.models.blend import length_buckets, mixture_weights
 COMPONENTS = ("last", "second", "third", "before", "together", "pair", "popular", "recent")
 # The single-item conditionals: which item of the prefix each reads (1 = the last).
 _STEPS_BACK = {"last": 1, "second": 2, "third": 3, "before": 1}
+# The components kept as [from item, to item] count tables.
+_TABLES = (*_STEPS_BACK, "together")
 # Upper ends of the prefix-length buckets of the weights (inclusive); the last is everything longer.
 LENGTH_BOUNDS = (1, 2, 3, 5)
 SETTINGS_FILE = "context_chains.json"
@@ -273,7 +275,6 @@ class ContextChainsRecommender(SessionRecommender):
     # --- fit and score ------------------------------------------------------------------------
 
     def fit(self, sessions: Sequence[Sequence[str]]) -> ContextChainsRecommender:
-        sessions = [list(session) for session in sessions]
         self.item_ids = sorted({sku for session in sessions for sku in session})
         if not self.item_ids:
             raise ValueError("no items to fit on: every session is empty")
@@ -285,16 +286,20 @@ class ContextChainsRecommender(SessionRecommender):
 
     def _fitted_weights(self, held_out: Sequence[Sequence[str]]) -> np.ndarray:
         """The mixture weights per length bucket that make the held-out next items likeliest."""
-        pairs = [
-            (session[:position], session[position])
-            for session in held_out
+        # (session, position) of every target first: only the sampled prefixes are copied.
+        places = [
+            (number, position)
+            for number, session in enumerate(held_out)
             for position in range(1, len(session))
             if session[position] not in session[:position]
         ]
-        if len(pairs) > self.max_holdout_targets:
+        if len(places) > self.max_holdout_targets:
             rng = np.random.default_rng(self.seed)
-            chosen = np.sort(rng.choice(len(pairs), self.max_holdout_targets, replace=False))
-            pairs = [pairs[position] for position in chosen]
+            chosen = np.sort(rng.choice(len(places), self.max_holdout_targets, replace=False))
+            places = [places[position] for position in chosen]
+        pairs = [
+            (held_out[number][:position], held_out[number][position]) for number, position in places
+        ]
         index = self.item_index()
         likelihoods = np.empty((len(pairs), len(COMPONENTS)))
         for row, (prefix, target) in enumerate(pairs):
@@ -357,7 +362,7 @@ class ContextChainsRecommender(SessionRecommender):
         model = cls(**json.loads((Path(folder) / SETTINGS_FILE).read_text()))
         model.item_ids, arrays = load_arrays(folder)
         n_items = len(model.item_ids)
-        for component in ("last", "second", "third", "before", "together"):
+        for component in _TABLES:
             model.tables[component] = sparse.csr_matrix(
                 (
                     arrays.pop(f"{component}_counts"),
