@@ -59,13 +59,7 @@ def _scale_metadata(outcome: TrainingOutcome, k: int) -> dict:
         metadata[f"test_mrr_{k}_interval"] = f"{low:.4f}-{high:.4f} (95%, sampled test sessions)"
     if outcome.budget_used_s is not None:
         metadata["time_budget_used_minutes"] = round(outcome.budget_used_s / 60, 2)
-        metadata["training_windows"] = dg.MetadataValue.json(
-            {
-                name: {"window": window.describe(), "trimmed": window.trimmed,
-                       "sessions": window.sessions, "trials": window.trials}
-                for name, window in outcome.windows.items()
-            }
-        )  # fmt: skip
+        metadata["training_windows"] = dg.MetadataValue.json(outcome.windows_summary())
     if outcome.test_sample is not None:
         metadata["test_sample"] = outcome.test_sample.describe()
     return metadata

@@ -172,17 +172,31 @@ def pad_right(sequences: Sequence[np.ndarray], fill: int = 0) -> tuple[torch.Ten
     return torch.from_numpy(padded), torch.from_numpy(lengths)
 
 
+class DeadlineReached(Exception):
+    """A fit's deadline passed during an epoch (raised by `ProgressLogger.update`, caught by
+    the fit, which keeps the network trained so far)."""
+
+
 class ProgressLogger:
     """Counts events and loss during an epoch; logs events/s and mean loss every `interval_s`.
 
     A loss may be a tensor: it is summed where it lives and read only when logged, so a step on
-    the GPU does not wait for the device to finish (as `loss.item()` would).
+    the GPU does not wait for the device to finish (as `loss.item()` would). With a `deadline`
+    (a `time.perf_counter()` value), the first update after it raises `DeadlineReached`: a fit
+    meets its time budget even when one epoch takes longer than the budget's estimate.
     """
 
-    def __init__(self, name: str, interval_s: float = 10.0, log: logging.Logger = logger):
+    def __init__(
+        self,
+        name: str,
+        interval_s: float = 10.0,
+        log: logging.Logger = logger,
+        deadline: float | None = None,
+    ):
         self.name = name
         self.interval_s = interval_s
         self.log = log
+        self.deadline = deadline
         self.epoch = 0
 
     def start_epoch(self, epoch: int) -> None:
@@ -201,6 +215,8 @@ class ProgressLogger:
             self.loss_sum = self.loss_sum + loss * weight
             self.loss_weight += weight
         now = time.perf_counter()
+        if self.deadline is not None and now >= self.deadline:
+            raise DeadlineReached(f"{self.name}: the deadline passed in epoch {self.epoch}")
         if now - self.last_report >= self.interval_s:
             self.last_report = now
             self.log.info(
@@ -366,6 +382,8 @@ class TorchSessionRecommender(SessionRecommender):
         self.popularity = np.zeros(0)
         self.network = None
         self.training_log: list[dict[str, float]] = []
+        # Whether the last fit stopped at its deadline (inside an epoch or between two).
+        self.stopped_at_deadline = False
         self.score_batch_size = 512
 
     def __getattr__(self, key: str) -> Any:
@@ -420,22 +438,27 @@ class TorchSessionRecommender(SessionRecommender):
         sessions: Sequence[Sequence[str]],
         validation: Validation | None = None,
         patience: int | None = None,
+        deadline: float | None = None,
     ) -> TorchSessionRecommender:
         """Train for `epochs` epochs; with `validation`, keep the epoch that scored best.
 
         `validation(model)` runs after every epoch; with `patience`, training stops once that
-        many epochs in a row failed to beat the best. Each epoch's loss, seconds, events/s (the
-        training product views over the epoch's seconds) and validation figure go to
-        `training_log`.
+        many epochs in a row failed to beat the best. With `deadline` (a `time.perf_counter()`
+        value), training stops at the first batch past it, inside an epoch if need be: the
+        network trained so far is kept (scored like a whole epoch when `validation` is given),
+        its record says `stopped_at_deadline` and the share of the epoch it saw. Each epoch's
+        loss, seconds, events/s (the training product views over the epoch's seconds) and
+        validation figure go to `training_log`.
         """
         with torch_threads(self.num_threads):
-            return self._fit(sessions, validation, patience)
+            return self._fit(sessions, validation, patience, deadline)
 
     def _fit(
         self,
         sessions: Sequence[Sequence[str]],
         validation: Validation | None,
         patience: int | None,
+        deadline: float | None = None,
     ) -> TorchSessionRecommender:
         seed_everything(self.seed)
         rng = np.random.default_rng(self.seed)
@@ -453,14 +476,33 @@ class TorchSessionRecommender(SessionRecommender):
             f"mixed precision ({self.precision.dtype})" if self.precision.dtype else "float32",
         )
         optimizer = self._optimizer()
-        progress = ProgressLogger(self.name, self.log_interval_s)
+        progress = ProgressLogger(self.name, self.log_interval_s, deadline=deadline)
         self.training_log = []
+        self.stopped_at_deadline = False
         best_value, best_state, stale = -np.inf, None, 0
         for epoch in range(1, self.epochs + 1):
+            if epoch > 1 and deadline is not None and time.perf_counter() >= deadline:
+                logger.info("%s: the deadline passed after epoch %d", self.name, epoch - 1)
+                self.stopped_at_deadline = True
+                break
             self.network.train()
             progress.start_epoch(epoch)
-            self._train_epoch(encoded, optimizer, rng, progress)
-            record = progress.end_epoch(training_events)
+            stopped = False
+            try:
+                self._train_epoch(encoded, optimizer, rng, progress)
+            except DeadlineReached:
+                stopped = True
+            record = progress.end_epoch(progress.events if stopped else training_events)
+            if stopped:
+                self.stopped_at_deadline = True
+                record["stopped_at_deadline"] = True
+                record["epoch_share"] = progress.events / max(training_events, 1)
+                logger.info(
+                    "%s: the deadline passed in epoch %d, %.0f%% of it trained",
+                    self.name,
+                    epoch,
+                    100 * record["epoch_share"],
+                )
             if validation is not None:
                 self.network.eval()
                 value = float(validation(self))
@@ -480,7 +522,7 @@ class TorchSessionRecommender(SessionRecommender):
                 record["events_per_second"],
                 f", validation {record['validation']:.4f}" if validation is not None else "",
             )
-            if patience is not None and stale >= patience:
+            if stopped or (patience is not None and stale >= patience):
                 break
         if best_state is not None:
             self.network.load_state_dict(best_state)

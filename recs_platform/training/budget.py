@@ -14,6 +14,13 @@ alone), then fewer training sessions, the most recent ones kept. A shop's newest
 the most about tomorrow's, and a window cut from the old end keeps every item that is still
 being viewed.
 
+A probe is an estimate, and a cost that grows faster than the sessions (the latent-intent
+chains' epoch on a large month) beats it. So the estimate also sets deadlines: a torch candidate's
+search stops at the end of its search time and its refit at the end of its share, inside an
+epoch if need be, keeping what it learnt (`TorchSessionRecommender.fit`); when less than half
+the refit's estimate is left, the search's model serves unrefitted. The candidate's
+`deadline_cuts` say which happened.
+
 What is left when the candidates and the blend are done pays for the test evaluation: every
 candidate, the oracle and the champion scored on the same test targets, then the checklist.
 `evaluation_sample` times each of them on a few hundred test targets and keeps as many test
@@ -116,6 +123,7 @@ class TrainingWindow:
     # The refit's sessions, the most recent of train + validation: all of them for a whole
     # window, as many as the search had for a cut one (0: not set, all of them).
     refit_sessions: int = 0
+    refit_estimated_s: float = 0.0  # the refit's part of `estimated_s`
 
     @property
     def trimmed(self) -> bool:
@@ -177,8 +185,9 @@ def fit_window(
         # searched on, the most recent of train + validation (the validation day first).
         refit = sessions + validation_sessions if sessions >= available_sessions else sessions
         cost = estimated_seconds(probe, sessions, refit, passes, scored, trials_run)
+        refit_s = probe.fit_seconds(refit, passes)
         return TrainingWindow(
-            sessions, available_sessions, trials_run, cost, allowance_s, epochs_run, refit
+            sessions, available_sessions, trials_run, cost, allowance_s, epochs_run, refit, refit_s
         )
 
     full = window(available_sessions, trials, epochs)

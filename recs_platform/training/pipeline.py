@@ -66,7 +66,13 @@ from recs_platform.training.candidates import (
     Params,
     candidate,
 )
-from recs_platform.training.search import SearchBudget, SearchResult, search
+from recs_platform.training.search import (
+    SearchBudget,
+    SearchResult,
+    fit_before,
+    search,
+    stopped_at_deadline,
+)
 from recs_platform.training.selection import Selection, select
 
 log = logging.getLogger(__name__)
@@ -163,6 +169,9 @@ class TrainedCandidate:
     validation_reciprocal_ranks: np.ndarray  # per validation target, 0 outside the top k
     # What the time budget let it train on; None: no budget, the whole training split.
     window: TrainingWindow | None = None
+    # Which of its fits the budget's deadline cut short: "search" (the validation model),
+    # "refit", or "no refit" (no time was left for one: the search's model serves).
+    deadline_cuts: tuple[str, ...] = ()
 
 
 @dataclass
@@ -191,6 +200,22 @@ class TrainingOutcome:
     def windows(self) -> dict[str, TrainingWindow]:
         """What each candidate trained on under the time budget (empty without one)."""
         return {name: item.window for name, item in self.candidates.items() if item.window}
+
+    def windows_summary(self) -> dict[str, dict]:
+        """Per candidate under the time budget: its window, in words and numbers, and which
+        fits the deadline cut (the run's metadata and its MLflow record)."""
+        return {
+            name: {
+                "window": item.window.describe(),
+                "trimmed": item.window.trimmed,
+                "sessions": item.window.sessions,
+                "available_sessions": item.window.available_sessions,
+                "trials": item.window.trials,
+                "deadline_cuts": list(item.deadline_cuts),
+            }
+            for name, item in self.candidates.items()
+            if item.window
+        }
 
     @property
     def best_on_test(self) -> str:
@@ -263,10 +288,13 @@ def train_and_choose(
     for position, name in enumerate(members):
         chosen_candidate = candidate(name, plan.overrides.get(name))
         window_sessions, search_budget, window = train, plan.budget, None
+        refit_deadline = None
         if budget is not None:
+            allowance_s = budget.allowance_s(len(members) - position)
+            refit_deadline = time.perf_counter() + allowance_s
             window, search_budget = _window_within_budget(
                 chosen_candidate, train, len(splits.validation), validation_mrr, plan,
-                budget.allowance_s(len(members) - position),
+                allowance_s,
             )  # fmt: skip
             window_sessions = train[len(train) - window.sessions :]
             if window.epochs is not None and window.epochs < chosen_candidate.make().epochs:
@@ -274,17 +302,28 @@ def train_and_choose(
             log.info("[%s] %s: %s", budget.progress(), name, window.describe())
         result = search(
             chosen_candidate, window_sessions, validation_mrr, search_budget, plan.seed,
-            plan.patience,
+            plan.patience, hard_deadline=budget is not None,
         )  # fmt: skip
+        deadline_cuts = ["search"] if stopped_at_deadline(result.best_model) else []
         started = time.perf_counter()
-        refit_count = window.refit_sessions if window is not None else len(everything)
-        recommender = chosen_candidate.make(result.best_params).fit(
-            skus(everything[len(everything) - refit_count :])
-        )
+        if _time_to_refit(result.best_model, window, refit_deadline):
+            refit_count = window.refit_sessions if window is not None else len(everything)
+            recommender = fit_before(
+                chosen_candidate.make(result.best_params),
+                skus(everything[len(everything) - refit_count :]),
+                refit_deadline,
+            )
+            deadline_cuts += ["refit"] if stopped_at_deadline(recommender) else []
+        else:
+            # Too little of its share left for a refit worth having: the search's model (fitted
+            # on train alone) serves.
+            recommender = result.best_model
+            deadline_cuts.append("no refit")
         fit_seconds = time.perf_counter() - started
-        log.info("%s%s: validation MRR@%d %.4f, refitted in %.1f s",
+        log.info("%s%s: validation MRR@%d %.4f, refitted in %.1f s%s",
                  f"[{budget.progress()}] " if budget else "", name, plan.k, result.best_value,
-                 fit_seconds)  # fmt: skip
+                 fit_seconds, f" (deadline: {', '.join(deadline_cuts)})" if deadline_cuts else "",
+                 )  # fmt: skip
         trained[name] = TrainedCandidate(
             name,
             {**chosen_candidate.defaults, **result.best_params},
@@ -295,6 +334,7 @@ def train_and_choose(
             result.best_model,
             best_scored[result.best_model][1],
             window,
+            tuple(deadline_cuts),
         )
     # Under a time budget the members may have trained on different windows (the most recent
     # sessions of each, so the longest holds the others): the blend then falls back on the
@@ -387,6 +427,24 @@ def train_and_choose(
     )
 
 
+# A refit gets at least this share of the probe's estimate of it, or it is not made.
+MIN_REFIT_SHARE = 0.5
+
+
+def _time_to_refit(
+    searched: SessionRecommender | None,
+    window: TrainingWindow | None,
+    deadline: float | None,
+) -> bool:
+    """Whether to refit: always without a deadline or for a count model (a quick, predictable
+    pass); a torch model only if at least `MIN_REFIT_SHARE` of the refit's estimate is left
+    before the deadline (a refit stopped after a few batches would serve worse than the search's
+    model)."""
+    if deadline is None or window is None or not isinstance(searched, TorchSessionRecommender):
+        return True
+    return deadline - time.perf_counter() >= MIN_REFIT_SHARE * window.refit_estimated_s
+
+
 # The smaller probe fit's fewest sessions (below it, the probe is proportional).
 MIN_SMALL_PROBE = 250
 # A probe fit quicker than this says little about the whole window (fixed costs weigh in it):
@@ -452,8 +510,7 @@ def _window_within_budget(
         trials=max(trials, 1),
         allowance_s=max(allowance_s - probing_s, 0.0),
     )
-    refit_s = probe.fit_seconds(window.refit_sessions, window.epochs or 1)
-    search_s = min(plan.budget.timeout_s, max(window.allowance_s - refit_s, 1.0))
+    search_s = min(plan.budget.timeout_s, max(window.allowance_s - window.refit_estimated_s, 1.0))
     return window, SearchBudget(window.trials, search_s)
 
 

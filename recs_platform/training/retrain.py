@@ -144,12 +144,7 @@ def log_outcome(outcome: TrainingOutcome, plan: TrainingPlan) -> None:
         mlflow.log_metric("time_budget_used_s", outcome.budget_used_s)
     if outcome.test_sample is not None:
         mlflow.set_tag("test_sample", outcome.test_sample.describe())
-        mlflow.log_dict(
-            {name: {"window": window.describe(), "sessions": window.sessions,
-                    "available_sessions": window.available_sessions, "trials": window.trials}
-             for name, window in outcome.windows.items()},
-            "training/windows.json",
-        )  # fmt: skip
+        mlflow.log_dict(outcome.windows_summary(), "training/windows.json")
     for row in outcome.table():
         for key, value in row.items():
             if isinstance(value, float):

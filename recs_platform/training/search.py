@@ -41,13 +41,34 @@ def fit_on_train(
     train_sessions: Sequence[Sequence[str]],
     validation_score: Callable[[SessionRecommender], float],
     patience: int | None,
+    deadline: float | None = None,
 ) -> tuple[SessionRecommender, Params]:
     """Fit; a torch model with `patience` is scored every epoch and stops early (it keeps its
-    best epoch). Returns the model and what the refit must reuse: the epoch count found."""
+    best epoch). Returns the model and what the refit must reuse: the epoch count found.
+    A torch model stops at `deadline` (`fit_before`); the others fit whole."""
     if patience is None or not isinstance(recommender, TorchSessionRecommender):
-        return recommender.fit(train_sessions), {}
-    recommender.fit(train_sessions, validation=validation_score, patience=patience)
+        return fit_before(recommender, train_sessions, deadline), {}
+    recommender.fit(train_sessions, validation=validation_score, patience=patience,
+                    deadline=deadline)  # fmt: skip
     return recommender, {"epochs": recommender.best_epoch()}
+
+
+def fit_before(
+    recommender: SessionRecommender,
+    sessions: Sequence[Sequence[str]],
+    deadline: float | None,
+) -> SessionRecommender:
+    """Fit; a torch model stops at `deadline` (a `time.perf_counter()` value), inside an epoch
+    if need be, and keeps what it learnt. The count models fit in one pass, quick and
+    predictable beside an epoch, and fit whole."""
+    if deadline is not None and isinstance(recommender, TorchSessionRecommender):
+        return recommender.fit(sessions, deadline=deadline)
+    return recommender.fit(sessions)
+
+
+def stopped_at_deadline(recommender: SessionRecommender | None) -> bool:
+    """Whether `recommender`'s last fit was cut by its deadline."""
+    return bool(getattr(recommender, "stopped_at_deadline", False))
 
 
 def search(
@@ -57,6 +78,7 @@ def search(
     budget: SearchBudget,
     seed: int = 0,
     patience: int | None = None,
+    hard_deadline: bool = False,
 ) -> SearchResult:
     """Fits `candidate` on `train_sessions` per trial and maximises `validation_score`.
 
@@ -67,14 +89,20 @@ def search(
     best; its epoch count (the candidate's `epochs` is then the most it may train) is the best
     epoch's, kept in the trial's parameters so that the refit trains as long. Each trial is a
     nested MLflow run when a run is active.
+
+    With `hard_deadline`, `budget.timeout_s` also bounds each torch fit (`fit_before`): a trial
+    that would run past it stops there and is scored as it is; else it only keeps Optuna from
+    starting trials after it.
     """
     trials: list[dict] = []
     best_model: list[SessionRecommender] = []  # the best trial's model so far (one at most)
+    started = time.perf_counter()
+    deadline = started + budget.timeout_s if hard_deadline else None
 
     def fit_and_score(params: Params, trial_number: int) -> float:
         started = time.perf_counter()
         recommender, found = fit_on_train(
-            candidate.make(params), train_sessions, validation_score, patience
+            candidate.make(params), train_sessions, validation_score, patience, deadline
         )
         params.update(found)
         # An early-stopped model was scored at its best epoch already, and keeps that epoch.
@@ -92,7 +120,6 @@ def search(
                 mlflow.log_metrics({"validation_mrr_20": value, "fit_seconds": seconds})
         return value
 
-    started = time.perf_counter()
     best_params: Params = {}
     best_value = fit_and_score(best_params, 0)
     if candidate.search_space is None or budget.trials <= 1:

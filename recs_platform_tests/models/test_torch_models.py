@@ -1,6 +1,8 @@
 """GRU4Rec, SASRec, the transition GRU and the latent-intent chains on tiny data: they learn,
 repeat themselves, save, and fall back."""
 
+import time
+
 import numpy as np
 import pytest
 
@@ -170,6 +172,36 @@ def test_validation_keeps_the_best_epoch_and_patience_stops(model_class):
     assert [record["validation"] for record in model.training_log] == [0.5, 0.9, 0.1, 0.2]
     np.testing.assert_array_equal(model.score([["p05", "p06"]]), snapshots[1])
     assert (model.best_epoch(), model.best_validation()) == (2, 0.9)
+
+
+@pytest.mark.parametrize("model_class", MODELS, ids=lambda cls: cls.__name__)
+def test_a_passed_deadline_stops_inside_the_epoch_and_keeps_what_was_learnt(model_class):
+    scored = []
+
+    def validation(model):
+        scored.append(model.score([["p05", "p06"]]))
+        return 0.5
+
+    # Past at once: the first batch trains, then the fit stops, scores it once and keeps it.
+    model = small(model_class, epochs=5).fit(
+        TRAIN, validation=validation, patience=2, deadline=time.perf_counter()
+    )
+    assert model.stopped_at_deadline
+    (record,) = model.training_log
+    assert record["stopped_at_deadline"] and 0 < record["epoch_share"] < 1
+    assert record["events"] < sum(len(session) for session in TRAIN)
+    assert record["validation"] == 0.5 and len(scored) == 1
+    assert model.best_epoch() == 1
+    np.testing.assert_array_equal(model.score([["p05", "p06"]]), scored[0])
+    assert model.rank([["p05"]], k=3)[0]  # it serves like any fitted model
+
+
+@pytest.mark.parametrize("model_class", MODELS, ids=lambda cls: cls.__name__)
+def test_a_deadline_not_reached_changes_nothing(model_class):
+    model = small(model_class, epochs=2).fit(TRAIN[:100], deadline=time.perf_counter() + 3600)
+    twin = small(model_class, epochs=2).fit(TRAIN[:100])
+    assert not model.stopped_at_deadline and len(model.training_log) == 2
+    np.testing.assert_allclose(model.score([["p05", "p06"]]), twin.score([["p05", "p06"]]))
 
 
 @pytest.mark.parametrize("model_class", MODELS, ids=lambda cls: cls.__name__)

@@ -12,8 +12,8 @@ from recs_platform.models.popularity import PopularityRecommender
 from recs_platform.simulation import ShopConfig, simulate_sessions
 from recs_platform.simulation.oracle import Oracle
 from recs_platform.training import budget as budget_module
-from recs_platform.training import tracking
-from recs_platform.training.budget import MIN_TRAINING_SESSIONS
+from recs_platform.training import pipeline, tracking
+from recs_platform.training.budget import MIN_TRAINING_SESSIONS, Probe
 from recs_platform.training.candidates import Candidate
 from recs_platform.training.pipeline import (
     DatasetSplits,
@@ -160,11 +160,16 @@ def test_a_spent_time_budget_trains_on_the_most_recent_sessions_and_says_so(spli
         assert window.available_sessions == len(splits.train)
         on_train = outcome.candidates[name].validation_model
         assert on_train.item_ids == sorted({sku for _, items in recent for sku in items})
-        # The served refit: as many sessions, the most recent of train + validation.
-        refitted = outcome.candidates[name].recommender
-        latest = (splits.train + splits.validation)[-MIN_TRAINING_SESSIONS:]
         assert window.refit_sessions == MIN_TRAINING_SESSIONS
+    # The count models refit (a quick pass) on as many sessions, the most recent of train +
+    # validation; no time was left to refit the torch one: its search's model serves.
+    latest = (splits.train + splits.validation)[-MIN_TRAINING_SESSIONS:]
+    for name in ("popularity", "markov"):
+        refitted = outcome.candidates[name].recommender
         assert refitted.item_ids == sorted({sku for _, items in latest for sku in items})
+        assert "no refit" not in outcome.candidates[name].deadline_cuts
+    assert "no refit" in gru.deadline_cuts and gru.recommender is gru.validation_model
+    assert outcome.windows_summary()["gru4rec"]["deadline_cuts"] == list(gru.deadline_cuts)
     assert outcome.budget_used_s > 0
     # Both days scored on a sample, and the served model's test MRR has its interval.
     assert outcome.validation_sessions_evaluated == outcome.test_sessions_evaluated == 100
@@ -172,6 +177,29 @@ def test_a_spent_time_budget_trains_on_the_most_recent_sessions_and_says_so(spli
     assert outcome.report.sessions == 100
     low, high = outcome.chosen_test_interval
     assert low <= outcome.report.row(outcome.chosen.name).mrr <= high
+
+
+def test_a_torch_candidate_past_its_estimate_stops_at_its_deadline(splits, monkeypatch):
+    # The probe under-estimates it a thousandfold (as a cost growing faster than the sessions
+    # would): without the deadline its 10,000 epochs (no early stopping) would run for hours.
+    monkeypatch.setattr(pipeline, "_probe", lambda *args, **kwargs: Probe(2_000, 1e-3, 1e-3))
+    plan = TrainingPlan(
+        candidates=("gru4rec",),
+        budget=SearchBudget(trials=1),
+        overrides={"gru4rec": {**FAST_GRU, "epochs": 10_000}},
+        patience=None,
+        time_budget_s=4.0,
+        evaluation_sessions=100,
+    )
+    outcome = train_and_choose(splits, plan)
+    gru = outcome.candidates["gru4rec"]
+    assert not outcome.windows["gru4rec"].trimmed  # the probe thought it would all fit
+    # The search stopped at its deadline and scored what it had; the refit got what was left
+    # of the candidate's share (or none, when too little was left) and stopped there too.
+    assert gru.deadline_cuts[0] == "search" and gru.deadline_cuts[1] in ("refit", "no refit")
+    assert gru.validation_model.stopped_at_deadline
+    assert len(gru.validation_model.training_log) < 10_000
+    assert gru.validation_mrr > 0 and outcome.report.row("gru4rec").mrr > 0
 
 
 def test_a_spent_budget_scores_a_smaller_test_day_champion_and_oracle_included(splits, monkeypatch):

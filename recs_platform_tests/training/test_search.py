@@ -6,7 +6,7 @@ import pytest
 from recs_platform.models.popularity import PopularityRecommender
 from recs_platform.training import tracking
 from recs_platform.training.candidates import Candidate, candidate
-from recs_platform.training.search import SearchBudget, search
+from recs_platform.training.search import SearchBudget, search, stopped_at_deadline
 
 SESSIONS = [["a", "b"], ["b", "c"], ["c", "a"]]
 
@@ -44,6 +44,31 @@ def test_one_trial_or_nothing_to_tune_fits_the_defaults_once():
     assert search(TOY, SESSIONS, _peak, SearchBudget(trials=1)).best_params == {}
     result = search(candidate("popularity"), SESSIONS, lambda r: 0.5, SearchBudget(trials=5))
     assert len(result.trials) == 1 and result.best_params == {}
+
+
+def test_a_hard_deadline_stops_a_torch_trial_at_the_search_timeout():
+    # Far more epochs than any machine trains in half a second.
+    gru = candidate("gru4rec", {"epochs": 10_000, "hidden_size": 16, "embedding_size": 16})
+    sessions = [[f"p{(start + step) % 40}" for step in range(6)] for start in range(400)]
+    scored = []
+
+    def validation(model):
+        scored.append(len(model.training_log))
+        return float(len(scored))  # every epoch better: only the deadline stops it
+
+    budget = SearchBudget(trials=1, timeout_s=0.5)
+    result = search(gru, sessions, validation, budget, patience=2, hard_deadline=True)
+    model = result.best_model
+    assert stopped_at_deadline(model) and len(model.training_log) < 10_000
+    assert model.training_log[-1]["stopped_at_deadline"]
+    # Scored after each epoch it trained, the cut one included; the refit trains as long.
+    assert scored == list(range(len(model.training_log)))
+    assert result.best_params["epochs"] == model.best_epoch()
+    # Without it, the timeout only keeps Optuna from starting trials: every epoch trains.
+    short = candidate("gru4rec", {"epochs": 2, "hidden_size": 16, "embedding_size": 16})
+    whole = search(short, sessions, validation, SearchBudget(trials=1, timeout_s=1e-3)).best_model
+    assert not stopped_at_deadline(whole) and len(whole.training_log) == 2
+    assert not stopped_at_deadline(PopularityRecommender().fit(sessions))
 
 
 def test_a_budget_must_make_sense():
