@@ -4,11 +4,12 @@ Three shops, each split in time as `shop_headroom` does (the last 2 days are the
 the default shop (`ShopConfig()`, about 210k product views), a mid-sized one with another seed
 and catalogue size and the default traffic (seed 11, 5,000 items: the second shop of the goals)
 and a larger one (seed 11, 20,000 items, 15,000 sessions a day: about 1.05M product views).
-Models: popularity, Markov, V-SKNN, GRU4Rec, SASRec, the transition GRU (GRU4Rec plus a learned
-first-order transition term, `TransitionGRURecommender`), the latent-intent chains (a mixture
-of intent-tilted Markov chains over learned item clusters, `LatentIntentRecommender`; alone and
-as `latent_intent_3`, the average of 3 of them from 3 seeds) and the
-transition GRU's ablation without the GRU's part
+Models: popularity, Markov, V-SKNN, the context chains (counted conditionals mixed by weights
+fitted on held-out sessions, `ContextChainsRecommender`), GRU4Rec, SASRec, the transition GRU
+(GRU4Rec plus a learned first-order transition term, `TransitionGRURecommender`), the
+latent-intent chains (a mixture of intent-tilted Markov chains over learned item clusters,
+`LatentIntentRecommender`; alone and as `latent_intent_3`, the average of 3 of them from 3
+seeds) and the transition GRU's ablation without the GRU's part
 (`transition_only`: the transition term and item biases alone) and without the transition term
 (`gru_no_transition`: GRU4Rec with the transition GRU's dropout), with their defaults (chosen on
 the default shop's last training day; see the models' docstrings), and the oracle (the
@@ -45,6 +46,7 @@ from recs_platform.evaluation.protocol import (
     next_item_targets,
     split_by_time,
 )
+from recs_platform.models.context_chains import ContextChainsRecommender
 from recs_platform.models.gru4rec import GRU4RecRecommender, TransitionGRURecommender
 from recs_platform.models.latent_intent import LatentIntentRecommender
 from recs_platform.models.markov import MarkovRecommender
@@ -66,6 +68,8 @@ TEST_DAYS = 2
 TEST_SESSION_STEP = {"default": 1, "large": 10, "mid": 1}
 K = 20
 BASELINES = ("popularity", "markov", "vsknn")
+# Count models that are candidates, not baselines: their fit is counting, no epochs.
+COUNTED = ("context_chains",)
 TORCH = ("gru4rec", "sasrec", "gru_transition", "latent_intent", "latent_intent_3")
 # Ablations of gru_transition, trained the same way: its transition term alone (T + b), and
 # its GRU part alone (GRU4Rec with gru_transition's dropout).
@@ -82,6 +86,7 @@ def build(model: str, shop: str):
         "popularity": lambda: PopularityRecommender(),
         "markov": lambda: MarkovRecommender(),
         "vsknn": lambda: VSKNNRecommender(),
+        "context_chains": lambda: ContextChainsRecommender(),
         "gru4rec": lambda: GRU4RecRecommender(num_threads=1, **large),
         "sasrec": lambda: SASRecRecommender(num_threads=1, **large),
         "gru_transition": lambda: TransitionGRURecommender(num_threads=1, **transition),
@@ -198,7 +203,7 @@ def goals(rows: dict) -> dict:
 def main() -> dict:
     parser = argparse.ArgumentParser()
     parser.add_argument("--shops", nargs="+", default=list(SHOPS), choices=list(SHOPS))
-    parser.add_argument("--models", nargs="+", default=[*BASELINES, *TORCH, *ABLATIONS])
+    parser.add_argument("--models", nargs="+", default=[*BASELINES, *COUNTED, *TORCH, *ABLATIONS])
     parser.add_argument(
         "--family", default="intent", choices=FAMILY_NAMES, help="the shops' generating process"
     )
