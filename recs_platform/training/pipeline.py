@@ -304,21 +304,12 @@ def train_and_choose(
             chosen_candidate, window_sessions, validation_mrr, search_budget, plan.seed,
             plan.patience, hard_deadline=budget is not None,
         )  # fmt: skip
-        deadline_cuts = ["search"] if stopped_at_deadline(result.best_model) else []
         started = time.perf_counter()
-        if _time_to_refit(result.best_model, window, refit_deadline):
-            refit_count = window.refit_sessions if window is not None else len(everything)
-            recommender = fit_before(
-                chosen_candidate.make(result.best_params),
-                skus(everything[len(everything) - refit_count :]),
-                refit_deadline,
-            )
-            deadline_cuts += ["refit"] if stopped_at_deadline(recommender) else []
-        else:
-            # Too little of its share left for a refit worth having: the search's model (fitted
-            # on train alone) serves.
-            recommender = result.best_model
-            deadline_cuts.append("no refit")
+        refit_count = window.refit_sessions if window is not None else len(everything)
+        recommender, deadline_cuts = _refit(
+            chosen_candidate, result, everything[len(everything) - refit_count :], window,
+            refit_deadline,
+        )  # fmt: skip
         fit_seconds = time.perf_counter() - started
         log.info("%s%s: validation MRR@%d %.4f, refitted in %.1f s%s",
                  f"[{budget.progress()}] " if budget else "", name, plan.k, result.best_value,
@@ -334,7 +325,7 @@ def train_and_choose(
             result.best_model,
             best_scored[result.best_model][1],
             window,
-            tuple(deadline_cuts),
+            deadline_cuts,
         )
     # Under a time budget the members may have trained on different windows (the most recent
     # sessions of each, so the longest holds the others): the blend then falls back on the
@@ -431,18 +422,30 @@ def train_and_choose(
 MIN_REFIT_SHARE = 0.5
 
 
-def _time_to_refit(
-    searched: SessionRecommender | None,
+def _refit(
+    chosen_candidate: Candidate,
+    result: SearchResult,
+    sessions: DaySessions,
     window: TrainingWindow | None,
     deadline: float | None,
-) -> bool:
-    """Whether to refit: always without a deadline or for a count model (a quick, predictable
-    pass); a torch model only if at least `MIN_REFIT_SHARE` of the refit's estimate is left
-    before the deadline (a refit stopped after a few batches would serve worse than the search's
-    model)."""
-    if deadline is None or window is None or not isinstance(searched, TorchSessionRecommender):
-        return True
-    return deadline - time.perf_counter() >= MIN_REFIT_SHARE * window.refit_estimated_s
+) -> tuple[SessionRecommender, tuple[str, ...]]:
+    """The search's best configuration fitted on `sessions` (the most recent of train +
+    validation), and which fits the deadline cut (`TrainedCandidate.deadline_cuts`).
+
+    A count model always refits (a quick, predictable pass); a torch model stops at `deadline`,
+    and is not refitted when less than `MIN_REFIT_SHARE` of the refit's estimate is left (a
+    refit stopped after a few batches would serve worse than the search's model, which then
+    serves)."""
+    cuts = ("search",) if stopped_at_deadline(result.best_model) else ()
+    if (
+        deadline is not None
+        and window is not None
+        and isinstance(result.best_model, TorchSessionRecommender)
+        and deadline - time.perf_counter() < MIN_REFIT_SHARE * window.refit_estimated_s
+    ):
+        return result.best_model, (*cuts, "no refit")
+    refitted = fit_before(chosen_candidate.make(result.best_params), skus(sessions), deadline)
+    return refitted, (*cuts, "refit") if stopped_at_deadline(refitted) else cuts
 
 
 # The smaller probe fit's fewest sessions (below it, the probe is proportional).
