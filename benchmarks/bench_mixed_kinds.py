@@ -10,12 +10,17 @@ only, seconds to fit) on the mixed shop's default size:
   target scored by its own session's family's model (the true label: a ceiling no shop has);
 - `kind inferred`: the same five models, mixed by the posterior over the family that the prefix
   gives (the family's share of the training sessions times each model's probability of the
-  prefix's first item and of every later step), as the oracle does with the true processes.
+  prefix's first item and of every later step), as the oracle does with the true processes;
+- with `--found-kinds K`, `kinds found`: no labels, as in a real shop. K kinds are found by EM
+  over the training sessions (`found_kinds`), one model is fitted per kind, and they are mixed
+  by the posterior as above, each kind's distribution backing off to the pooled model's with
+  weight `--backoff` / (views of the last item among the kind's sessions + `--backoff`).
 
 Per family of the test sessions and overall, test MRR@20 and its ratio to the oracle's on the same
 targets. `--quick`: a small shop (a smoke test).
 
-Usage: .venv/bin/python benchmarks/bench_mixed_kinds.py [--quick]
+Usage: .venv/bin/python benchmarks/bench_mixed_kinds.py [--quick] [--found-kinds K]
+       [--backoff 50] [--family mixed]
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from recs_platform.datasets.training import TrainingWindow
 from recs_platform.evaluation.metrics import mrr_at
 from recs_platform.evaluation.protocol import next_item_targets, ranks_of_targets
 from recs_platform.models.context_chains import ContextChainsRecommender
-from recs_platform.simulation import ShopConfig, simulate_sessions
+from recs_platform.simulation import FAMILY_NAMES, ShopConfig, simulate_sessions
 from recs_platform.simulation.catalogue import build_catalogue
 from recs_platform.simulation.families import SINGLE_FAMILIES, build_family
 from recs_platform.simulation.oracle import Oracle
@@ -47,12 +52,24 @@ def aligned(model: ContextChainsRecommender, prefixes: list, columns: dict) -> n
     return scores
 
 
-def inferred_ranks(models, shares, test_sessions, columns) -> tuple[np.ndarray, np.ndarray]:
-    """Each test target's rank under the posterior mixture of `models`, and its session's index."""
+def inferred_ranks(
+    models, shares, test_sessions, columns, pooled=None, kind_views=None, backoff=0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each test target's rank under the posterior mixture of `models`, and its session's index.
+    With `pooled`, kind k's distribution after last item i is (v P_k + b P_pooled) / (v + b), v
+    = `kind_views[k, i]`, b = `backoff`."""
     ranks, sessions = [], []
     for number, skus in enumerate(test_sessions):
         prefixes = [skus[:position] for position in range(1, len(skus))]
         scores = [aligned(model, prefixes, columns) for model in models]
+        if pooled is not None:
+            general = aligned(pooled, prefixes, columns)
+            last = [columns.get(prefix[-1]) for prefix in prefixes]
+            for kind, kind_scores in enumerate(scores):
+                views = np.array([kind_views[kind, i] if i is not None else 0.0 for i in last])
+                scores[kind] = (views[:, None] * kind_scores + backoff * general) / (
+                    views[:, None] + backoff
+                )
         first = np.log(
             [model.popular[model.item_index()[skus[0]]] if skus[0] in model.item_index() else FLOOR
              for model in models]
@@ -71,39 +88,138 @@ def inferred_ranks(models, shares, test_sessions, columns) -> tuple[np.ndarray, 
     return np.array(ranks), np.array(sessions)
 
 
+def found_kinds(
+    train: list[list[str]], columns: dict, kinds: int, iterations: int = 60, seed: int = 0
+) -> np.ndarray:
+    """Each training session's kind, found without labels.
+
+    Start: k-means on each session's mean log-ratio of every context-chains component's
+    probability of its steps to the mixture's, under the pooled model (which components explain
+    a session says how its shopper moves). Then EM over second-order chains per kind (P_k(j | h,
+    i) backing off to P_k(j | i), backing off to the pooled chain), each session scored with its
+    own steps left out of the counts (else every kind explains best the sessions it holds)."""
+    from sklearn.cluster import KMeans
+
+    pooled = ContextChainsRecommender().fit(train)
+    index = pooled.item_index()
+    weights = pooled.weights.mean(axis=0)
+    features = np.zeros((len(train), len(weights)))
+    for number, session in enumerate(train):
+        ratios = []
+        for position in range(1, len(session)):
+            if session[position] in session[:position]:
+                continue
+            components, renormalise = pooled._renormalised(session[:position])
+            target = np.array([index[session[position]]])
+            values = renormalise * np.array(
+                [c.at(target, pooled.popular, pooled.recent)[0] for c in components]
+            )
+            ratios.append(np.log(values + FLOOR) - np.log(values @ weights + FLOOR))
+        if ratios:
+            features[number] = np.mean(ratios, axis=0)
+    features = (features - features.mean(0)) / (features.std(0) + FLOOR)
+    start = KMeans(kinds, n_init=4, random_state=seed).fit_predict(features)
+
+    n = len(columns)
+    codes = [np.array([columns[sku] for sku in session]) for session in train]
+    steps = [
+        (code[t - 2] if t >= 2 else n, code[t - 1], code[t], number)
+        for number, code in enumerate(codes)
+        for t in range(1, len(code))
+        if code[t] not in code[:t]
+    ]
+    before, last, next_, session_of = (np.array(column) for column in zip(*steps, strict=True))
+    popular = np.bincount(np.concatenate(codes), minlength=n) + 1.0
+    popular /= popular.sum()
+    first = np.array([code[0] for code in codes])
+    _, pair = np.unique(last * n + next_, return_inverse=True)
+    _, context = np.unique(before * (n + 1) + last, return_inverse=True)
+    _, triple = np.unique((before * (n + 1) + last) * n + next_, return_inverse=True)
+    pair_counts, last_counts = np.bincount(pair), np.bincount(last, minlength=n)
+    general = (pair_counts[pair] - 1 + 5 * popular[next_]) / (last_counts[last] - 1 + 5)
+    responsibility = np.eye(kinds)[start]
+    for _ in range(iterations):
+        likelihood = np.zeros((len(train), kinds))
+        for kind in range(kinds):
+            weight = responsibility[session_of, kind]
+
+            def counts(keys, weight=weight):
+                return np.maximum(np.bincount(keys, weight)[keys] - weight, 0.0)
+
+            first_order = (counts(pair) + 20 * general) / (counts(last) + 20)
+            second_order = (counts(triple) + 10 * first_order) / (counts(context) + 10)
+            likelihood[:, kind] = np.bincount(session_of, np.log(second_order), len(train))
+            starts = np.bincount(first, responsibility[:, kind], n)
+            likelihood[:, kind] += np.log((starts[first] + 5 * popular[first]) / (starts.sum() + 5))
+        likelihood += np.log(responsibility.mean(axis=0) + FLOOR)
+        responsibility = np.exp(likelihood - likelihood.max(axis=1, keepdims=True))
+        responsibility /= responsibility.sum(axis=1, keepdims=True)
+    return responsibility.argmax(axis=1)
+
+
 def main() -> dict:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="a small shop: a smoke test")
+    parser.add_argument("--family", default="mixed", choices=FAMILY_NAMES)
+    parser.add_argument("--found-kinds", type=int, default=0, help="find this many kinds too")
+    parser.add_argument("--backoff", type=float, default=50.0)
     args = parser.parse_args()
-    config = ShopConfig(family="mixed", **(QUICK_SHOP if args.quick else {}))
+    config = ShopConfig(family=args.family, **(QUICK_SHOP if args.quick else {}))
     started = time.perf_counter()
-    family = build_family(config, build_catalogue(config))
     window = TrainingWindow(config.end, days=config.days)
     sessions = [session for session in simulate_sessions(config) if len(session.skus) >= 2]
-    kinds = family.member_of(np.array([session.state for session in sessions]))
+    if args.family == "mixed":
+        family = build_family(config, build_catalogue(config))
+        kinds = family.member_of(np.array([session.state for session in sessions]))
+        names = list(SINGLE_FAMILIES)
+    else:
+        kinds, names = np.zeros(len(sessions), dtype=np.int64), [args.family]
     is_test = np.array([window.split_of(session.date) == "test" for session in sessions])
     train = [list(s.skus) for s, test in zip(sessions, is_test, strict=True) if not test]
     train_kinds = kinds[~is_test]
     test = [(s.date, list(s.skus)) for s, test in zip(sessions, is_test, strict=True) if test]
+    test_skus = [skus for _, skus in test]
     items = sorted({sku for session in train for sku in session})
     columns = {sku: column for column, sku in enumerate(items)}
     targets = next_item_targets(test, items)
     target_kinds = kinds[is_test][targets.session_of_target]
     oracle = ranks_of_targets(Oracle(config).ranker(test[0][0]), targets)
-    pooled = ranks_of_targets(ContextChainsRecommender().fit(train), targets)
-    names = list(SINGLE_FAMILIES)
-    models = [
-        ContextChainsRecommender().fit([train[row] for row in np.flatnonzero(train_kinds == kind)])
-        for kind in range(len(names))
-    ]
-    known = np.empty_like(pooled)
+    pooled_model = ContextChainsRecommender().fit(train)
+    rankings = {"pooled": ranks_of_targets(pooled_model, targets)}
+
+    def per_kind(labels: np.ndarray) -> tuple[list, np.ndarray, np.ndarray]:
+        """A model per kind of at least 50 sessions, the kinds' shares and their item views."""
+        kept = [kind for kind in range(labels.max() + 1) if np.sum(labels == kind) >= 50]
+        fitted = [
+            ContextChainsRecommender().fit([train[row] for row in np.flatnonzero(labels == kind)])
+            for kind in kept
+        ]
+        views = np.zeros((len(kept), len(columns)))
+        for slot, kind in enumerate(kept):
+            for row in np.flatnonzero(labels == kind):
+                np.add.at(views[slot], [columns[sku] for sku in train[row]], 1.0)
+        return fitted, np.array([np.mean(labels == kind) for kind in kept]), views
+
+    models, shares, _ = per_kind(train_kinds)
+    known = np.empty_like(rankings["pooled"])
     for kind, model in enumerate(models):
         rows = np.flatnonzero(target_kinds == kind)
         known[rows] = ranks_of_targets(model, targets, rows)
-    shares = np.bincount(train_kinds, minlength=len(names)) / len(train_kinds)
-    inferred, _ = inferred_ranks(models, shares, [skus for _, skus in test], columns)
-    if len(inferred) != len(targets):
-        raise RuntimeError(f"{len(inferred)} inferred ranks for {len(targets)} targets")
+    rankings["kind_known"] = known
+    rankings["kind_inferred"], _ = inferred_ranks(models, shares, test_skus, columns)
+    purity = None
+    if args.found_kinds:
+        labels = found_kinds(train, columns, args.found_kinds)
+        # The share of sessions in the true family most common in their kind.
+        purity = sum(np.bincount(train_kinds[labels == kind]).max() for kind in set(labels))
+        purity = round(purity / len(train), 3)
+        found, found_shares, views = per_kind(labels)
+        rankings[f"{args.found_kinds}_kinds_found"], _ = inferred_ranks(
+            found, found_shares, test_skus, columns, pooled_model, views, args.backoff
+        )
+    for name, ranks in rankings.items():
+        if len(ranks) != len(targets):
+            raise RuntimeError(f"{name}: {len(ranks)} ranks for {len(targets)} targets")
 
     def figures(rows: np.ndarray) -> dict:
         ceiling = mrr_at(oracle[rows], K)
@@ -112,22 +228,22 @@ def main() -> dict:
             "oracle_mrr": round(ceiling, 4),
             **{
                 f"{name}_vs_oracle": round(mrr_at(ranks[rows], K) / ceiling, 3)
-                for name, ranks in (
-                    ("pooled", pooled),
-                    ("kind_known", known),
-                    ("kind_inferred", inferred),
-                )
-            },  # fmt: skip
+                for name, ranks in rankings.items()
+            },
         }
 
-    result = {"all": figures(np.arange(len(targets)))}
-    for kind, name in enumerate(names):
-        result[name] = figures(np.flatnonzero(target_kinds == kind))
+    result = {"family": args.family, "all": figures(np.arange(len(targets)))}
+    if len(names) > 1:
+        for kind, name in enumerate(names):
+            result[name] = figures(np.flatnonzero(target_kinds == kind))
+    if purity is not None:
+        result["found_kinds_purity"] = purity
+        result["backoff"] = args.backoff
     result["seconds"] = round(time.perf_counter() - started, 1)
+    suffix = f"_{args.family}" + (f"_{args.found_kinds}" if args.found_kinds else "")
     return save_and_print(
-        "mixed_kinds" + ("_quick" if args.quick else ""),
-        "The mixed shop: context chains pooled, per known family, per inferred family (MRR@20 / "
-        "oracle)",
+        "mixed_kinds" + suffix + ("_quick" if args.quick else ""),
+        f"The {args.family} shop's context chains: pooled, per kind of shopper (MRR@20 / oracle)",
         result,
     )
 
