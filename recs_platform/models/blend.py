@@ -21,7 +21,7 @@ so a bucket with few targets stays near them.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -135,23 +135,28 @@ class BlendRecommender(SessionRecommender):
 
     # --- the members' distributions ----------------------------------------------------------
 
-    def member_probabilities(self, prefixes: Sequence[Sequence[str]]) -> np.ndarray:
-        """[members, prefixes, items]: each member's P(next = j | prefix, j unseen)."""
+    def _member_rows(self, prefixes: Sequence[Sequence[str]]) -> Iterator[np.ndarray]:
+        """Each member's [prefixes, items] P(next = j | prefix, j unseen), in the blend's columns,
+        one member at a time: every member's rows at once would be members x prefixes x items
+        (gigabytes for a batch at a 50,000-item shop)."""
         check_fitted(self)
         index = self.item_index()
         seen_rows = [
             np.array([index[sku] for sku in set(prefix) if sku in index], dtype=np.int64)
             for prefix in prefixes
         ]
-        result = np.zeros((len(self.members), len(prefixes), len(self.item_ids)))
-        for position, (member, columns) in enumerate(zip(self.members, self._columns, strict=True)):
-            rows = result[position]
+        for member, columns in zip(self.members, self._columns, strict=True):
+            rows = np.zeros((len(prefixes), len(self.item_ids)))
             rows[:, columns] = member.probabilities(prefixes)
             for row, seen in enumerate(seen_rows):
                 rows[row, seen] = 0.0
             unseen_mass = rows.sum(axis=1, keepdims=True)
             np.divide(rows, unseen_mass, out=rows, where=unseen_mass > 0)
-        return result
+            yield rows
+
+    def member_probabilities(self, prefixes: Sequence[Sequence[str]]) -> np.ndarray:
+        """[members, prefixes, items]: each member's P(next = j | prefix, j unseen)."""
+        return np.stack(list(self._member_rows(prefixes)))
 
     def target_likelihoods(
         self, prefixes: Sequence[Sequence[str]], targets: Sequence[str], batch_size: int = 256
@@ -165,8 +170,9 @@ class BlendRecommender(SessionRecommender):
         likelihoods = np.zeros((len(targets), len(self.members)))
         for start in range(0, len(targets), batch_size):
             stop = min(start + batch_size, len(targets))
-            member_rows = self.member_probabilities(prefixes[start:stop])
-            likelihoods[start:stop] = member_rows[:, np.arange(stop - start), columns[start:stop]].T
+            batch = np.arange(stop - start)
+            for position, rows in enumerate(self._member_rows(prefixes[start:stop])):
+                likelihoods[start:stop, position] = rows[batch, columns[start:stop]]
         return likelihoods
 
     def fit_weights(
@@ -211,10 +217,12 @@ class BlendRecommender(SessionRecommender):
 
     def score(self, prefixes: Sequence[Sequence[str]]) -> np.ndarray:
         check_fitted(self)
-        member_rows = self.member_probabilities(prefixes)
         buckets = length_buckets([len(prefix) for prefix in prefixes], self.bounds)
         weights = self.weights[buckets]  # [prefixes, members]
-        scores = np.einsum("pm,mpj->pj", weights, member_rows)
+        scores = np.zeros((len(prefixes), len(self.item_ids)))
+        for position, rows in enumerate(self._member_rows(prefixes)):
+            rows *= weights[:, position : position + 1]
+            scores += rows
         if self.fallback is not None:
             index = self.item_index()
             lost = [
