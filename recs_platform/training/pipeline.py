@@ -28,7 +28,7 @@ import logging
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -50,6 +50,7 @@ from recs_platform.models.base import SessionRecommender
 from recs_platform.models.blend import BlendRecommender, length_buckets, weights_by_bucket
 from recs_platform.models.torch_common import TorchSessionRecommender
 from recs_platform.training.budget import (
+    MIN_TRAINING_SESSIONS,
     EvaluationSample,
     Probe,
     TimeBudget,
@@ -306,7 +307,7 @@ def train_and_choose(
         )  # fmt: skip
         started = time.perf_counter()
         refit_count = window.refit_sessions if window is not None else len(everything)
-        recommender, deadline_cuts = _refit(
+        recommender, deadline_cuts, window = _refit(
             chosen_candidate, result, everything[len(everything) - refit_count :], window,
             refit_deadline,
         )  # fmt: skip
@@ -428,24 +429,35 @@ def _refit(
     sessions: DaySessions,
     window: TrainingWindow | None,
     deadline: float | None,
-) -> tuple[SessionRecommender, tuple[str, ...]]:
+) -> tuple[SessionRecommender, tuple[str, ...], TrainingWindow | None]:
     """The search's best configuration fitted on `sessions` (the most recent of train +
-    validation), and which fits the deadline cut (`TrainedCandidate.deadline_cuts`).
+    validation); which fits the deadline cut (`TrainedCandidate.deadline_cuts`); the window
+    with the sessions the refit had.
 
     A count model always refits (a quick, predictable pass); a torch model stops at `deadline`,
     and is not refitted when less than `MIN_REFIT_SHARE` of the refit's estimate is left (a
     refit stopped after a few batches would serve worse than the search's model, which then
-    serves)."""
-    cuts = ("search",) if stopped_at_deadline(result.best_model) else ()
+    serves). A search stopped inside its first epoch saw a random share of its window: the
+    refit takes that share of its sessions, the most recent ones (never fewer than
+    `MIN_TRAINING_SESSIONS`), so that it trains on the newest part that fits."""
+    searched = result.best_model
+    cuts = ("search",) if stopped_at_deadline(searched) else ()
     if (
         deadline is not None
         and window is not None
-        and isinstance(result.best_model, TorchSessionRecommender)
+        and isinstance(searched, TorchSessionRecommender)
         and deadline - time.perf_counter() < MIN_REFIT_SHARE * window.refit_estimated_s
     ):
-        return result.best_model, (*cuts, "no refit")
+        return searched, (*cuts, "no refit"), window
+    log_of_search = getattr(searched, "training_log", None) or [{}]
+    share = log_of_search[0].get("epoch_share", 1.0) if cuts else 1.0
+    kept = min(len(sessions), max(MIN_TRAINING_SESSIONS, round(share * len(sessions))))
+    if window is not None and kept < len(sessions):
+        sessions = sessions[len(sessions) - kept :]
+        window = replace(window, refit_sessions=kept)
+        cuts = (*cuts, f"refit on the newest {kept:,} sessions")
     refitted = fit_before(chosen_candidate.make(result.best_params), skus(sessions), deadline)
-    return refitted, (*cuts, "refit") if stopped_at_deadline(refitted) else cuts
+    return refitted, (*cuts, "refit") if stopped_at_deadline(refitted) else cuts, window
 
 
 # The smaller probe fit's fewest sessions (below it, the probe is proportional).

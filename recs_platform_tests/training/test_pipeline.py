@@ -1,5 +1,7 @@
 """train_and_choose: early stopping, the cross-fitted blend, the selection rule and the regret."""
 
+import time
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -13,16 +15,17 @@ from recs_platform.simulation import ShopConfig, simulate_sessions
 from recs_platform.simulation.oracle import Oracle
 from recs_platform.training import budget as budget_module
 from recs_platform.training import pipeline, tracking
-from recs_platform.training.budget import MIN_TRAINING_SESSIONS, Probe
-from recs_platform.training.candidates import Candidate
+from recs_platform.training.budget import MIN_TRAINING_SESSIONS, Probe, TrainingWindow
+from recs_platform.training.candidates import Candidate, candidate
 from recs_platform.training.pipeline import (
     DatasetSplits,
     TrainingPlan,
     _probe,
     compare_with_champion,
+    skus,
     train_and_choose,
 )
-from recs_platform.training.search import SearchBudget
+from recs_platform.training.search import SearchBudget, SearchResult
 from recs_platform.training.selection import RULE
 
 SHOP = ShopConfig(days=6, sessions_per_day=400, n_items=300, n_categories=10, seed=3)
@@ -200,6 +203,31 @@ def test_a_torch_candidate_past_its_estimate_stops_at_its_deadline(splits, monke
     assert gru.validation_model.stopped_at_deadline
     assert len(gru.validation_model.training_log) < 10_000
     assert gru.validation_mrr > 0 and outcome.report.row("gru4rec").mrr > 0
+
+
+def test_a_search_cut_inside_its_first_epoch_refits_on_the_newest_share_that_fits(splits):
+    gru = candidate("gru4rec", FAST_GRU)
+    sessions = splits.train + splits.validation
+    searched = gru.make().fit(skus(splits.train[-2_000:]), deadline=time.perf_counter())
+    searched.training_log[0]["epoch_share"] = 0.25  # as if a quarter of it had trained
+    result = SearchResult("gru4rec", {"epochs": 1}, 0.1, [], searched)
+    window = TrainingWindow(2_000, len(splits.train), 1, 10.0, 20.0, 1, len(sessions), 5.0)
+    refitted, cuts, refit_window = pipeline._refit(
+        gru, result, sessions, window, time.perf_counter() + 3600
+    )
+    # A quarter of the sessions, the newest ones (never under the smallest useful window).
+    kept = max(MIN_TRAINING_SESSIONS, len(sessions) // 4)
+    assert refit_window.refit_sessions == kept and refit_window.sessions == 2_000
+    newest = sessions[-kept:]
+    assert refitted.item_ids == sorted({sku for _, items in newest for sku in items})
+    assert cuts == ("search", f"refit on the newest {kept:,} sessions")
+    assert not refitted.stopped_at_deadline and len(refitted.training_log) == 1
+    # A search that finished its epochs leaves the refit its whole window.
+    whole = gru.make().fit(skus(splits.train[-2_000:]))
+    _, cuts, same = pipeline._refit(
+        gru, SearchResult("gru4rec", {}, 0.1, [], whole), sessions, window, None
+    )
+    assert cuts == () and same == window
 
 
 def test_a_spent_budget_scores_a_smaller_test_day_champion_and_oracle_included(splits, monkeypatch):
