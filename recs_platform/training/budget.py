@@ -17,9 +17,10 @@ being viewed.
 A probe is an estimate, and a cost that grows faster than the sessions (the latent-intent
 chains' epoch on a large month) beats it. So the estimate also sets deadlines: a torch candidate's
 search stops at the end of its search time and its refit at the end of its share, inside an
-epoch if need be, keeping what it learnt (`TorchSessionRecommender.fit`); when less than half
-the refit's estimate is left, the search's model serves unrefitted. The candidate's
-`deadline_cuts` say which happened.
+epoch if need be, keeping what it learnt (`TorchSessionRecommender.fit`); a search cut inside
+its first epoch makes the refit train on that share of the window, the newest sessions; when
+less than half the refit's estimate is left, the search's model serves unrefitted. The
+candidate's `deadline_cuts` say which happened.
 
 What is left when the candidates and the blend are done pays for the test evaluation: every
 candidate, the oracle and the champion scored on the same test targets, then the checklist.
