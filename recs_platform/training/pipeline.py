@@ -170,8 +170,9 @@ class TrainedCandidate:
     validation_reciprocal_ranks: np.ndarray  # per validation target, 0 outside the top k
     # What the time budget let it train on; None: no budget, the whole training split.
     window: TrainingWindow | None = None
-    # Which of its fits the budget's deadline cut short: "search" (the validation model),
-    # "refit", or "no refit" (no time was left for one: the search's model serves).
+    # What the budget's deadline did to its fits (`_refit`): "search" (the validation model was
+    # cut), "refit on the newest N sessions" (after a search cut inside its first epoch),
+    # "refit" (the refit was cut), or "no refit" (too little time left: the search's model serves).
     deadline_cuts: tuple[str, ...] = ()
 
 
