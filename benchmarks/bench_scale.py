@@ -5,7 +5,9 @@ simulate the shop into a landing zone, `raw_events` for every day, the dbt model
 in one run (a one-run backfill), `training_dataset`, `session_model` with its production defaults
 (the weekly retrain's: every candidate, the time budget, the sampled evaluation), the deployment
 of the champion to the local endpoint, and a serving check against it (sequential
-/invocations with sessions of the test day). Dagster runs every asset, as in production.
+/invocations with sessions of the test day). Each stage's resident memory, sampled every half
+second, goes to `rss-STAGE.tsv` in the data folder, and the time of its peak to the figures.
+Dagster runs every asset, as in production.
 
 Sizes: the Coveo-sized month by default (`ShopConfig.preset("coveo")`); `--quick` a small shop
 for a smoke test (a few minutes; session_model gets a
@@ -23,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -35,6 +38,7 @@ STAGES = ("simulate", "raw_events", "dbt", "training_dataset", "session_model", 
 SERVING_REQUESTS = 500
 QUICK_BUDGET_MINUTES = 1.0
 ENDPOINT_PORT = "18092"
+RSS_SAMPLE_SECONDS = 0.5
 
 
 def shop_config(size: str, scale: float):
@@ -230,13 +234,42 @@ def measure(
     command += ["--session-model-config", json.dumps(model_config or {})]
     started = time.perf_counter()
     child = subprocess.Popen(command)
+    timeline: list[tuple[float, int]] = []
+    sampler = threading.Thread(target=_sample_rss, args=(child.pid, started, timeline), daemon=True)
+    sampler.start()
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - started
+    sampler.join()
+    _write_timeline(data_dir / f"rss-{stage}.tsv", timeline)
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"stage {stage} failed (exit {os.waitstatus_to_exitcode(status)})")
     figures = json.loads(out.read_text())
     # ru_maxrss is in KiB on Linux.
-    return {"seconds": round(seconds, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024), **figures}
+    peak = {"seconds": round(seconds, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024)}
+    if timeline:  # when in the stage the sampled peak came: its log says what ran then
+        at, _ = max(timeline, key=lambda sample: sample[1])
+        peak["sampled_peak_at"] = time.strftime("%H:%M:%S", time.localtime(at))
+    return {**peak, **figures}
+
+
+def _sample_rss(pid: int, started: float, timeline: list[tuple[float, int]]) -> None:
+    """The child's resident memory (MB) every RSS_SAMPLE_SECONDS until it ends (Linux /proc)."""
+    status = Path(f"/proc/{pid}/status")
+    while True:
+        try:
+            lines = status.read_text().splitlines()
+        except OSError:  # gone (or not Linux): the timeline ends here
+            return
+        rss = next((line.split()[1] for line in lines if line.startswith("VmRSS:")), None)
+        if rss is None:  # a zombie, reaped next
+            return
+        timeline.append((time.time(), int(rss) // 1024))
+        time.sleep(RSS_SAMPLE_SECONDS)
+
+
+def _write_timeline(path: Path, timeline: list[tuple[float, int]]) -> None:
+    rows = [f"{time.strftime('%H:%M:%S', time.localtime(at))}\t{mb}" for at, mb in timeline]
+    path.write_text("time\trss_mb\n" + "".join(row + "\n" for row in rows))
 
 
 def main() -> int:

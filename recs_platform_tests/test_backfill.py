@@ -1,4 +1,4 @@
-"""A 7-day backfill launched through Dagster's GraphQL API, run by the daemon under the repo's
+"""A three-day backfill launched through Dagster's GraphQL API, run by the daemon under the repo's
 dagster.yaml (the DuckDB writer pool limited to 1, a cap on concurrent runs): every run
 succeeds (no DuckDB lock errors) and the warehouse equals the one built day by day."""
 
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.timeout(420)
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
-SHOP = ShopConfig(days=7, sessions_per_day=120, n_items=150, n_categories=8, seed=5)
+SHOP = ShopConfig(days=3, sessions_per_day=120, n_items=150, n_categories=8, seed=5)
 DAYS = [(SHOP.start + dt.timedelta(days=n)).isoformat() for n in range(SHOP.days)]
 TABLES = [
     "raw.events",
@@ -92,7 +92,7 @@ def graphql(url: str, query: str, **variables) -> dict:
     return document["data"]
 
 
-def test_a_week_backfilled_through_the_daemon_equals_day_by_day_runs(
+def test_days_backfilled_through_the_daemon_equal_day_by_day_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reference = data_dir_with_the_shop(tmp_path / "reference")
@@ -165,7 +165,7 @@ def test_a_week_backfilled_through_the_daemon_equals_day_by_day_runs(
             process.wait(timeout=30)
         log.close()
 
-    # raw_events and the dbt models share the single-run backfill policy: the week is one run.
+    # raw_events and the dbt models share the single-run backfill policy: the days are one run.
     (run,) = backfill_runs
     assert run["status"] == "SUCCESS"
     tags = {tag["key"]: tag["value"] for tag in run["tags"]}
