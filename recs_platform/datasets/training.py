@@ -20,9 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow
+import pyarrow.parquet as pq
 from pandera.typing import Series
+from pyarrow import types as pa_types
 
 SPLITS = ("train", "validation", "test")
 
@@ -221,8 +225,40 @@ def frame_to_parquet_bytes(frame: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
-def frame_from_parquet_bytes(data: bytes) -> pd.DataFrame:
-    return pd.read_parquet(io.BytesIO(data))
+def _frame_of_shared_values(table: pyarrow.Table, shared: dict) -> pd.DataFrame:
+    """`table` as a frame, its list columns as Python lists whose equal values are one object
+    (the one in `shared`, which collects them across the tables of a dataset).
+
+    A month of a large shop is tens of millions of (sku, id) pairs of some 50,000 products: one
+    int object per pair made the read dataset 3.6 GB for the Coveo-sized month, 2.0 shared."""
+    list_columns = [
+        name for name, kind in zip(table.column_names, table.schema.types, strict=True)
+        if pa_types.is_list(kind) or pa_types.is_large_list(kind)
+    ]  # fmt: skip
+    frame = table.drop_columns(list_columns).to_pandas()
+    for name in list_columns:
+        frame[name] = _lists_of_shared_values(table.column(name).combine_chunks(), shared)
+    return frame[table.column_names]
+
+
+def _lists_of_shared_values(lists: pyarrow.ListArray, shared: dict) -> list:
+    """`lists.to_pylist()`, with one Python object per distinct value instead of one per slot."""
+    offsets = lists.offsets.to_numpy()
+    # The values under every slot, null ones included (`flatten` skips those): in step with
+    # the offsets, which may start past 0 in a slice.
+    flat = lists.values.slice(offsets[0], offsets[-1] - offsets[0])
+    offsets = offsets - offsets[0]
+    encoded = flat.dictionary_encode()
+    values = [shared.setdefault((type(v), v), v) for v in encoded.dictionary.to_pylist()]
+    distinct = np.array([*values, None], dtype=object)
+    # A null value has a null index: it takes the None appended after the distinct values.
+    indices = encoded.indices.fill_null(len(distinct) - 1).to_numpy(zero_copy_only=False)
+    values = distinct[indices]
+    valid = lists.is_valid().to_numpy(zero_copy_only=False)
+    return [
+        values[start:end].tolist() if is_valid else None
+        for start, end, is_valid in zip(offsets[:-1], offsets[1:], valid, strict=True)
+    ]
 
 
 def vocabulary_to_bytes(vocabulary: list[str]) -> bytes:
@@ -260,15 +296,17 @@ def load_training_dataset(store: DatasetStore) -> tuple[pd.DataFrame, list[str]]
             f"no training dataset at {store.location()}: materialize training_dataset first"
         ) from None
     try:
-        splits = [frame_from_parquet_bytes(store.get(split_file(split))) for split in SPLITS]
+        shared: dict = {}
+        splits = [
+            _frame_of_shared_values(pq.read_table(io.BytesIO(store.get(split_file(split)))), shared)
+            for split in SPLITS
+        ]
     except TrainingDatasetNotFound as missing:
         raise TrainingDatasetNotFound(
             f"the training dataset at {store.location()} is incomplete ({missing} is missing): "
             "materialize training_dataset again"
         ) from None
     dataset = pd.concat(splits, ignore_index=True)
-    for column in ("items", "item_ids"):
-        dataset[column] = dataset[column].map(list)
     dataset.attrs["vocabulary_size"] = len(vocabulary)
     return dataset, vocabulary
 

@@ -92,10 +92,15 @@ class DatasetSplits:
         """The `training_dataset` frame (split, session_date, items) as (day, skus) per split."""
         by_split: dict[str, DaySessions] = {"train": [], "validation": [], "test": []}
         ordered = dataset.sort_values(["session_date", "session_id"])
+        days: dict = {}  # one date object per day, not per session
         for split, day, items in zip(
             ordered["split"], ordered["session_date"], ordered["items"], strict=True
         ):
-            by_split[split].append((pd.Timestamp(day).date(), list(items)))
+            if day not in days:
+                days[day] = pd.Timestamp(day).date()
+            # The frame's own lists where it has them (a loaded dataset does): no second copy.
+            sessions = items if isinstance(items, list) else list(items)
+            by_split[split].append((days[day], sessions))
         for split, sessions in by_split.items():
             if not sessions:
                 raise ValueError(f"the training dataset has no {split} sessions")

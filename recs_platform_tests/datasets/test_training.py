@@ -68,6 +68,40 @@ def test_a_written_dataset_reads_back_the_same(tmp_path):
     assert read_vocabulary == vocabulary and read.attrs["vocabulary_size"] == len(vocabulary)
 
 
+def test_a_read_dataset_holds_each_sku_and_id_once_however_many_sessions_view_it(tmp_path):
+    # A month of a large shop is tens of millions of views of some 50,000 products: one int
+    # object per view was most of the 1.5 GB this saves at that size. Ids above 256 (Python
+    # shares the small ones anyway): 300 products, each in two sessions.
+    products = [f"sku-{n:03d}" for n in range(300)]
+    rows = [
+        (f"s{n}", NOV[1 + n % 3], [products[n % 300], products[(n + 1) % 300]]) for n in range(300)
+    ]
+    dataset, vocabulary = build_training_dataset(sessions(*rows), WINDOW)
+    write_training_dataset(dataset, vocabulary, tmp_path / "ds")
+    read, _ = read_training_dataset(tmp_path / "ds")
+    pd.testing.assert_frame_equal(read, dataset)
+    last = vocabulary[-1]
+    views = [sku for items in read["items"] for sku in items if sku == last]
+    ids = [i for item_ids in read["item_ids"] for i in item_ids if i == len(vocabulary) - 1]
+    assert len(views) == len(ids) == 2
+    assert views[0] is views[1] and ids[0] is ids[1]
+
+
+def test_nulls_in_a_stored_split_read_back_as_nulls_for_the_schema_to_name():
+    store = MemoryStore()
+    frames = {
+        "train": sessions(("s1", NOV[1], ["a", None]), ("s2", NOV[2], None)),
+        "validation": sessions(("s3", NOV[3], ["a"])),
+        "test": sessions(("s4", NOV[4], [])),
+    }
+    for split, frame in frames.items():
+        frame = frame.assign(item_ids=frame["items"].map(lambda i: None if i is None else [0]))
+        store.put(f"{split}.parquet", frame.to_parquet(index=False), "")
+    store.put("vocabulary.json", b'["a"]', "")
+    read, _ = load_training_dataset(store)
+    assert read["items"].tolist() == [["a", None], None, ["a"], []]
+
+
 class MemoryStore(DatasetStore):
     def __init__(self):
         self.files = {}
