@@ -283,3 +283,47 @@ def weights_by_bucket(
             for bucket in range(n_buckets)
         ]
     )
+
+
+def mean_log_likelihood(likelihoods: np.ndarray, buckets: np.ndarray, weights: np.ndarray) -> float:
+    """The mean log-likelihood of held-out targets under bucket weights `weights`."""
+    mixture = (weights[buckets] * likelihoods).sum(axis=1)
+    return float(np.log(np.maximum(mixture, _TINY)).mean())
+
+
+def members_worth_keeping(
+    likelihoods: np.ndarray,
+    buckets: np.ndarray,
+    n_buckets: int,
+    prior_strength: float,
+    tolerance: float,
+) -> tuple[list[int], dict[int, float]]:
+    """The members a blend needs, by backward elimination on held-out targets.
+
+    While one can go, drop the member whose removal costs the least: the blend of the rest,
+    its weights refitted, may lose at most `tolerance` nats of mean log-likelihood per target
+    against the blend of all members (losses add up as members go). Every member is scored
+    per request, so one that adds nothing the others do not say costs serving time for
+    nothing. Returns the positions kept and, for each dropped one, the total loss once it went.
+    """
+
+    def fitted(keep: list[int]) -> float:
+        kept = likelihoods[:, keep]
+        return mean_log_likelihood(
+            kept, buckets, weights_by_bucket(kept, buckets, n_buckets, prior_strength)
+        )
+
+    keep = list(range(likelihoods.shape[1]))
+    everything = fitted(keep)
+    dropped: dict[int, float] = {}
+    while len(keep) > 1:
+        losses = {
+            member: everything - fitted([other for other in keep if other != member])
+            for member in keep
+        }
+        member = min(losses, key=losses.get)
+        if losses[member] > tolerance:
+            break
+        keep.remove(member)
+        dropped[member] = max(losses[member], 0.0)
+    return keep, dropped

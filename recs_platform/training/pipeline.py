@@ -47,7 +47,12 @@ from recs_platform.evaluation.protocol import (
 )
 from recs_platform.evaluation.uncertainty import reciprocal_ranks, session_bootstrap
 from recs_platform.models.base import SessionRecommender
-from recs_platform.models.blend import BlendRecommender, length_buckets, weights_by_bucket
+from recs_platform.models.blend import (
+    BlendRecommender,
+    length_buckets,
+    members_worth_keeping,
+    weights_by_bucket,
+)
 from recs_platform.models.torch_common import TorchSessionRecommender
 from recs_platform.training.budget import (
     MIN_TRAINING_SESSIONS,
@@ -61,6 +66,7 @@ from recs_platform.training.budget import (
 )
 from recs_platform.training.candidates import (
     BLEND,
+    BLEND_PRUNING_TOLERANCE,
     BLEND_SETTINGS,
     CANDIDATE_NAMES,
     Candidate,
@@ -577,9 +583,15 @@ def _train_blend(
     cross-fitted: the validation sessions fall in two halves (by position), the weights fitted on
     one half score the other. The blend served takes the weights fitted on the whole day and the
     members refitted on train + validation, without those weighing under `min_weight`.
+
+    Members the others make redundant are left out first (`members_worth_keeping`: at most
+    `pruning_tolerance` nats of validation log-likelihood per target lost in all): every member
+    is scored per request. Which ones go is decided on the whole validation day, before the
+    cross-fitting; a choice among a handful of subsets, not a fit of the weights it scores.
     """
     started = time.perf_counter()
     prior_strength = float(settings.get("prior_strength", 100.0))
+    tolerance = float(settings.get("pruning_tolerance", BLEND_PRUNING_TOLERANCE))
     on_train = BlendRecommender(
         [item.validation_model for item in trained.values()], prior_strength=prior_strength
     )
@@ -587,6 +599,21 @@ def _train_blend(
     likelihoods = on_train.target_likelihoods(prefixes, targets)
     buckets = length_buckets([len(prefix) for prefix in prefixes], on_train.bounds)
     n_buckets = len(on_train.bounds) + 1
+    names = list(trained)
+    kept, dropped = members_worth_keeping(
+        likelihoods, buckets, n_buckets, prior_strength, tolerance
+    )
+    dropped_members = {names[member]: round(loss, 5) for member, loss in dropped.items()}
+    if dropped:
+        log.info(
+            "blend: left out %s (validation log-likelihood lost per target, in total: %s; "
+            "tolerance %g)", ", ".join(dropped_members), dropped_members, tolerance,
+        )  # fmt: skip
+        likelihoods = likelihoods[:, kept]
+        on_train = BlendRecommender(
+            [trained[names[member]].validation_model for member in kept],
+            prior_strength=prior_strength,
+        )
     half = np.asarray(validation_targets.session_of_target) % 2
     out_of_fold = np.zeros(len(targets))
     for fold in (0, 1):
@@ -597,7 +624,7 @@ def _train_blend(
         out_of_fold[scored] = reciprocal_ranks_of(on_train, scored.tolist())
     weights = weights_by_bucket(likelihoods, buckets, n_buckets, prior_strength)
     served = BlendRecommender(
-        [item.recommender for item in trained.values()],
+        [trained[names[member]].recommender for member in kept],
         weights,
         prior_strength=prior_strength,
         fallback=fallback,
@@ -609,6 +636,8 @@ def _train_blend(
         name=BLEND,
         params={
             "prior_strength": prior_strength,
+            "pruning_tolerance": tolerance,
+            "left_out": dropped_members,
             "weights": served.described_weights(),
         },
         validation_mrr=float(out_of_fold.mean()),

@@ -7,6 +7,8 @@ from recs_platform.models.base import load_recommender
 from recs_platform.models.blend import (
     BlendRecommender,
     length_buckets,
+    mean_log_likelihood,
+    members_worth_keeping,
     mixture_weights,
     weights_by_bucket,
 )
@@ -96,6 +98,34 @@ def test_small_weights_are_dropped_and_the_rest_renormalised():
     assert blend.weights.tolist() == [[1.0]] * 4
     kept = BlendRecommender(members(), np.array([[0.995, 0.005]] * 3 + [[0.5, 0.5]]))
     assert kept.without_small_weights(0.01) is kept
+
+
+def test_members_the_others_make_redundant_are_left_out_and_the_useful_ones_kept():
+    rng = np.random.default_rng(0)
+    # Member 0 explains the even targets, member 1 the odd ones; member 2 says what member 0
+    # says; member 3 is worse than member 1 on every target.
+    good = rng.uniform(0.2, 0.6, size=400)
+    poor = rng.uniform(0.001, 0.01, size=400)
+    even = np.arange(400) % 2 == 0
+    first, second = np.where(even, good, poor), np.where(even, poor, good)
+    likelihoods = np.column_stack([first, second, first, second / 2])
+    buckets = np.zeros(400, dtype=int)
+    kept, dropped = members_worth_keeping(likelihoods, buckets, 1, 0.0, tolerance=0.005)
+    assert sorted(kept) in ([0, 1], [1, 2]) and set(dropped) | set(kept) == {0, 1, 2, 3}
+    assert all(0 <= loss <= 0.005 for loss in dropped.values())
+    everything = mean_log_likelihood(
+        likelihoods, buckets, weights_by_bucket(likelihoods, buckets, 1, 0.0)
+    )
+    pruned = likelihoods[:, kept]
+    assert (
+        everything
+        - mean_log_likelihood(pruned, buckets, weights_by_bucket(pruned, buckets, 1, 0.0))
+        <= 0.005
+    )
+    # Without a tolerance the useful members stay whatever; with a large one the best alone.
+    assert len(members_worth_keeping(likelihoods, buckets, 1, 0.0, tolerance=0.0)[0]) >= 2
+    alone, _ = members_worth_keeping(likelihoods, buckets, 1, 0.0, tolerance=10.0)
+    assert len(alone) == 1
 
 
 def test_a_saved_blend_loads_and_scores_the_same(tmp_path):

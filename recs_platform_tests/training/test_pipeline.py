@@ -88,6 +88,12 @@ def test_the_blend_is_cross_fitted_on_validation_and_served_refitted(outcome, sp
     for by_member in weights.values():
         assert sum(by_member.values()) == pytest.approx(1.0)
     assert max(weights["1"], key=weights["1"].get) == "markov"
+    # Members the others make redundant are left out, each within the tolerance.
+    left_out = blend.params["left_out"]
+    weighed = {member.name for member in on_train.members}
+    assert set(left_out) == set(outcome.candidates) - {"blend"} - weighed
+    assert all(0 <= loss <= blend.params["pruning_tolerance"] for loss in left_out.values())
+    assert set(served) <= weighed
 
 
 def test_every_candidate_has_an_interval_and_the_rule_chose(outcome):
