@@ -59,8 +59,9 @@ def test_a_hard_deadline_stops_a_torch_trial_at_the_search_timeout():
     budget = SearchBudget(trials=1, timeout_s=0.5)
     result = search(gru, sessions, validation, budget, patience=2, hard_deadline=True)
     model = result.best_model
+    # Inside an epoch (test_torch_models checks that record) or, on a loaded machine, between
+    # two: either way the trial stops long before its epochs are done.
     assert stopped_at_deadline(model) and len(model.training_log) < 10_000
-    assert model.training_log[-1]["stopped_at_deadline"]
     # Scored after each epoch it trained, the cut one included; the refit trains as long.
     assert scored == list(range(len(model.training_log)))
     assert result.best_params["epochs"] == model.best_epoch()
