@@ -235,7 +235,7 @@ def measure(
     started = time.perf_counter()
     child = subprocess.Popen(command)
     timeline: list[tuple[float, int]] = []
-    sampler = threading.Thread(target=_sample_rss, args=(child.pid, started, timeline), daemon=True)
+    sampler = threading.Thread(target=_sample_rss, args=(child.pid, timeline), daemon=True)
     sampler.start()
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - started
@@ -252,7 +252,7 @@ def measure(
     return {**peak, **figures}
 
 
-def _sample_rss(pid: int, started: float, timeline: list[tuple[float, int]]) -> None:
+def _sample_rss(pid: int, timeline: list[tuple[float, int]]) -> None:
     """The child's resident memory (MB) every RSS_SAMPLE_SECONDS until it ends (Linux /proc)."""
     status = Path(f"/proc/{pid}/status")
     while True:

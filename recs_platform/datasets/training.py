@@ -249,11 +249,10 @@ def _lists_of_shared_values(lists: pyarrow.ListArray, shared: dict) -> list:
     flat = lists.values.slice(offsets[0], offsets[-1] - offsets[0])
     offsets = offsets - offsets[0]
     encoded = flat.dictionary_encode()
-    values = [shared.setdefault((type(v), v), v) for v in encoded.dictionary.to_pylist()]
-    distinct = np.array([*values, None], dtype=object)
+    distinct = [shared.setdefault((type(v), v), v) for v in encoded.dictionary.to_pylist()]
     # A null value has a null index: it takes the None appended after the distinct values.
-    indices = encoded.indices.fill_null(len(distinct) - 1).to_numpy(zero_copy_only=False)
-    values = distinct[indices]
+    indices = encoded.indices.fill_null(len(distinct)).to_numpy(zero_copy_only=False)
+    values = np.array([*distinct, None], dtype=object)[indices]
     valid = lists.is_valid().to_numpy(zero_copy_only=False)
     return [
         values[start:end].tolist() if is_valid else None
