@@ -164,6 +164,29 @@ def shop_sessions(
     return train, held_out[:PROBES]
 
 
+def package_probes(
+    item_ids: list[str], probes: Path | None, rng: np.random.Generator
+) -> list[list[str]]:
+    """`--package`'s probe prefixes: the first `PREFIX` SKUs of the sessions of two or more of
+    `probes` (a `training_dataset` split's parquet, its `items`) that the model knows, else
+    random prefixes of its catalogue; `PROBES` of them."""
+    if probes is None:
+        return [[item_ids[i] for i in rng.choice(len(item_ids), PREFIX, replace=False)]
+                for _ in range(PROBES)]  # fmt: skip
+    import pyarrow.parquet as pq
+
+    known = set(item_ids)
+    sessions = pq.read_table(probes, columns=["items"]).column("items").to_pylist()
+    prefixes = [
+        [sku for sku in session if sku in known][:PREFIX]
+        for session in sessions
+        if sum(sku in known for sku in session) >= 2
+    ]
+    if len(prefixes) < PROBES:
+        raise SystemExit(f"{probes}: {len(prefixes)} sessions of two known SKUs, need {PROBES}")
+    return [prefixes[i] for i in np.sort(rng.choice(len(prefixes), PROBES, replace=False))]
+
+
 def request_body(prefix: list[str]) -> bytes:
     return orjson.dumps({"instances": [{"session": prefix, "k": K}]})
 
@@ -355,10 +378,17 @@ def inference_server(
     log: Path,
     threads: int | None,
     challenger: tuple[Path, float] | None = None,
+    max_batch_instances: int | None = None,
+    workers: int | None = None,
 ) -> Server:
     """`recs-platform serve` as it is; `threads` sets OMP_NUM_THREADS (torch's intra-op threads);
-    `challenger`: a second model folder served beside it, and its share of sessions."""
+    `challenger`: a second model folder served beside it, and its share of sessions;
+    `max_batch_instances`, `workers`: the server's options of those names (else its defaults)."""
     command = [str(BIN / "recs-platform"), "serve", "--model", str(folder)]
+    if max_batch_instances is not None:
+        command += ["--max-batch-instances", str(max_batch_instances)]
+    if workers is not None:
+        command += ["--workers", str(workers)]
     if challenger is not None:
         command += ["--challenger", str(challenger[0]), "--challenger-share", f"{challenger[1]}"]
     environ = {} if threads is None else {"OMP_NUM_THREADS": str(threads)}
@@ -719,8 +749,16 @@ def print_table(result: dict, names: list[str], rate: float) -> None:
         )
 
 
-def serve_and_measure(label, folder, threads, bodies, args, script: Path, log: Path) -> dict:
-    model: dict = {"torch_threads_set": threads}
+def serve_and_measure(
+    label, folder, threads, bodies, args, script: Path, log: Path, server_options=(None, None)
+) -> dict:
+    """`server_options`: the server's `--max-batch-instances` and `--workers` (None: default)."""
+    max_batch_instances, workers = server_options
+    model: dict = {
+        "torch_threads_set": threads,
+        "max_batch_instances": max_batch_instances,
+        "workers": workers,
+    }
     # The in-process reference runs with the threads the server gives torch (its default when
     # OMP_NUM_THREADS is not set): the same sums in the same order, the same scores.
     served_threads = threads if threads is not None else SERVER_TORCH_THREADS
@@ -729,7 +767,7 @@ def serve_and_measure(label, folder, threads, bodies, args, script: Path, log: P
     if expected["unknown"] or expected["fallback"] or len(expected["items"]) != K:
         raise RuntimeError(f"{label}: unexpected answer {expected}")
     port = free_port()
-    with inference_server(folder, port, log, threads) as server:
+    with inference_server(folder, port, log, threads, None, max_batch_instances, workers) as server:
         status, answer = post_once(port, bodies[0])
         if status != 200 or orjson.loads(answer)["predictions"][0] != expected:
             raise RuntimeError(f"{label}: the server's answer differs: {status} {answer[:500]}")
@@ -751,6 +789,20 @@ def fit_and_package(name: str, train, shop: ShopConfig, scratch: Path) -> tuple[
     if len(recommender.item_ids) != shop.n_items:
         raise RuntimeError(f"{name} knows {len(recommender.item_ids)} items")
     return folder, round(fit_seconds, 1)
+
+
+def server_options(args) -> list[tuple[int | None, int | None]]:
+    """Every (`--max-batch-instances`, `--workers`) pair the run serves each model with."""
+    return [
+        (batch, workers)
+        for batch in args.max_batch_instances or [None]
+        for workers in args.workers or [None]
+    ]
+
+
+def options_label(options: tuple[int | None, int | None]) -> str:
+    batch, workers = options
+    return ("" if batch is None else f"_batch{batch}") + ("" if workers is None else f"_w{workers}")
 
 
 def split_check(answered: list[str | None], share: float) -> dict:
@@ -908,6 +960,31 @@ def main() -> dict:
         help="with --variants 2: the challenger's share of sessions (default 0.5)",
     )
     parser.add_argument(
+        "--package",
+        type=Path,
+        help="serve this packaged model (an endpoint's models/<version> folder) instead of "
+        "fitting --models on a simulated shop",
+    )
+    parser.add_argument(
+        "--probes",
+        type=Path,
+        help="with --package: a training_dataset split's parquet whose sessions give the probe "
+        "prefixes (default: random prefixes of the model's catalogue)",
+    )
+    parser.add_argument(
+        "--max-batch-instances",
+        type=int,
+        nargs="+",
+        help="serve each model once per value of the server's --max-batch-instances (1: one "
+        "request per model call); default: the server's default",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        help="serve each model once per value of the server's --workers (processes); default 1",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="a smoke run: a 5,000-item shop of 1,000 sessions a day, 5 s at the fixed rate, 3 s "
@@ -920,6 +997,10 @@ def main() -> dict:
         parser.error("--variants 2 serves --pair, not --models")
     if not 0.0 <= args.challenger_share <= 1.0:
         parser.error("--challenger-share is between 0 and 1")
+    if args.package is not None and (args.variants == 2 or args.models is not None):
+        parser.error("--package serves that model alone: no --models, no --variants 2")
+    if args.probes is not None and args.package is None:
+        parser.error("--probes goes with --package")
     sizes = QUICK if args.quick else FULL
     for key, value in sizes.items():
         if getattr(args, key, None) is None:
@@ -932,9 +1013,13 @@ def main() -> dict:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.perf_counter()
     shop = shop_config(args.items, args.sessions_per_day)
+    package_items = None
+    if args.package is not None:
+        package_items = load_model(args.package).recommender.item_ids
+        args.items = len(package_items)
     result: dict = {
         "config": {
-            "items": shop.n_items,
+            "items": args.items,
             "prefix": PREFIX,
             "k": K,
             "rate": args.rate,
@@ -956,7 +1041,11 @@ def main() -> dict:
             challenger_share=args.challenger_share,
         )
     rng = np.random.default_rng(0)
-    train, prefixes = shop_sessions(shop, rng)
+    if args.package is not None:
+        result["config"].update(package=str(args.package), probes=str(args.probes))
+        train, prefixes = [], package_probes(package_items, args.probes, rng)
+    else:
+        train, prefixes = shop_sessions(shop, rng)
     if args.variants == 2:  # a new session per request: as many bodies as the run sends
         bodies = session_bodies(prefixes, max(int(args.rate * args.seconds), len(prefixes)))
     else:
@@ -967,11 +1056,14 @@ def main() -> dict:
     gc.freeze()
     result["config"]["train_sessions"] = len(train)
     result["config"]["probe_bodies"] = len(bodies)
-    print(
-        f"{shop.n_items:,}-item shop: {len(train):,} training sessions, {len(prefixes)} probe "
-        f"prefixes of {PREFIX}; simulated in {time.perf_counter() - started:.0f} s",
-        flush=True,
-    )
+    if args.package is not None:
+        print(f"{args.package}: {args.items:,} items, {len(prefixes)} probe prefixes", flush=True)
+    else:
+        print(
+            f"{shop.n_items:,}-item shop: {len(train):,} training sessions, {len(prefixes)} probe "
+            f"prefixes of {PREFIX}; simulated in {time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
     labels: list[str] = []
     with (
         tempfile.TemporaryDirectory(prefix="bench-serving-") as scratch,
@@ -994,17 +1086,32 @@ def main() -> dict:
             )
             result[label]["fit_seconds"] = fit_seconds
             labels.append(label)
-        for name in args.models if args.variants == 1 else ():
+        for options in server_options(args) if args.package is not None else ():
+            label = "package" + options_label(options)
+            result[label] = serve_and_measure(
+                label, args.package, None, bodies, args, script, scratch / f"{label}.log", options
+            )
+            labels.append(label)
+        for name in args.models if args.variants == 1 and args.package is None else ():
             folder, fit_seconds = fit_and_package(name, train, shop, scratch)
             variants = {name: None}
             if args.one_thread_variant and name in TORCH_MODELS:
                 variants[f"{name}_1thread"] = 1
-            for label, threads in variants.items():
-                result[label] = serve_and_measure(
-                    label, folder, threads, bodies, args, script, scratch / f"{label}.log"
-                )
-                result[label]["fit_seconds"] = fit_seconds
-                labels.append(label)
+            for variant, threads in variants.items():
+                for batch in args.max_batch_instances or [None]:
+                    label = variant + ("" if batch is None else f"_batch{batch}")
+                    result[label] = serve_and_measure(
+                        label,
+                        folder,
+                        threads,
+                        bodies,
+                        args,
+                        script,
+                        scratch / f"{label}.log",
+                        batch,
+                    )
+                    result[label]["fit_seconds"] = fit_seconds
+                    labels.append(label)
     result["load_average_end"] = load_average()
     result["run_seconds"] = round(time.perf_counter() - started, 1)
     print_table(result, labels, args.rate)
@@ -1013,6 +1120,7 @@ def main() -> dict:
     # The default catalogue keeps the historical names; another size gets its own files.
     name = "serving" if args.variants == 1 else "serving_two_variants"
     name = name if args.items == DEFAULT_ITEMS else f"{name}_{args.items}_items"
+    name = name if args.package is None else f"serving_package_{args.package.name}"
     name += "_quick" if args.quick else ""
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}_full.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -216,8 +216,14 @@ def _collector(args: argparse.Namespace, settings: Settings) -> int:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from recs_platform.serving.inference import load_model
     from recs_platform.serving.local_endpoint import LocalEndpoint
-    from recs_platform.serving.server import ServerConfig, create_app
+    from recs_platform.serving.server import (
+        WORKER_CONFIG_VARIABLE,
+        ServerConfig,
+        config_to_environment,
+        create_app,
+    )
 
     if args.stop:
         stopped = LocalEndpoint(settings.endpoint_dir, port=settings.endpoint_port).stop()
@@ -238,16 +244,38 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             challenger_source=args.challenger,
             challenger_share=args.challenger_share,
             variant=args.variant,
+            max_batch_instances=args.max_batch_instances,
         )
-        app = create_app(config)
+        # One process: the models load here, so a bad source stops the command at once. Several:
+        # each worker loads its own, and uvicorn would restart a worker that fails for ever, so
+        # the sources are checked here first (the parent holds no model).
+        if args.workers == 1:
+            app = create_app(config)
+        else:
+            app = "recs_platform.serving.server:app_from_environment"
+            os.environ[WORKER_CONFIG_VARIABLE] = config_to_environment(config)
+            for source in (args.model, args.challenger):
+                if source is not None:
+                    load_model(source)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     source = args.model or f"the endpoint folder {endpoint_dir}"
     if args.challenger is not None:
         source += f" and the challenger {args.challenger} ({args.challenger_share:g} of sessions)"
-    print(f"Inference server on http://{args.host}:{args.port} serving {source}", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    workers = f" in {args.workers} worker processes" if args.workers > 1 else ""
+    print(
+        f"Inference server on http://{args.host}:{args.port} serving {source}{workers}", flush=True
+    )
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        workers=args.workers if args.workers > 1 else None,
+        factory=args.workers > 1,
+    )
     return 0
 
 
@@ -430,6 +458,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("RECS_SERVE_TORCH_THREADS", "1"),
         help="torch's intra-op threads for torch models (default 1: fastest when the machine "
         "is shared; see benchmarks/README.md)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=os.environ.get("RECS_SERVE_WORKERS", "1"),
+        help="server processes, each with its own copy of the models (default 1; one per core "
+        "the model may use: each process scores one batch at a time)",
+    )
+    serve.add_argument(
+        "--max-batch-instances",
+        type=_positive_int,
+        default=os.environ.get("RECS_SERVE_MAX_BATCH_INSTANCES", "32"),
+        help="the most instances one model call scores for the requests that queued while the "
+        "model was busy (default 32; 1: one request per call)",
     )
     serve.add_argument(
         "--stop", action="store_true", help="stop the local endpoint a deployment started"

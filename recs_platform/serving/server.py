@@ -23,10 +23,14 @@ production variant's container is.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
 import sys
 import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -44,6 +48,7 @@ from recs_platform.serving.inference import (
     load_model,
     parse_instances,
     predict,
+    predict_requests,
 )
 
 log = logging.getLogger(__name__)
@@ -76,8 +81,15 @@ class ServerConfig:
     One request at a time is scored, on small matrices: a second thread gains little when the
     machine is idle, and when another process holds a core every op waits for it at OpenMP's
     barrier, so the throughput collapses on a shared machine (benchmarks/README.md, serving)."""
+    max_batch_instances: int = 32
+    """The most instances one model call scores for the requests that queued while the model
+    was busy (`RequestBatcher`); 1: one request per call."""
 
     def __post_init__(self) -> None:
+        if self.max_batch_instances < 1:
+            raise ValueError(
+                f"max_batch_instances must be at least 1, not {self.max_batch_instances}"
+            )
         if (self.model_source is None) == (self.endpoint_dir is None):
             raise ValueError("give exactly one of a model source and an endpoint folder")
         if self.challenger_source is not None and self.model_source is None:
@@ -183,11 +195,92 @@ class ModelWatcher:
             self.check()
 
 
+class RequestBatcher:
+    """Scores the requests that queued while the model was busy in one model call.
+
+    The model runs in one worker thread, one call at a time, so the event loop keeps reading and
+    parsing requests meanwhile. A request that finds the worker free is scored at once, alone: no
+    request waits for company. While a call runs, the requests that arrive queue, and the next
+    call takes all of them (up to `max_instances` instances, at least one request): under a load
+    one call per request cannot serve, the calls grow and each reads the model's large tables
+    once for all of them (benchmarks/README.md, serving). A request whose batch fails is scored
+    again alone, so one bad request fails no other."""
+
+    def __init__(self, max_instances: int):
+        self.max_instances = max_instances
+        self._queue: deque[tuple[ServedModels, list[Instance], Limits, asyncio.Future]] = deque()
+        self._draining: asyncio.Task | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+        self.calls = 0
+        """Model calls made so far (each answers one request or more)."""
+
+    async def predict(self, served: ServedModels, instances: list[Instance], limits: Limits):
+        """`predict(served, instances, limits)`'s document, scored with whatever else queued."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.append((served, instances, limits, future))
+        if self._draining is None:
+            self._draining = loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._queue:
+                batch = self._next_batch()
+                self.calls += 1
+                outcomes = await loop.run_in_executor(self._executor, _score_batch, batch)
+                for (*_, future), outcome in zip(batch, outcomes, strict=True):
+                    if future.done():  # the client went away
+                        continue
+                    if isinstance(outcome, BaseException):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+        finally:
+            self._draining = None
+
+    def _next_batch(self) -> list:
+        """The oldest request and those after it for the same models, up to `max_instances`."""
+        batch = [self._queue.popleft()]
+        size = len(batch[0][1])
+        while self._queue:
+            served, instances, limits, _ = self._queue[0]
+            if served is not batch[0][0] or limits != batch[0][2]:
+                break
+            if size + len(instances) > self.max_instances:
+                break
+            batch.append(self._queue.popleft())
+            size += len(instances)
+        return batch
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _score_batch(batch: list) -> list:
+    """Each request's document (or the exception it raised), in the worker thread."""
+    served, _, limits, _ = batch[0]
+    if len(batch) > 1:
+        try:
+            return predict_requests(served, [instances for _, instances, _, _ in batch], limits)
+        except Exception:
+            log.exception("a batch of %d requests failed; scoring them one by one", len(batch))
+    outcomes: list = []
+    for _, instances, _, _ in batch:
+        try:
+            outcomes.append(predict(served, instances, limits))
+        except Exception as error:
+            outcomes.append(error)
+    return outcomes
+
+
 class InferenceApp:
     def __init__(self, config: ServerConfig):
         self.config = config
         self.served: ServedModels | None = None
         self.watcher: ModelWatcher | None = None
+        self.batcher = RequestBatcher(config.max_batch_instances)
         if config.model_source is not None:
             champion = load_model(config.model_source)
             if config.challenger_source is None:
@@ -236,6 +329,7 @@ class InferenceApp:
             elif message["type"] == "lifespan.shutdown":
                 if self.watcher is not None:
                     self.watcher.stop()
+                self.batcher.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -278,7 +372,9 @@ class InferenceApp:
             target = _header(scope, TARGET_VARIANT_HEADER).decode("latin-1")
             if target:
                 instances = _targeted(instances, target)
-            answer = predict(served, instances, self.config.limits)
+            for position, instance in enumerate(instances):  # a variant not served: a 400 now
+                served.route(instance, f"instances[{position}]")
+            answer = await self.batcher.predict(served, instances, self.config.limits)
         except InvalidRequest as error:
             return 400, _error(str(error)), _JSON
         except BodyTooLarge as error:
@@ -330,3 +426,40 @@ def limit_torch_threads(threads: int | None) -> None:
 
 def create_app(config: ServerConfig) -> InferenceApp:
     return InferenceApp(config)
+
+
+# --- several worker processes --------------------------------------------------------------------
+# uvicorn starts each worker of `--workers N` as a fresh process that imports the app by name: the
+# command line passes its config through this variable, and each worker loads its own models.
+WORKER_CONFIG_VARIABLE = "RECS_SERVE_WORKER_CONFIG"
+
+
+def config_to_environment(config: ServerConfig) -> str:
+    """`config` as the JSON `app_from_environment` reads (the default `limits`)."""
+    if config.limits != Limits():
+        raise ValueError("worker processes serve with the default limits")
+    return json.dumps(
+        {
+            "model_source": config.model_source,
+            "challenger_source": config.challenger_source,
+            "challenger_share": config.challenger_share,
+            "variant": config.variant.value,
+            "endpoint_dir": str(config.endpoint_dir) if config.endpoint_dir else None,
+            "poll_seconds": config.poll_seconds,
+            "torch_threads": config.torch_threads,
+            "max_batch_instances": config.max_batch_instances,
+        }
+    )
+
+
+def app_from_environment() -> InferenceApp:
+    """The app of one worker process, from the config the command line left in the environment."""
+    raw = os.environ.get(WORKER_CONFIG_VARIABLE)
+    if not raw:
+        raise RuntimeError(
+            f"{WORKER_CONFIG_VARIABLE} is not set: start workers with recs-platform serve"
+        )
+    values = json.loads(raw)
+    if values["endpoint_dir"] is not None:
+        values["endpoint_dir"] = Path(values["endpoint_dir"])
+    return create_app(ServerConfig(**values))

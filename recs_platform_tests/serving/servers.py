@@ -20,10 +20,14 @@ from recs_platform_tests.processes import stop, wait_until_answers
 
 @contextlib.contextmanager
 def running_inference_server(
-    model_source: Path | str, *arguments: str, timeout_s: float = 60
+    model_source: Path | str,
+    *arguments: str,
+    timeout_s: float = 60,
+    started: list[subprocess.Popen] | None = None,
 ) -> Iterator[str]:
     """`recs-platform serve --model <model_source> [arguments]` until /ping answers 200; yields
-    its URL (`arguments`: `--challenger <source> --challenger-share 0.3`, say)."""
+    its URL (`arguments`: `--challenger <source> --challenger-share 0.3`, say); the process is
+    appended to `started` when given."""
     port = free_port()
     process = subprocess.Popen(
         [BIN / "recs-platform", "serve", "--model", str(model_source), "--port", str(port),
@@ -32,6 +36,8 @@ def running_inference_server(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )  # fmt: skip
+    if started is not None:
+        started.append(process)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_answers(f"{url}/ping", process, timeout_s)

@@ -11,11 +11,13 @@ from recs_platform.serving.inference import (
     InvalidRequest,
     Limits,
     LoadedModel,
+    ServedModels,
     instances_from_records,
     load_model,
     package_model,
     parse_instances,
     predict,
+    predict_requests,
 )
 from recs_platform_tests.serving.hand_model import HAND_SESSIONS
 
@@ -79,6 +81,23 @@ def test_a_batch_answers_each_instance_as_alone(model: LoadedModel) -> None:
     ]
     assert batched == alone
     assert len(batched[1]["items"]) == 5  # k defaults to 10, capped to the 5 items
+
+
+def test_requests_scored_together_answer_each_as_alone(model: LoadedModel) -> None:
+    """What the server does with the requests that queued: one model call, each request's own
+    document, as if it had come alone (variants, unknown SKUs and k included)."""
+    challenger = LoadedModel(MarkovRecommender().fit(SESSIONS[::-1]), "other", "8", "memory")
+    served = ServedModels.pair(model, challenger, 0.5)
+    requests = [
+        [{"session": ["a"], "k": 1}, {"session": ["zz"], "variant": "challenger"}],
+        [{"session": ["c", "a"], "k": 4, "session_id": "s-1"}],
+        [{"session": ["b"], "k": 2, "variant": "challenger"}, {"session": []}],
+    ]
+    parsed = [parse_instances(body({"instances": request})) for request in requests]
+    together = predict_requests(served, parsed)
+    assert together == [predict(served, instances) for instances in parsed]
+    assert [len(document["predictions"]) for document in together] == [2, 1, 2]
+    assert together[2]["predictions"][0]["variant"] == "challenger"
 
 
 def test_mlflow_s_inputs_key_and_decoded_records_take_the_same_rules(model: LoadedModel) -> None:

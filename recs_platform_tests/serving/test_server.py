@@ -4,9 +4,13 @@ input (a property-based test sends thousands of generated requests), models swap
 from __future__ import annotations
 
 import json
+import subprocess
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -14,8 +18,9 @@ from starlette.testclient import TestClient
 
 from recs_platform.models.markov import MarkovRecommender
 from recs_platform.models.popularity import PopularityRecommender
-from recs_platform.serving.inference import package_model
+from recs_platform.serving.inference import LoadedModel, ServedModels, package_model
 from recs_platform.serving.server import ServerConfig, create_app, write_current
+from recs_platform_tests.serving.servers import running_inference_server, serving_in_a_thread
 
 SESSIONS = [["a", "b"], ["a", "b"], ["a", "b", "c"], ["a", "c"], ["a", "c", "d"], ["d", "e"]]
 
@@ -173,3 +178,108 @@ def test_torch_models_are_served_with_one_thread(tmp_path: Path) -> None:
         assert response.status_code == 200 and len(response.json()["predictions"][0]["items"]) == 2
     finally:
         torch.set_num_threads(before)
+
+
+class SlowMarkov(MarkovRecommender):
+    """A Markov chain whose every call takes 50 ms and is recorded (how many prefixes), and
+    which fails a call that holds the SKU "boom"."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[int] = []
+        self.lock = threading.Lock()
+
+    def score(self, prefixes):
+        with self.lock:
+            self.calls.append(len(prefixes))
+        time.sleep(0.05)
+        if any("boom" in prefix for prefix in prefixes):
+            raise RuntimeError("boom")
+        return super().score(prefixes)
+
+
+def _serve_slowly(model_folder: Path, max_batch_instances: int):
+    app = create_app(
+        ServerConfig(model_source=str(model_folder), max_batch_instances=max_batch_instances)
+    )
+    slow = SlowMarkov().fit(SESSIONS + [["boom", "a"]])
+    app.use(ServedModels.single(LoadedModel(slow, "session-recommender", "4", "memory")))
+    slow.calls.clear()  # the popularity ranking computed on loading
+    return app, slow
+
+
+def _post_together(url: str, bodies: list[dict]) -> list[httpx.Response]:
+    with ThreadPoolExecutor(len(bodies)) as pool, httpx.Client(base_url=url, timeout=10) as client:
+        return list(pool.map(lambda body: client.post("/invocations", json=body), bodies))
+
+
+@pytest.mark.parametrize("max_batch_instances", [1, 4])
+def test_requests_that_queue_are_scored_together(model_folder: Path, max_batch_instances) -> None:
+    """Twelve requests at once on a model that takes 50 ms a call: with batching the ones that
+    queued behind the first share calls of at most four instances, each answered as if alone;
+    with `max_batch_instances` 1 every request is its own call."""
+    app, slow = _serve_slowly(model_folder, max_batch_instances)
+    sessions = [["a"], ["a", "b"], ["c"], ["d"], ["a", "c"], ["b"]] * 2
+    bodies = [{"session": session, "k": 3} for session in sessions]
+    with serving_in_a_thread(app) as url:
+        responses = _post_together(url, bodies)
+        alone = [httpx.post(f"{url}/invocations", json=body, timeout=10) for body in bodies]
+    assert [response.status_code for response in responses] == [200] * len(bodies)
+    assert [r.json() for r in responses] == [r.json() for r in alone]
+    together = slow.calls[: -len(bodies)]  # the lone requests made the last calls
+    assert sum(together) == len(bodies) and max(together) <= max_batch_instances
+    if max_batch_instances == 1:
+        assert len(together) == len(bodies)
+    else:
+        assert len(together) < len(bodies)  # the requests that queued shared calls
+    assert app.batcher.calls == len(slow.calls)
+
+
+def test_a_request_that_breaks_its_batch_fails_alone(model_folder: Path) -> None:
+    app, slow = _serve_slowly(model_folder, 32)
+    bodies = [{"session": ["a"], "k": 2}] * 3 + [{"session": ["boom"], "k": 2}] * 2
+    bodies += [{"session": ["c"], "k": 2}] * 3
+    with serving_in_a_thread(app) as url:
+        responses = _post_together(url, bodies)
+    statuses = [response.status_code for response in responses]
+    assert statuses == [200] * 3 + [500] * 2 + [200] * 3
+    assert responses[0].json()["predictions"][0]["items"] == ["b", "c"]
+    assert responses[-1].json()["predictions"][0]["items"][0] == "d"  # c was followed by d
+    assert max(slow.calls) > 1  # they did share a call before the failing one was found
+
+
+def _worker_processes(parent: int) -> list[int]:
+    """The pids of `parent`'s children that run a multiprocessing worker (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if int(fields[1]) == parent and b"spawn_main" in command:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_workers_answer_from_as_many_processes(model_folder: Path) -> None:
+    started: list = []
+    with running_inference_server(model_folder, "--workers", "2", started=started) as url:
+        assert len(_worker_processes(started[0].pid)) == 2
+        bodies = [{"session": ["a"], "k": 2}] * 8
+        responses = _post_together(url, bodies)
+    assert {r.status_code for r in responses} == {200}
+    assert {tuple(r.json()["predictions"][0]["items"]) for r in responses} == {("b", "c")}
+
+
+def test_workers_refuse_a_model_that_is_not_there(tmp_path: Path) -> None:
+    from recs_platform_tests.collection.servers import BIN
+
+    missing = tmp_path / "nothing-here"
+    result = subprocess.run(
+        [BIN / "recs-platform", "serve", "--model", str(missing), "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1 and "nothing-here" in result.stderr
