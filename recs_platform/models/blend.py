@@ -20,6 +20,7 @@ so a bucket with few targets stays near them.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -297,33 +298,58 @@ def members_worth_keeping(
     n_buckets: int,
     prior_strength: float,
     tolerance: float,
+    costs: np.ndarray | None = None,
+    budget: float | None = None,
 ) -> tuple[list[int], dict[int, float]]:
     """The members a blend needs, by backward elimination on held-out targets.
 
     While one can go, drop the member whose removal costs the least: the blend of the rest,
     its weights refitted, may lose at most `tolerance` nats of mean log-likelihood per target
-    against the blend of all members (losses add up as members go). Every member is scored
+    against the blend it started from (losses add up as members go). Every member is scored
     per request, so one that adds nothing the others do not say costs serving time for
-    nothing. Returns the positions kept and, for each dropped one, the total loss once it went.
+    nothing.
+
+    With `costs` (each member's scoring time per request) and a `budget` for their sum, the
+    elimination starts from the likeliest blend of the members that fit the budget (every
+    subset tried: a blend has a handful of members, and dropping the least useful member per
+    millisecond one at a time can drop the cheap member that stands in for an expensive one),
+    else from the cheapest member alone. Returns the positions kept and, for each dropped one,
+    the loss against the blend of every member once it went.
     """
 
-    def fitted(keep: list[int]) -> float:
-        kept = likelihoods[:, keep]
+    def fitted(keep: Sequence[int]) -> float:
+        kept = likelihoods[:, list(keep)]
         return mean_log_likelihood(
             kept, buckets, weights_by_bucket(kept, buckets, n_buckets, prior_strength)
         )
 
-    keep = list(range(likelihoods.shape[1]))
-    everything = fitted(keep)
-    dropped: dict[int, float] = {}
+    members = list(range(likelihoods.shape[1]))
+    everything = fitted(members)
+    keep, dropped = members, {}
+    if budget is not None:
+        if costs is None or len(costs) != len(members):
+            raise ValueError("a serving budget needs one cost per member")
+        affordable = [
+            subset
+            for size in range(1, len(members) + 1)
+            for subset in itertools.combinations(members, size)
+            if float(np.sum(costs[list(subset)])) <= budget
+        ]
+        if affordable:
+            scored = {subset: fitted(subset) for subset in affordable}
+            keep = list(max(scored, key=lambda subset: (scored[subset], -len(subset))))
+        else:
+            keep = [int(np.argmin(costs))]
+        lost = max(everything - fitted(keep), 0.0)
+        dropped = {member: lost for member in members if member not in keep}
+    start = fitted(keep)
     while len(keep) > 1:
         losses = {
-            member: everything - fitted([other for other in keep if other != member])
-            for member in keep
+            member: start - fitted([other for other in keep if other != member]) for member in keep
         }
         member = min(losses, key=losses.get)
         if losses[member] > tolerance:
             break
-        keep.remove(member)
-        dropped[member] = max(losses[member], 0.0)
+        keep = [other for other in keep if other != member]
+        dropped[member] = max(everything - start + losses[member], 0.0)
     return keep, dropped

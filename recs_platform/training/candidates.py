@@ -160,7 +160,9 @@ _FACTORIES: dict[str, Callable[[], Candidate]] = {
 # out members; 0.005 kept its test MRR@20 within 0.001 on the mixed and default shops while
 # leaving out three of seven members).
 BLEND = "blend"
-BLEND_SETTINGS = ("prior_strength", "min_weight", "pruning_tolerance")
+# `serving_budget_ms` (off by default): the most milliseconds per request the members kept may
+# take to score, timed where the retrain runs (torch on one thread, as the endpoint runs it).
+BLEND_SETTINGS = ("prior_strength", "min_weight", "pruning_tolerance", "serving_budget_ms")
 BLEND_PRUNING_TOLERANCE = 0.005
 # The candidates a plan trains unless told otherwise (the demo's and `session_model`'s list):
 # every one there is.

@@ -53,7 +53,7 @@ from recs_platform.models.blend import (
     members_worth_keeping,
     weights_by_bucket,
 )
-from recs_platform.models.torch_common import TorchSessionRecommender
+from recs_platform.models.torch_common import TorchSessionRecommender, torch_threads
 from recs_platform.training.budget import (
     MIN_TRAINING_SESSIONS,
     EvaluationSample,
@@ -162,6 +162,13 @@ class TrainingPlan:
         if unknown_settings:
             raise ValueError(
                 f"blend settings {sorted(unknown_settings)} unknown; it takes {BLEND_SETTINGS}"
+            )
+        budget = self.overrides.get(BLEND, {}).get("serving_budget_ms")
+        if budget is not None and (
+            isinstance(budget, bool) or not isinstance(budget, int | float) or not budget > 0
+        ):
+            raise ValueError(
+                f"the blend's serving_budget_ms must be a positive number, got {budget!r}"
             )
 
     @property
@@ -570,6 +577,27 @@ def _test_sample_within_budget(
     )
 
 
+SERVING_PROBES, SERVING_WARMUP = 40, 5
+
+
+def member_serving_milliseconds(
+    models: Sequence[SessionRecommender], prefixes: Sequence[Sequence[str]]
+) -> np.ndarray:
+    """Each model's median milliseconds to score one prefix alone, as the endpoint does: torch
+    on one thread, the models taking turns on each prefix as the blend's call does (each then
+    reads its own tables from beyond the caches). `SERVING_PROBES` prefixes spread over
+    `prefixes`, after `SERVING_WARMUP` untimed ones; timed on the machine the retrain runs on."""
+    spread = np.linspace(0, len(prefixes) - 1, SERVING_WARMUP + SERVING_PROBES).astype(int)
+    timings = np.zeros((len(spread), len(models)))
+    with torch_threads(1):
+        for row, position in enumerate(spread):
+            for column, model in enumerate(models):
+                began = time.perf_counter()
+                model.probabilities([prefixes[position]])
+                timings[row, column] = time.perf_counter() - began
+    return np.median(timings[SERVING_WARMUP:], axis=0) * 1000
+
+
 def _train_blend(
     trained: dict[str, TrainedCandidate],
     validation_targets: NextItemTargets,
@@ -586,12 +614,15 @@ def _train_blend(
 
     Members the others make redundant are left out first (`members_worth_keeping`: at most
     `pruning_tolerance` nats of validation log-likelihood per target lost in all): every member
-    is scored per request. Which ones go is decided on the whole validation day, before the
+    is scored per request. With `serving_budget_ms`, members then go, the least useful per
+    millisecond first, until the rest's scoring time per request (`member_serving_milliseconds`)
+    fits it. Which ones go is decided on the whole validation day, before the
     cross-fitting; a choice among a handful of subsets, not a fit of the weights it scores.
     """
     started = time.perf_counter()
     prior_strength = float(settings.get("prior_strength", 100.0))
     tolerance = float(settings.get("pruning_tolerance", BLEND_PRUNING_TOLERANCE))
+    budget = settings.get("serving_budget_ms")
     on_train = BlendRecommender(
         [item.validation_model for item in trained.values()], prior_strength=prior_strength
     )
@@ -600,14 +631,21 @@ def _train_blend(
     buckets = length_buckets([len(prefix) for prefix in prefixes], on_train.bounds)
     n_buckets = len(on_train.bounds) + 1
     names = list(trained)
+    costs = None
+    if budget is not None:
+        budget = float(budget)
+        costs = member_serving_milliseconds([trained[name].recommender for name in names], prefixes)
+        log.info("blend: each member's scoring time per request (ms): %s; budget %g ms",
+                 dict(zip(names, costs.round(3).tolist(), strict=True)), budget)  # fmt: skip
     kept, dropped = members_worth_keeping(
-        likelihoods, buckets, n_buckets, prior_strength, tolerance
+        likelihoods, buckets, n_buckets, prior_strength, tolerance, costs, budget
     )
     dropped_members = {names[member]: round(loss, 5) for member, loss in dropped.items()}
     if dropped:
         log.info(
             "blend: left out %s (validation log-likelihood lost per target, in total: %s; "
-            "tolerance %g)", ", ".join(dropped_members), dropped_members, tolerance,
+            "tolerance %g, serving budget %s ms)",
+            ", ".join(dropped_members), dropped_members, tolerance, budget,
         )  # fmt: skip
         likelihoods = likelihoods[:, kept]
         on_train = BlendRecommender(
@@ -639,6 +677,14 @@ def _train_blend(
             "pruning_tolerance": tolerance,
             "left_out": dropped_members,
             "weights": served.described_weights(),
+            **(
+                {}
+                if costs is None
+                else {
+                    "serving_budget_ms": budget,
+                    "member_ms": dict(zip(names, costs.round(3).tolist(), strict=True)),
+                }
+            ),
         },
         validation_mrr=float(out_of_fold.mean()),
         fit_seconds=time.perf_counter() - started,

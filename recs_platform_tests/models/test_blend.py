@@ -128,6 +128,40 @@ def test_members_the_others_make_redundant_are_left_out_and_the_useful_ones_kept
     assert len(alone) == 1
 
 
+def test_a_serving_budget_keeps_the_likeliest_members_that_fit_it():
+    rng = np.random.default_rng(1)
+    # Members 0 and 1 explain the even and the odd targets; member 2 says what member 0 says, a
+    # little better, and costs ten times as much. Dropping the least useful member per
+    # millisecond one at a time would drop 0 first (2 makes it redundant), then 2 for its cost,
+    # and serve 1 alone: the likeliest affordable blend is 0 and 1.
+    good = rng.uniform(0.2, 0.6, size=400)
+    poor = rng.uniform(0.001, 0.01, size=400)
+    even = np.arange(400) % 2 == 0
+    first, second = np.where(even, good, poor), np.where(even, poor, good)
+    likelihoods = np.column_stack([first, second, first * 1.05])
+    buckets = np.zeros(400, dtype=int)
+    costs = np.array([1.0, 1.0, 10.0])
+    unlimited, _ = members_worth_keeping(likelihoods, buckets, 1, 0.0, tolerance=0.0)
+    assert 2 in unlimited  # without a budget the better copy stays
+    kept, dropped = members_worth_keeping(
+        likelihoods, buckets, 1, 0.0, tolerance=0.005, costs=costs, budget=5.0
+    )
+    assert sorted(kept) == [0, 1] and set(dropped) == {2}
+    everything = mean_log_likelihood(
+        likelihoods, buckets, weights_by_bucket(likelihoods, buckets, 1, 0.0)
+    )
+    pruned = likelihoods[:, kept]
+    lost = everything - mean_log_likelihood(
+        pruned, buckets, weights_by_bucket(pruned, buckets, 1, 0.0)
+    )
+    assert dropped[2] == pytest.approx(max(lost, 0.0))
+    # A budget no member fits: the cheapest alone; a generous one changes nothing.
+    assert members_worth_keeping(likelihoods, buckets, 1, 0.0, 0.0, costs, 0.5)[0] == [0]
+    assert members_worth_keeping(likelihoods, buckets, 1, 0.0, 0.0, costs, 100.0)[0] == unlimited
+    with pytest.raises(ValueError, match="one cost per member"):
+        members_worth_keeping(likelihoods, buckets, 1, 0.0, 0.0, costs[:2], 5.0)
+
+
 def test_a_saved_blend_loads_and_scores_the_same(tmp_path):
     weights = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.6, 0.4]])
     blend = BlendRecommender(members(), weights)

@@ -280,6 +280,28 @@ def test_a_quick_probe_grows_until_it_takes_long_enough_then_draws_its_line():
     assert (probe.sessions, probe.small_sessions) == (3_000, 750) and probe.validation_s >= 0
 
 
+def test_a_serving_budget_leaves_out_the_members_it_cannot_pay_for(splits):
+    """A budget of a thousandth of a millisecond per request: no member fits, so the blend
+    serves the cheapest alone, and its metadata says what each member cost."""
+    plan = TrainingPlan(
+        candidates=("popularity", "markov", "vsknn", "blend"),
+        budget=SearchBudget(trials=1),
+        overrides={"blend": {"serving_budget_ms": 0.001}},
+    )
+    blend = train_and_choose(splits, plan, None).candidates["blend"]
+    costs = blend.params["member_ms"]
+    assert set(costs) == {"popularity", "markov", "vsknn"} and all(ms > 0 for ms in costs.values())
+    assert blend.params["serving_budget_ms"] == 0.001
+    (served,) = blend.recommender.members
+    assert served.name == min(costs, key=costs.get)
+    assert set(blend.params["left_out"]) == set(costs) - {served.name}
+    with pytest.raises(ValueError, match="serving_budget_ms must be a positive number"):
+        TrainingPlan(
+            candidates=("markov", "popularity", "blend"),
+            overrides={"blend": {"serving_budget_ms": 0}},
+        )
+
+
 def test_without_a_budget_nothing_is_trimmed_or_sampled(outcome, splits):
     assert outcome.windows == {} and outcome.budget_used_s is None
     assert outcome.test_sample is None and outcome.champion_test_mrr is None
