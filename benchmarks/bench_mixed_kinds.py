@@ -19,8 +19,13 @@ only, seconds to fit) on the mixed shop's default size:
 Per family of the test sessions and overall, test MRR@20 and its ratio to the oracle's on the same
 targets. `--quick`: a small shop (a smoke test).
 
+A larger shop (`--sessions-per-day 30000 --items 5000`: about as many views per item as the
+Coveo-sized month) scores a sample of its test sessions (`--test-sessions`) and finds the kinds on
+a sample of its training sessions (`--found-sample`; the kinds' models are fitted on it alone).
+
 Usage: .venv/bin/python benchmarks/bench_mixed_kinds.py [--quick] [--found-kinds K]
-       [--backoff 50] [--family mixed]
+       [--backoff 50] [--family mixed] [--sessions-per-day N --items N] [--test-sessions N]
+       [--found-sample N]
 """
 
 from __future__ import annotations
@@ -163,8 +168,23 @@ def main() -> dict:
     parser.add_argument("--family", default="mixed", choices=FAMILY_NAMES)
     parser.add_argument("--found-kinds", type=int, default=0, help="find this many kinds too")
     parser.add_argument("--backoff", type=float, default=50.0)
+    parser.add_argument("--sessions-per-day", type=int, help="a larger shop (default 3,000)")
+    parser.add_argument("--items", type=int, help="its catalogue (default 2,000; 200 per category)")
+    parser.add_argument(
+        "--test-sessions", type=int, help="score this many sampled test sessions (default all)"
+    )
+    parser.add_argument(
+        "--found-sample",
+        type=int,
+        help="find the kinds on this many sampled training sessions (default all)",
+    )
     args = parser.parse_args()
-    config = ShopConfig(family=args.family, **(QUICK_SHOP if args.quick else {}))
+    size = dict(QUICK_SHOP) if args.quick else {}
+    if args.sessions_per_day:
+        size["sessions_per_day"] = args.sessions_per_day
+    if args.items:
+        size.update(n_items=args.items, n_categories=max(40, args.items // 200))
+    config = ShopConfig(family=args.family, **size)
     started = time.perf_counter()
     window = TrainingWindow(config.end, days=config.days)
     sessions = [session for session in simulate_sessions(config) if len(session.skus) >= 2]
@@ -175,6 +195,13 @@ def main() -> dict:
     else:
         kinds, names = np.zeros(len(sessions), dtype=np.int64), [args.family]
     is_test = np.array([window.split_of(session.date) == "test" for session in sessions])
+    rng = np.random.default_rng(0)
+    if args.test_sessions and args.test_sessions < is_test.sum():  # the rest are not scored
+        scored = rng.choice(np.flatnonzero(is_test), args.test_sessions, replace=False)
+        kept = ~is_test
+        kept[scored] = True
+        sessions = [session for session, keep in zip(sessions, kept, strict=True) if keep]
+        kinds, is_test = kinds[kept], is_test[kept]
     train = [list(s.skus) for s, test in zip(sessions, is_test, strict=True) if not test]
     train_kinds = kinds[~is_test]
     test = [(s.date, list(s.skus)) for s, test in zip(sessions, is_test, strict=True) if test]
@@ -187,16 +214,18 @@ def main() -> dict:
     pooled_model = ContextChainsRecommender().fit(train)
     rankings = {"pooled": ranks_of_targets(pooled_model, targets)}
 
-    def per_kind(labels: np.ndarray) -> tuple[list, np.ndarray, np.ndarray]:
-        """A model per kind of at least 50 sessions, the kinds' shares and their item views."""
+    def per_kind(labels: np.ndarray, rows=None) -> tuple[list, np.ndarray, np.ndarray]:
+        """A model per kind of at least 50 sessions, the kinds' shares and their item views;
+        `labels` of the training sessions `rows` (default all)."""
+        rows = np.arange(len(train)) if rows is None else rows
         kept = [kind for kind in range(labels.max() + 1) if np.sum(labels == kind) >= 50]
         fitted = [
-            ContextChainsRecommender().fit([train[row] for row in np.flatnonzero(labels == kind)])
+            ContextChainsRecommender().fit([train[row] for row in rows[labels == kind]])
             for kind in kept
         ]
         views = np.zeros((len(kept), len(columns)))
         for slot, kind in enumerate(kept):
-            for row in np.flatnonzero(labels == kind):
+            for row in rows[labels == kind]:
                 np.add.at(views[slot], [columns[sku] for sku in train[row]], 1.0)
         return fitted, np.array([np.mean(labels == kind) for kind in kept]), views
 
@@ -209,11 +238,14 @@ def main() -> dict:
     rankings["kind_inferred"], _ = inferred_ranks(models, shares, test_skus, columns)
     purity = None
     if args.found_kinds:
-        labels = found_kinds(train, columns, args.found_kinds)
+        sample = np.arange(len(train))
+        if args.found_sample and args.found_sample < len(train):
+            sample = np.sort(rng.choice(len(train), args.found_sample, replace=False))
+        labels = found_kinds([train[row] for row in sample], columns, args.found_kinds)
         # The share of sessions in the true family most common in their kind.
-        purity = sum(np.bincount(train_kinds[labels == kind]).max() for kind in set(labels))
-        purity = round(purity / len(train), 3)
-        found, found_shares, views = per_kind(labels)
+        purity = sum(np.bincount(train_kinds[sample][labels == kind]).max() for kind in set(labels))
+        purity = round(purity / len(sample), 3)
+        found, found_shares, views = per_kind(labels, sample)
         rankings[f"{args.found_kinds}_kinds_found"], _ = inferred_ranks(
             found, found_shares, test_skus, columns, pooled_model, views, args.backoff
         )
@@ -232,7 +264,11 @@ def main() -> dict:
             },
         }
 
-    result = {"family": args.family, "all": figures(np.arange(len(targets)))}
+    result = {
+        "family": args.family,
+        "views_per_item": round(sum(map(len, train)) / len(columns), 1),
+        "all": figures(np.arange(len(targets))),
+    }
     if len(names) > 1:
         for kind, name in enumerate(names):
             result[name] = figures(np.flatnonzero(target_kinds == kind))
@@ -241,6 +277,7 @@ def main() -> dict:
         result["backoff"] = args.backoff
     result["seconds"] = round(time.perf_counter() - started, 1)
     suffix = f"_{args.family}" + (f"_{args.found_kinds}" if args.found_kinds else "")
+    suffix += f"_{config.sessions_per_day}_per_day" if args.sessions_per_day else ""
     return save_and_print(
         "mixed_kinds" + suffix + ("_quick" if args.quick else ""),
         f"The {args.family} shop's context chains: pooled, per kind of shopper (MRR@20 / oracle)",
