@@ -15,6 +15,10 @@ that file; when it changes, the new models are loaded beside the old ones, which
 until the swap (hitless); a package already loaded is reused (a new share reloads nothing). A
 model that fails to load is logged and the old ones stay.
 
+Under load, the requests that queue while the model scores are scored together in its next call
+(`RequestBatcher`), and `recs-platform serve --workers N` runs N such processes on one port
+(`app_from_environment`).
+
 One process holding two models routes each instance as `inference.ServedModels` says (a session
 id's hash, a forced `variant`, else the champion). A process holding one model answers as the
 variant it is told (`ServerConfig.variant`, `recs-platform serve --variant`): what a SageMaker
