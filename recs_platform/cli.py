@@ -452,27 +452,22 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port", type=_positive_int, default=os.environ.get("RECS_SERVE_PORT", "8080")
     )
-    serve.add_argument(
-        "--torch-threads",
-        type=_positive_int,
-        default=os.environ.get("RECS_SERVE_TORCH_THREADS", "1"),
-        help="torch's intra-op threads for torch models (default 1: fastest when the machine "
-        "is shared; see benchmarks/README.md)",
-    )
-    serve.add_argument(
-        "--workers",
-        type=_positive_int,
-        default=os.environ.get("RECS_SERVE_WORKERS", "1"),
-        help="server processes, each with its own copy of the models (default 1; one per core "
-        "the model may use: each process scores one batch at a time)",
-    )
-    serve.add_argument(
-        "--max-batch-instances",
-        type=_positive_int,
-        default=os.environ.get("RECS_SERVE_MAX_BATCH_INSTANCES", "32"),
-        help="the most instances one model call scores for the requests that queued while the "
-        "model was busy (default 32; 1: one request per call)",
-    )
+    # Counts, each defaulting to its RECS_SERVE_* variable (a bad value is named, as the port's).
+    for flag, default, help_text in (
+        ("--torch-threads", "1", "torch's intra-op threads for torch models (default 1: fastest "
+         "when the machine is shared; see benchmarks/README.md)"),
+        ("--workers", "1", "server processes, each with its own copy of the models (default 1; "
+         "one per core the model may use: each process scores one batch at a time)"),
+        ("--max-batch-instances", "32", "the most instances one model call scores for the "
+         "requests that queued while the model was busy (default 32; 1: one request per call)"),
+    ):  # fmt: skip
+        variable = "RECS_SERVE_" + flag.removeprefix("--").replace("-", "_").upper()
+        serve.add_argument(
+            flag,
+            type=_positive_int,
+            default=os.environ.get(variable, default),
+            help=f"{help_text}; ${variable}",
+        )
     serve.add_argument(
         "--stop", action="store_true", help="stop the local endpoint a deployment started"
     )

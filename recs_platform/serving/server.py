@@ -35,7 +35,7 @@ import sys
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import orjson
@@ -210,19 +210,20 @@ class RequestBatcher:
     once for all of them (benchmarks/README.md, serving). A request whose batch fails is scored
     again alone, so one bad request fails no other."""
 
-    def __init__(self, max_instances: int):
+    def __init__(self, max_instances: int, limits: Limits):
         self.max_instances = max_instances
-        self._queue: deque[tuple[ServedModels, list[Instance], Limits, asyncio.Future]] = deque()
+        self.limits = limits
+        self._queue: deque[tuple[ServedModels, list[Instance], asyncio.Future]] = deque()
         self._draining: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
         self.calls = 0
         """Model calls made so far (each answers one request or more)."""
 
-    async def predict(self, served: ServedModels, instances: list[Instance], limits: Limits):
+    async def predict(self, served: ServedModels, instances: list[Instance]):
         """`predict(served, instances, limits)`'s document, scored with whatever else queued."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._queue.append((served, instances, limits, future))
+        self._queue.append((served, instances, future))
         if self._draining is None:
             self._draining = loop.create_task(self._drain())
         return await future
@@ -233,7 +234,9 @@ class RequestBatcher:
             while self._queue:
                 batch = self._next_batch()
                 self.calls += 1
-                outcomes = await loop.run_in_executor(self._executor, _score_batch, batch)
+                outcomes = await loop.run_in_executor(
+                    self._executor, _score_batch, batch, self.limits
+                )
                 for (*_, future), outcome in zip(batch, outcomes, strict=True):
                     if future.done():  # the client went away
                         continue
@@ -249,8 +252,8 @@ class RequestBatcher:
         batch = [self._queue.popleft()]
         size = len(batch[0][1])
         while self._queue:
-            served, instances, limits, _ = self._queue[0]
-            if served is not batch[0][0] or limits != batch[0][2]:
+            served, instances, _ = self._queue[0]
+            if served is not batch[0][0]:
                 break
             if size + len(instances) > self.max_instances:
                 break
@@ -262,16 +265,16 @@ class RequestBatcher:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _score_batch(batch: list) -> list:
+def _score_batch(batch: list, limits: Limits) -> list:
     """Each request's document (or the exception it raised), in the worker thread."""
-    served, _, limits, _ = batch[0]
+    served = batch[0][0]
     if len(batch) > 1:
         try:
-            return predict_requests(served, [instances for _, instances, _, _ in batch], limits)
+            return predict_requests(served, [instances for _, instances, _ in batch], limits)
         except Exception:
             log.exception("a batch of %d requests failed; scoring them one by one", len(batch))
     outcomes: list = []
-    for _, instances, _, _ in batch:
+    for _, instances, _ in batch:
         try:
             outcomes.append(predict(served, instances, limits))
         except Exception as error:
@@ -284,7 +287,7 @@ class InferenceApp:
         self.config = config
         self.served: ServedModels | None = None
         self.watcher: ModelWatcher | None = None
-        self.batcher = RequestBatcher(config.max_batch_instances)
+        self.batcher = RequestBatcher(config.max_batch_instances, config.limits)
         if config.model_source is not None:
             champion = load_model(config.model_source)
             if config.challenger_source is None:
@@ -378,7 +381,7 @@ class InferenceApp:
                 instances = _targeted(instances, target)
             for position, instance in enumerate(instances):  # a variant not served: a 400 now
                 served.route(instance, f"instances[{position}]")
-            answer = await self.batcher.predict(served, instances, self.config.limits)
+            answer = await self.batcher.predict(served, instances)
         except InvalidRequest as error:
             return 400, _error(str(error)), _JSON
         except BodyTooLarge as error:
@@ -442,18 +445,9 @@ def config_to_environment(config: ServerConfig) -> str:
     """`config` as the JSON `app_from_environment` reads (the default `limits`)."""
     if config.limits != Limits():
         raise ValueError("worker processes serve with the default limits")
-    return json.dumps(
-        {
-            "model_source": config.model_source,
-            "challenger_source": config.challenger_source,
-            "challenger_share": config.challenger_share,
-            "variant": config.variant.value,
-            "endpoint_dir": str(config.endpoint_dir) if config.endpoint_dir else None,
-            "poll_seconds": config.poll_seconds,
-            "torch_threads": config.torch_threads,
-            "max_batch_instances": config.max_batch_instances,
-        }
-    )
+    values = {field.name: getattr(config, field.name) for field in fields(config)}
+    del values["limits"]
+    return json.dumps(values, default=str)  # a Path as its text; the variant is a str
 
 
 def app_from_environment() -> InferenceApp:

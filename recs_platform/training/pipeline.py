@@ -614,9 +614,9 @@ def _train_blend(
 
     Members the others make redundant are left out first (`members_worth_keeping`: at most
     `pruning_tolerance` nats of validation log-likelihood per target lost in all): every member
-    is scored per request. With `serving_budget_ms`, members then go, the least useful per
-    millisecond first, until the rest's scoring time per request (`member_serving_milliseconds`)
-    fits it. Which ones go is decided on the whole validation day, before the
+    is scored per request. With `serving_budget_ms`, the pruning starts from the likeliest
+    blend of the members whose scoring times per request (`member_serving_milliseconds`) add up
+    to at most the budget. Which ones go is decided on the whole validation day, before the
     cross-fitting; a choice among a handful of subsets, not a fit of the weights it scores.
     """
     started = time.perf_counter()
@@ -631,12 +631,14 @@ def _train_blend(
     buckets = length_buckets([len(prefix) for prefix in prefixes], on_train.bounds)
     n_buckets = len(on_train.bounds) + 1
     names = list(trained)
-    costs = None
+    costs, timing = None, {}
     if budget is not None:
         budget = float(budget)
         costs = member_serving_milliseconds([trained[name].recommender for name in names], prefixes)
+        member_ms = dict(zip(names, costs.round(3).tolist(), strict=True))
+        timing = {"serving_budget_ms": budget, "member_ms": member_ms}
         log.info("blend: each member's scoring time per request (ms): %s; budget %g ms",
-                 dict(zip(names, costs.round(3).tolist(), strict=True)), budget)  # fmt: skip
+                 member_ms, budget)  # fmt: skip
     kept, dropped = members_worth_keeping(
         likelihoods, buckets, n_buckets, prior_strength, tolerance, costs, budget
     )
@@ -677,14 +679,7 @@ def _train_blend(
             "pruning_tolerance": tolerance,
             "left_out": dropped_members,
             "weights": served.described_weights(),
-            **(
-                {}
-                if costs is None
-                else {
-                    "serving_budget_ms": budget,
-                    "member_ms": dict(zip(names, costs.round(3).tolist(), strict=True)),
-                }
-            ),
+            **timing,
         },
         validation_mrr=float(out_of_fold.mean()),
         fit_seconds=time.perf_counter() - started,

@@ -100,14 +100,20 @@ def test_small_weights_are_dropped_and_the_rest_renormalised():
     assert kept.without_small_weights(0.01) is kept
 
 
-def test_members_the_others_make_redundant_are_left_out_and_the_useful_ones_kept():
-    rng = np.random.default_rng(0)
-    # Member 0 explains the even targets, member 1 the odd ones; member 2 says what member 0
-    # says; member 3 is worse than member 1 on every target.
+def even_and_odd(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two members' likelihoods of 400 targets: the first explains the even ones, the second
+    the odd ones."""
+    rng = np.random.default_rng(seed)
     good = rng.uniform(0.2, 0.6, size=400)
     poor = rng.uniform(0.001, 0.01, size=400)
     even = np.arange(400) % 2 == 0
-    first, second = np.where(even, good, poor), np.where(even, poor, good)
+    return np.where(even, good, poor), np.where(even, poor, good)
+
+
+def test_members_the_others_make_redundant_are_left_out_and_the_useful_ones_kept():
+    # Member 0 explains the even targets, member 1 the odd ones; member 2 says what member 0
+    # says; member 3 is worse than member 1 on every target.
+    first, second = even_and_odd(0)
     likelihoods = np.column_stack([first, second, first, second / 2])
     buckets = np.zeros(400, dtype=int)
     kept, dropped = members_worth_keeping(likelihoods, buckets, 1, 0.0, tolerance=0.005)
@@ -129,15 +135,11 @@ def test_members_the_others_make_redundant_are_left_out_and_the_useful_ones_kept
 
 
 def test_a_serving_budget_keeps_the_likeliest_members_that_fit_it():
-    rng = np.random.default_rng(1)
     # Members 0 and 1 explain the even and the odd targets; member 2 says what member 0 says, a
     # little better, and costs ten times as much. Dropping the least useful member per
     # millisecond one at a time would drop 0 first (2 makes it redundant), then 2 for its cost,
     # and serve 1 alone: the likeliest affordable blend is 0 and 1.
-    good = rng.uniform(0.2, 0.6, size=400)
-    poor = rng.uniform(0.001, 0.01, size=400)
-    even = np.arange(400) % 2 == 0
-    first, second = np.where(even, good, poor), np.where(even, poor, good)
+    first, second = even_and_odd(1)
     likelihoods = np.column_stack([first, second, first * 1.05])
     buckets = np.zeros(400, dtype=int)
     costs = np.array([1.0, 1.0, 10.0])
