@@ -20,8 +20,8 @@ BIN = Path(sys.executable).parent
 REPO = Path(__file__).parents[1]
 DAY_LINE = re.compile(r"^(2026-11-\d\d)\s+(\d+)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)$", re.M)
 MODEL_NAMES = "|".join(
-    ["oracle", "popularity", "markov", "vsknn", "context_chains", "gru4rec", "sasrec"]
-    + ["gru_transition", "latent_intent", "blend"]
+    ["oracle", "popularity", "markov", "vsknn", "context_chains", "shopper_kinds", "gru4rec"]
+    + ["sasrec", "gru_transition", "latent_intent", "blend"]
 )
 MODEL_LINE = re.compile(rf"^({MODEL_NAMES})\s+(0\.\d+\s+0\.\d+)", re.M)
 TOTAL_LINE = re.compile(r"^total\s+(\d+)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)$", re.M)
@@ -88,6 +88,7 @@ def run_the_demo_twice(tmp_path, home, environ, monkeypatch, endpoint):
         "markov",
         "vsknn",
         "context_chains",
+        "shopper_kinds",
         "gru4rec",
         "sasrec",
         "gru_transition",

@@ -300,14 +300,9 @@ class ContextChainsRecommender(SessionRecommender):
         pairs = [
             (held_out[number][:position], held_out[number][position]) for number, position in places
         ]
-        index = self.item_index()
-        likelihoods = np.empty((len(pairs), len(COMPONENTS)))
-        for row, (prefix, target) in enumerate(pairs):
-            components, renormalise = self._renormalised(prefix)
-            target_code = np.array([index[target]])
-            likelihoods[row] = renormalise * [
-                component.at(target_code, self.popular, self.recent)[0] for component in components
-            ]
+        likelihoods = np.array(
+            [self.component_probabilities(prefix, target) for prefix, target in pairs]
+        ).reshape(len(pairs), len(COMPONENTS))
         buckets = length_buckets([len(prefix) for prefix, _ in pairs], LENGTH_BOUNDS)
         overall = mixture_weights(likelihoods)
         return np.array(
@@ -316,6 +311,31 @@ class ContextChainsRecommender(SessionRecommender):
                 for bucket in range(len(LENGTH_BOUNDS) + 1)
             ]
         )
+
+    def component_probabilities(self, prefix: Sequence[str], target: str) -> np.ndarray:
+        """Each component's P(next = target | prefix, target unseen), in `COMPONENTS` order."""
+        components, renormalise = self._renormalised(prefix)
+        code = np.array([self.item_index()[target]])
+        return renormalise * [
+            component.at(code, self.popular, self.recent)[0] for component in components
+        ]
+
+    def next_probabilities(self, prefix: Sequence[str], skus: Sequence[str]) -> np.ndarray:
+        """P(next = sku | prefix, sku unseen) of a few SKUs, what `score` gives them, without
+        a row over the catalogue (0 for an SKU the model does not know)."""
+        check_fitted(self)
+        index = self.item_index()
+        codes = np.array([index.get(sku, -1) for sku in skus], dtype=np.int64)
+        known = codes >= 0
+        values = np.zeros(len(skus))
+        if not any(sku in index for sku in prefix):
+            values[known] = self.popular[codes[known]]
+            return values
+        components, renormalise = self._renormalised(prefix)
+        bucket = length_buckets([len(prefix)], LENGTH_BOUNDS)[0]
+        mixture = _Component.mean(components, self.weights[bucket] * renormalise)
+        values[known] = mixture.at(codes[known], self.popular, self.recent)
+        return values
 
     def score(self, prefixes: Sequence[Sequence[str]]) -> np.ndarray:
         """P(next = j | prefix, j unseen) for the unseen items (the seen ones score what their

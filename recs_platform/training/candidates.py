@@ -51,6 +51,16 @@ def _context_chains() -> Candidate:
     )
 
 
+def _shopper_kinds() -> Candidate:
+    from recs_platform.models.shopper_kinds import ShopperKindsRecommender
+
+    # Nothing to search: the kinds are found by EM on the training sessions, each kind's
+    # chains fit their own weights.
+    return Candidate(
+        "shopper_kinds", lambda params: ShopperKindsRecommender(name="shopper_kinds", **params)
+    )
+
+
 def _vsknn() -> Candidate:
     from recs_platform.models.vsknn import VSKNNRecommender
 
@@ -146,6 +156,9 @@ _FACTORIES: dict[str, Callable[[], Candidate]] = {
     # Counts of what followed the last few items, mixed by held-out likelihood
     # (models/context_chains.py).
     "context_chains": _context_chains,
+    # The context chains counted apart for each kind of shopper found without labels, mixed per
+    # session by the posterior over the kinds (models/shopper_kinds.py).
+    "shopper_kinds": _shopper_kinds,
     "gru4rec": _gru4rec,
     "sasrec": _sasrec,
     # GRU4Rec with a learned first-order transition term (see models/gru4rec.py).

@@ -32,6 +32,7 @@ SIMPLICITY = (
     "markov",
     "vsknn",
     "context_chains",
+    "shopper_kinds",
     "latent_intent",
     "gru4rec",
     "gru_transition",

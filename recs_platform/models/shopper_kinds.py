@@ -1,0 +1,437 @@
+"""Shopper kinds: sessions grouped by how they move, one context-chains model per group, and each
+session's next item drawn from the groups it looks like.
+
+A shop's sessions need not follow one behaviour: some shoppers walk along a range, some fetch the
+accessory of what they chose, some come back to what they saw. Counts pooled over every session
+blur them: after item i, the pooled chain predicts what any shopper did next, not what this one
+will. This model finds K kinds of session without labels, counts each apart, and mixes them per
+session by the posterior over the kinds that the session's own steps give:
+
+    P(next = j | x) = sum_k P(k | x) Q_k(j | x)
+    Q_k(j | x)      = (v_k(x_t) P_k(j | x) + b P(j | x)) / (v_k(x_t) + b)
+    P(k | x)        ~ share_k * P_k(x_1) * prod_{s < t} Q_k(x_{s+1} | x_1 .. x_s)
+
+P_k: the context chains (`models/context_chains.py`) fitted on kind k's sessions; P: the chains
+fitted on every session; v_k(i): the views of the last item i among kind k's sessions, b
+(`backoff`): how many views a kind needs before its own counts outweigh the pooled ones (a kind
+holds a fraction of the sessions, so its rows are thinner). P_k(x_1): the share of kind k's
+views that went to the first item. Steps that return to a seen item or reach an item outside the
+training sessions say nothing of the kind and are skipped.
+
+Finding the kinds (`find_kinds`, on a sample of `sample_sessions` training sessions):
+expectation-maximisation over a mixture of second-order chains, one per kind (P_k(j | h, i)
+backing off to P_k(j | i), backing off to the pooled chain), each session scored with its own
+steps left out of its kind's counts (else each kind explains best the sessions it already holds
+and nothing moves). It starts from k-means on how each session's steps are explained by the
+pooled chains' components (the last item, the pair before, the items around, popularity, ...):
+which components explain a session says how its shopper moves.
+
+Where the shop has one kind of shopper, the kinds split it arbitrarily and each is a thinner copy
+of the pooled model (the back-off keeps them close to it); the blend (`models/blend.py`) weighs
+this model against the pooled chains on the validation day, so it costs nothing there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from recs_platform.models.base import (
+    SessionRecommender,
+    check_fitted,
+    load_arrays,
+    load_recommender,
+    save_arrays,
+)
+from recs_platform.models.context_chains import ContextChainsRecommender
+
+SETTINGS_FILE = "shopper_kinds.json"
+POOLED_FOLDER = "pooled"
+_FLOOR = 1e-12  # below any probability a model gives: keeps the logarithms finite
+_CACHE_LIMIT = 50_000
+
+
+def kmeans(
+    features: np.ndarray, k: int, seed: int = 0, restarts: int = 4, iterations: int = 100
+) -> np.ndarray:
+    """Labels of the rows of `features` by k-means (k-means++ starts, the best of `restarts`)."""
+    rng = np.random.default_rng(seed)
+    best, best_inertia = None, np.inf
+    for _ in range(restarts):
+        centres = [features[rng.integers(len(features))]]
+        for _ in range(1, k):
+            distances = ((features[:, None, :] - np.array(centres)[None]) ** 2).sum(-1).min(1)
+            total = distances.sum()
+            pick = rng.choice(len(features), p=distances / total) if total > 0 else 0
+            centres.append(features[pick])
+        centres = np.array(centres)
+        labels = np.zeros(len(features), dtype=np.int64)
+        for _ in range(iterations):
+            distances = ((features[:, None, :] - centres[None]) ** 2).sum(-1)
+            labels = distances.argmin(1)
+            moved = np.array(
+                [
+                    features[labels == cluster].mean(0) if (labels == cluster).any() else centre
+                    for cluster, centre in enumerate(centres)
+                ]
+            )
+            if np.allclose(moved, centres):
+                break
+            centres = moved
+        inertia = ((features - centres[labels]) ** 2).sum()
+        if inertia < best_inertia:
+            best, best_inertia = labels, inertia
+    return best
+
+
+def session_profiles(pooled: ContextChainsRecommender, sessions: Sequence[Sequence[str]]):
+    """[sessions, components]: the mean over each session's steps of log(the component's
+    probability of the step / the pooled mixture's); 0 for a session without a step."""
+    weights = pooled.weights.mean(axis=0)
+    profiles = np.zeros((len(sessions), len(weights)))
+    for number, session in enumerate(sessions):
+        ratios = [
+            np.log(values + _FLOOR) - np.log(values @ weights + _FLOOR)
+            for position in range(1, len(session))
+            if session[position] not in session[:position]
+            for values in [pooled.component_probabilities(session[:position], session[position])]
+        ]
+        if ratios:
+            profiles[number] = np.mean(ratios, axis=0)
+    return profiles
+
+
+def _codes(sessions: Sequence[Sequence[str]], index: dict[str, int]) -> list[np.ndarray]:
+    return [np.array([index[sku] for sku in session], dtype=np.int64) for session in sessions]
+
+
+def _steps(codes: Sequence[np.ndarray], n: int) -> tuple[np.ndarray, ...]:
+    """(item before the last or n, last item, next item, session) of every step to a new item."""
+    steps = [
+        (code[t - 2] if t >= 2 else n, code[t - 1], code[t], number)
+        for number, code in enumerate(codes)
+        for t in range(1, len(code))
+        if code[t] not in code[:t]
+    ]
+    if not steps:
+        return tuple(np.zeros(0, dtype=np.int64) for _ in range(4))
+    return tuple(np.array(column, dtype=np.int64) for column in zip(*steps, strict=True))
+
+
+def _step_keys(before, last, next_, n: int) -> dict[str, np.ndarray]:
+    """Each step's keys in the second-order chains' count tables."""
+    context = before * (n + 1) + last
+    return {
+        "last": last,
+        "pair": last * n + next_,
+        "context": context,
+        "triple": context * n + next_,
+    }
+
+
+def find_kinds(
+    sessions: Sequence[Sequence[str]],
+    kinds: int,
+    pooled: ContextChainsRecommender,
+    iterations: int = 60,
+    seed: int = 0,
+    profiled: int = 10_000,
+) -> np.ndarray:
+    """Each session's kind (0 .. kinds - 1), found without labels; see the module docstring."""
+    # The start: k-means on the profiles of at most `profiled` sessions (a Python loop over
+    # their steps); the others start with no kind and get one from the first E-step.
+    rng = np.random.default_rng(seed)
+    chosen = np.arange(len(sessions))
+    if len(sessions) > profiled:
+        chosen = np.sort(rng.choice(len(sessions), profiled, replace=False))
+    profiles = session_profiles(pooled, [sessions[number] for number in chosen])
+    profiles = (profiles - profiles.mean(0)) / (profiles.std(0) + _FLOOR)
+    responsibility = np.full((len(sessions), kinds), 1.0 / kinds)
+    responsibility[chosen] = np.eye(kinds)[kmeans(profiles, kinds, seed)]
+
+    n = len(pooled.item_ids)
+    codes = _codes(sessions, pooled.item_index())
+    before, last, next_, session_of = _steps(codes, n)
+    if not len(session_of):
+        return responsibility.argmax(axis=1)
+    popular = np.bincount(np.concatenate(codes), minlength=n) + 1.0
+    popular /= popular.sum()
+    first = np.array([code[0] for code in codes])
+    keys = _step_keys(before, last, next_, n)
+    _, pair = np.unique(keys["pair"], return_inverse=True)
+    _, context = np.unique(keys["context"], return_inverse=True)
+    _, triple = np.unique(keys["triple"], return_inverse=True)
+    pair_counts, last_counts = np.bincount(pair), np.bincount(last, minlength=n)
+    general = (pair_counts[pair] - 1 + 5 * popular[next_]) / (last_counts[last] - 1 + 5)
+    for _ in range(iterations):
+        likelihood = np.zeros((len(sessions), kinds))
+        for kind in range(kinds):
+            weight = responsibility[session_of, kind]
+
+            def left_out(keys: np.ndarray, weight: np.ndarray = weight) -> np.ndarray:
+                """The kind's count of each step's key without the step itself."""
+                return np.maximum(np.bincount(keys, weight)[keys] - weight, 0.0)
+
+            first_order = (left_out(pair) + 20 * general) / (left_out(last) + 20)
+            second_order = (left_out(triple) + 10 * first_order) / (left_out(context) + 10)
+            likelihood[:, kind] = np.bincount(session_of, np.log(second_order), len(sessions))
+            starts = np.bincount(first, responsibility[:, kind], n)
+            likelihood[:, kind] += np.log((starts[first] + 5 * popular[first]) / (starts.sum() + 5))
+        likelihood += np.log(responsibility.mean(axis=0) + _FLOOR)
+        responsibility = np.exp(likelihood - likelihood.max(axis=1, keepdims=True))
+        responsibility /= responsibility.sum(axis=1, keepdims=True)
+    return responsibility.argmax(axis=1)
+
+
+def assign_kinds(
+    sessions: Sequence[Sequence[str]],
+    sample: Sequence[Sequence[str]],
+    labels: np.ndarray,
+    kinds: int,
+    pooled: ContextChainsRecommender,
+    chunk: int = 100_000,
+) -> np.ndarray:
+    """Each of `sessions`' likeliest kind under the second-order chains that `find_kinds`
+    counts per kind, here from the `sample` whose kinds are `labels` (no step left out: the
+    sessions scored are not counted), `chunk` sessions at a time."""
+    n = len(pooled.item_ids)
+    index = pooled.item_index()
+    codes = _codes(sample, index)
+    before, last, next_, session_of = _steps(codes, n)
+    if not len(session_of):  # nothing to tell the kinds apart by
+        return np.zeros(len(sessions), dtype=np.int64)
+    keys = _step_keys(before, last, next_, n)
+    one_hot = np.eye(kinds)[labels]
+    tables = {}
+    for name, values in keys.items():
+        unique, inverse = np.unique(values, return_inverse=True)
+        counts = np.stack(
+            [np.bincount(inverse, one_hot[session_of, kind], len(unique)) for kind in range(kinds)],
+            axis=1,
+        )
+        tables[name] = (unique, counts, np.bincount(inverse, minlength=len(unique)))
+    popular = np.bincount(np.concatenate(codes), minlength=n) + 1.0
+    popular /= popular.sum()
+    first = np.array([code[0] for code in codes])
+    starts = np.stack([np.bincount(first, one_hot[:, kind], n) for kind in range(kinds)], axis=1)
+    log_share = np.log(one_hot.mean(axis=0) + _FLOOR)
+
+    def counted(name: str, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """[steps, kinds] counts of each step's key per kind, and over every kind."""
+        unique, counts, total = tables[name]
+        position = np.minimum(np.searchsorted(unique, values), len(unique) - 1)
+        found = unique[position] == values
+        return (
+            np.where(found[:, None], counts[position], 0.0),
+            np.where(found, total[position], 0.0),
+        )
+
+    assigned = np.empty(len(sessions), dtype=np.int64)
+    for start in range(0, len(sessions), chunk):
+        part = _codes(sessions[start : start + chunk], index)
+        before, last, next_, session_of = _steps(part, n)
+        keys = _step_keys(before, last, next_, n)
+        pair, pair_total = counted("pair", keys["pair"])
+        last_counts, last_total = counted("last", keys["last"])
+        triple, _ = counted("triple", keys["triple"])
+        context, _ = counted("context", keys["context"])
+        general = (pair_total + 5 * popular[next_]) / (last_total + 5)
+        first_order = (pair + 20 * general[:, None]) / (last_counts + 20)
+        second_order = (triple + 10 * first_order) / (context + 10)
+        likelihood = np.stack(
+            [
+                np.bincount(session_of, np.log(second_order[:, kind]), len(part))
+                for kind in range(kinds)
+            ],
+            axis=1,
+        )
+        firsts = np.array([code[0] for code in part])
+        likelihood += np.log((starts[firsts] + 5 * popular[firsts, None]) / (starts.sum(0) + 5))
+        assigned[start : start + len(part)] = (likelihood + log_share).argmax(axis=1)
+    return assigned
+
+
+class ShopperKindsRecommender(SessionRecommender):
+    """Context chains per kind of shopper, mixed per session; see the module docstring."""
+
+    def __init__(
+        self,
+        name: str = "shopper_kinds",
+        kinds: int = 5,
+        sample_sessions: int = 60_000,
+        backoff: float = 50.0,
+        iterations: int = 60,
+        min_sessions: int = 50,
+        seed: int = 0,
+    ):
+        if kinds < 1:
+            raise ValueError(f"kinds must be at least 1, got {kinds}")
+        if backoff <= 0:
+            raise ValueError(f"backoff must be positive, got {backoff}")
+        if sample_sessions < 1 or min_sessions < 1:
+            raise ValueError("sample_sessions and min_sessions must be at least 1")
+        self.name = name
+        self.kinds = int(kinds)
+        self.sample_sessions = int(sample_sessions)
+        self.backoff = float(backoff)
+        self.iterations = int(iterations)
+        self.min_sessions = int(min_sessions)
+        self.seed = seed
+        self.item_ids: list[str] = []
+        self.pooled: ContextChainsRecommender | None = None
+        self.kind_models: list[ContextChainsRecommender] = []
+        self._evidence: dict[tuple[str, ...], np.ndarray] = {}
+
+    # --- fit -----------------------------------------------------------------------------------
+
+    def fit(self, sessions: Sequence[Sequence[str]]) -> ShopperKindsRecommender:
+        """The pooled chains on every session; the kinds found on a sample, every session
+        given its likeliest kind, and each kind's chains on its sessions (in session order, so
+        the chains' held-out newest sessions stay the newest)."""
+        sessions = [list(session) for session in sessions]
+        self.pooled = ContextChainsRecommender(name="pooled", seed=self.seed).fit(sessions)
+        rng = np.random.default_rng(self.seed)
+        if len(sessions) > self.sample_sessions:
+            chosen = np.sort(rng.choice(len(sessions), self.sample_sessions, replace=False))
+            sample = [sessions[number] for number in chosen]
+        else:
+            sample = sessions
+        labels = find_kinds(sample, self.kinds, self.pooled, self.iterations, self.seed)
+        if len(sample) < len(sessions):
+            labels = assign_kinds(sessions, sample, labels, self.kinds, self.pooled)
+        found = [kind for kind in range(self.kinds) if np.sum(labels == kind) >= self.min_sessions]
+        if not found:  # too few sessions to split: one kind, every session
+            found, labels = [0], np.zeros(len(sessions), dtype=np.int64)
+        self.kind_models = [
+            ContextChainsRecommender(name=f"kind-{slot}", seed=self.seed).fit(
+                [session for session, label in zip(sessions, labels, strict=True) if label == kind]
+            )
+            for slot, kind in enumerate(found)
+        ]
+        self.shares = np.array([np.mean(labels == kind) for kind in found])
+        self.shares /= self.shares.sum()
+        self.item_ids = list(self.pooled.item_ids)
+        index = self.item_index()
+        n_items = len(self.item_ids)
+        lengths = np.array([len(session) for session in sessions])
+        codes = np.fromiter(
+            (index[sku] for session in sessions for sku in session), np.int64, int(lengths.sum())
+        )
+        slot_of_kind = np.full(self.kinds, -1)
+        slot_of_kind[found] = np.arange(len(found))
+        slots = np.repeat(slot_of_kind[labels], lengths)
+        kept = slots >= 0
+        self.views = (
+            np.bincount(slots[kept] * n_items + codes[kept], minlength=len(found) * n_items)
+            .reshape(len(found), n_items)
+            .astype(np.float64)
+        )
+        self._index_kinds()
+        return self
+
+    def _index_kinds(self) -> None:
+        """Each kind's columns in the pooled catalogue, and its first-item log-probabilities."""
+        index = self.item_index()
+        self._columns = [
+            np.array([index[sku] for sku in model.item_ids], dtype=np.int64)
+            for model in self.kind_models
+        ]
+        n_items = len(self.item_ids)
+        self._log_first = np.log((self.views + 1.0) / (self.views.sum(1, keepdims=True) + n_items))
+        self._evidence = {}
+
+    # --- score ---------------------------------------------------------------------------------
+
+    def _last_views(self, prefixes: Sequence[Sequence[str]]) -> np.ndarray:
+        """[kinds, prefixes]: v_k of each prefix's last item (0 if unknown or no item)."""
+        index = self.item_index()
+        last = np.array([index.get(prefix[-1], -1) if prefix else -1 for prefix in prefixes])
+        return np.where(last >= 0, self.views[:, np.maximum(last, 0)], 0.0)
+
+    def log_evidence(self, prefix: Sequence[str]) -> np.ndarray:
+        """log share_k P_k(x_1) prod Q_k(steps) for each kind (unnormalised log posterior)."""
+        key = tuple(prefix)
+        cached = self._evidence.get(key)
+        if cached is not None:
+            return cached
+        index = self.item_index()
+        if not key:
+            evidence = np.log(self.shares)
+        elif len(key) == 1:
+            column = index.get(key[0])
+            evidence = np.log(self.shares) + (
+                self._log_first[:, column] if column is not None else 0
+            )
+        else:
+            earlier, step = key[:-1], key[-1]
+            evidence = self.log_evidence(earlier)
+            if step in index and step not in earlier:
+                pooled = self.pooled.next_probabilities(earlier, [step])[0]
+                kinds = np.array(
+                    [model.next_probabilities(earlier, [step])[0] for model in self.kind_models]
+                )
+                views = self._last_views([earlier])[:, 0]
+                backed_off = (views * kinds + self.backoff * pooled) / (views + self.backoff)
+                evidence = evidence + np.log(backed_off + _FLOOR)
+        if len(self._evidence) >= _CACHE_LIMIT:
+            self._evidence.clear()
+        self._evidence[key] = evidence
+        return evidence
+
+    def kind_posterior(self, prefix: Sequence[str]) -> np.ndarray:
+        """P(kind | prefix)."""
+        check_fitted(self)
+        evidence = self.log_evidence(prefix)
+        weights = np.exp(evidence - evidence.max())
+        return weights / weights.sum()
+
+    def score(self, prefixes: Sequence[Sequence[str]]) -> np.ndarray:
+        """P(next = j | prefix, j unseen): the kinds' backed-off distributions mixed by the
+        posterior (a prefix without a known item: the pooled chains' popularity)."""
+        check_fitted(self)
+        pooled = self.pooled.score(prefixes)
+        posteriors = np.array([self.kind_posterior(prefix) for prefix in prefixes])
+        views = self._last_views(prefixes)
+        mixed = np.zeros_like(pooled)
+        for slot, (model, columns) in enumerate(zip(self.kind_models, self._columns, strict=True)):
+            rows = np.zeros_like(pooled)
+            rows[:, columns] = model.score(prefixes)
+            kind_views = views[slot][:, None]
+            rows = (kind_views * rows + self.backoff * pooled) / (kind_views + self.backoff)
+            mixed += posteriors[:, slot : slot + 1] * rows
+        return mixed
+
+    # --- persistence ---------------------------------------------------------------------------
+
+    def _save_state(self, folder: Path) -> None:
+        self.pooled.save(folder / POOLED_FOLDER)
+        for slot, model in enumerate(self.kind_models):
+            model.save(folder / f"kind-{slot:02d}")
+        save_arrays(folder, self.item_ids, shares=self.shares, views=self.views)
+        settings = {
+            "kinds": self.kinds,
+            "sample_sessions": self.sample_sessions,
+            "backoff": self.backoff,
+            "iterations": self.iterations,
+            "min_sessions": self.min_sessions,
+            "seed": self.seed,
+            "kinds_found": len(self.kind_models),
+        }
+        (Path(folder) / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
+
+    @classmethod
+    def _load_state(cls, folder: Path) -> ShopperKindsRecommender:
+        settings = json.loads((Path(folder) / SETTINGS_FILE).read_text())
+        found = settings.pop("kinds_found")
+        model = cls(**settings)
+        model.item_ids, arrays = load_arrays(folder)
+        model.shares, model.views = arrays["shares"], arrays["views"]
+        model.pooled = load_recommender(Path(folder) / POOLED_FOLDER)
+        model.kind_models = [
+            load_recommender(Path(folder) / f"kind-{slot:02d}") for slot in range(found)
+        ]
+        model._index_kinds()
+        return model
