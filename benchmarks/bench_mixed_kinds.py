@@ -11,17 +11,19 @@ only, seconds to fit) on the mixed shop's default size:
 - `kind inferred`: the same five models, mixed by the posterior over the family that the prefix
   gives (the family's share of the training sessions times each model's probability of the
   prefix's first item and of every later step), as the oracle does with the true processes;
-- with `--found-kinds K`, `kinds found`: no labels, as in a real shop. K kinds are found by EM
-  over the training sessions (`found_kinds`), one model is fitted per kind, and they are mixed
-  by the posterior as above, each kind's distribution backing off to the pooled model's with
-  weight `--backoff` / (views of the last item among the kind's sessions + `--backoff`).
+- with `--found-kinds K`, `kinds found`: no labels, as in a real shop: the `shopper_kinds`
+  candidate (`models/shopper_kinds.py`) with K kinds: found by EM over the training sessions,
+  one model per kind, mixed by the posterior as above, each kind's distribution backing off to
+  the pooled model's with weight `--backoff` / (views of the last item among the kind's sessions
+  + `--backoff`).
 
 Per family of the test sessions and overall, test MRR@20 and its ratio to the oracle's on the same
 targets. `--quick`: a small shop (a smoke test).
 
 A larger shop (`--sessions-per-day 30000 --items 5000`: about as many views per item as the
 Coveo-sized month) scores a sample of its test sessions (`--test-sessions`) and finds the kinds on
-a sample of its training sessions (`--found-sample`; the kinds' models are fitted on it alone).
+a sample of its training sessions (`--found-sample`; every session is then given its likeliest
+kind, and the kinds' models are fitted on them all).
 
 Usage: .venv/bin/python benchmarks/bench_mixed_kinds.py [--quick] [--found-kinds K]
        [--backoff 50] [--family mixed] [--sessions-per-day N --items N] [--test-sessions N]
@@ -40,6 +42,7 @@ from recs_platform.datasets.training import TrainingWindow
 from recs_platform.evaluation.metrics import mrr_at
 from recs_platform.evaluation.protocol import next_item_targets, ranks_of_targets
 from recs_platform.models.context_chains import ContextChainsRecommender
+from recs_platform.models.shopper_kinds import ShopperKindsRecommender
 from recs_platform.simulation import FAMILY_NAMES, ShopConfig, simulate_sessions
 from recs_platform.simulation.catalogue import build_catalogue
 from recs_platform.simulation.families import SINGLE_FAMILIES, build_family
@@ -57,24 +60,12 @@ def aligned(model: ContextChainsRecommender, prefixes: list, columns: dict) -> n
     return scores
 
 
-def inferred_ranks(
-    models, shares, test_sessions, columns, pooled=None, kind_views=None, backoff=0.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each test target's rank under the posterior mixture of `models`, and its session's index.
-    With `pooled`, kind k's distribution after last item i is (v P_k + b P_pooled) / (v + b), v
-    = `kind_views[k, i]`, b = `backoff`."""
+def inferred_ranks(models, shares, test_sessions, columns) -> tuple[np.ndarray, np.ndarray]:
+    """Each test target's rank under the posterior mixture of `models`, and its session's index."""
     ranks, sessions = [], []
     for number, skus in enumerate(test_sessions):
         prefixes = [skus[:position] for position in range(1, len(skus))]
         scores = [aligned(model, prefixes, columns) for model in models]
-        if pooled is not None:
-            general = aligned(pooled, prefixes, columns)
-            last = [columns.get(prefix[-1]) for prefix in prefixes]
-            for kind, kind_scores in enumerate(scores):
-                views = np.array([kind_views[kind, i] if i is not None else 0.0 for i in last])
-                scores[kind] = (views[:, None] * kind_scores + backoff * general) / (
-                    views[:, None] + backoff
-                )
         first = np.log(
             [model.popular[model.item_index()[skus[0]]] if skus[0] in model.item_index() else FLOOR
              for model in models]
@@ -91,75 +82,6 @@ def inferred_ranks(
             sessions.append(number)
             evidence = evidence + np.log([s[position - 1, columns[target]] + FLOOR for s in scores])
     return np.array(ranks), np.array(sessions)
-
-
-def found_kinds(
-    train: list[list[str]], columns: dict, kinds: int, iterations: int = 60, seed: int = 0
-) -> np.ndarray:
-    """Each training session's kind, found without labels.
-
-    Start: k-means on each session's mean log-ratio of every context-chains component's
-    probability of its steps to the mixture's, under the pooled model (which components explain
-    a session says how its shopper moves). Then EM over second-order chains per kind (P_k(j | h,
-    i) backing off to P_k(j | i), backing off to the pooled chain), each session scored with its
-    own steps left out of the counts (else every kind explains best the sessions it holds)."""
-    from sklearn.cluster import KMeans
-
-    pooled = ContextChainsRecommender().fit(train)
-    index = pooled.item_index()
-    weights = pooled.weights.mean(axis=0)
-    features = np.zeros((len(train), len(weights)))
-    for number, session in enumerate(train):
-        ratios = []
-        for position in range(1, len(session)):
-            if session[position] in session[:position]:
-                continue
-            components, renormalise = pooled._renormalised(session[:position])
-            target = np.array([index[session[position]]])
-            values = renormalise * np.array(
-                [c.at(target, pooled.popular, pooled.recent)[0] for c in components]
-            )
-            ratios.append(np.log(values + FLOOR) - np.log(values @ weights + FLOOR))
-        if ratios:
-            features[number] = np.mean(ratios, axis=0)
-    features = (features - features.mean(0)) / (features.std(0) + FLOOR)
-    start = KMeans(kinds, n_init=4, random_state=seed).fit_predict(features)
-
-    n = len(columns)
-    codes = [np.array([columns[sku] for sku in session]) for session in train]
-    steps = [
-        (code[t - 2] if t >= 2 else n, code[t - 1], code[t], number)
-        for number, code in enumerate(codes)
-        for t in range(1, len(code))
-        if code[t] not in code[:t]
-    ]
-    before, last, next_, session_of = (np.array(column) for column in zip(*steps, strict=True))
-    popular = np.bincount(np.concatenate(codes), minlength=n) + 1.0
-    popular /= popular.sum()
-    first = np.array([code[0] for code in codes])
-    _, pair = np.unique(last * n + next_, return_inverse=True)
-    _, context = np.unique(before * (n + 1) + last, return_inverse=True)
-    _, triple = np.unique((before * (n + 1) + last) * n + next_, return_inverse=True)
-    pair_counts, last_counts = np.bincount(pair), np.bincount(last, minlength=n)
-    general = (pair_counts[pair] - 1 + 5 * popular[next_]) / (last_counts[last] - 1 + 5)
-    responsibility = np.eye(kinds)[start]
-    for _ in range(iterations):
-        likelihood = np.zeros((len(train), kinds))
-        for kind in range(kinds):
-            weight = responsibility[session_of, kind]
-
-            def counts(keys, weight=weight):
-                return np.maximum(np.bincount(keys, weight)[keys] - weight, 0.0)
-
-            first_order = (counts(pair) + 20 * general) / (counts(last) + 20)
-            second_order = (counts(triple) + 10 * first_order) / (counts(context) + 10)
-            likelihood[:, kind] = np.bincount(session_of, np.log(second_order), len(train))
-            starts = np.bincount(first, responsibility[:, kind], n)
-            likelihood[:, kind] += np.log((starts[first] + 5 * popular[first]) / (starts.sum() + 5))
-        likelihood += np.log(responsibility.mean(axis=0) + FLOOR)
-        responsibility = np.exp(likelihood - likelihood.max(axis=1, keepdims=True))
-        responsibility /= responsibility.sum(axis=1, keepdims=True)
-    return responsibility.argmax(axis=1)
 
 
 def main() -> dict:
@@ -238,17 +160,16 @@ def main() -> dict:
     rankings["kind_inferred"], _ = inferred_ranks(models, shares, test_skus, columns)
     purity = None
     if args.found_kinds:
-        sample = np.arange(len(train))
-        if args.found_sample and args.found_sample < len(train):
-            sample = np.sort(rng.choice(len(train), args.found_sample, replace=False))
-        labels = found_kinds([train[row] for row in sample], columns, args.found_kinds)
+        found = ShopperKindsRecommender(
+            kinds=args.found_kinds,
+            backoff=args.backoff,
+            sample_sessions=args.found_sample or len(train),
+        ).fit(train)
+        labels = found.training_kinds
         # The share of sessions in the true family most common in their kind.
-        purity = sum(np.bincount(train_kinds[sample][labels == kind]).max() for kind in set(labels))
-        purity = round(purity / len(sample), 3)
-        found, found_shares, views = per_kind(labels, sample)
-        rankings[f"{args.found_kinds}_kinds_found"], _ = inferred_ranks(
-            found, found_shares, test_skus, columns, pooled_model, views, args.backoff
-        )
+        purity = sum(np.bincount(train_kinds[labels == kind]).max() for kind in set(labels))
+        purity = round(purity / len(train), 3)
+        rankings[f"{args.found_kinds}_kinds_found"] = ranks_of_targets(found, targets)
     for name, ranks in rankings.items():
         if len(ranks) != len(targets):
             raise RuntimeError(f"{name}: {len(ranks)} ranks for {len(targets)} targets")

@@ -305,6 +305,8 @@ class ShopperKindsRecommender(SessionRecommender):
         found = [kind for kind in range(self.kinds) if np.sum(labels == kind) >= self.min_sessions]
         if not found:  # too few sessions to split: one kind, every session
             found, labels = [0], np.zeros(len(sessions), dtype=np.int64)
+        # Each training session's kind (not saved): what the benchmarks compare with the truth.
+        self.training_kinds = labels
         self.kind_models = [
             ContextChainsRecommender(name=f"kind-{slot}", seed=self.seed).fit(
                 [session for session, label in zip(sessions, labels, strict=True) if label == kind]
