@@ -18,7 +18,10 @@ holds a fraction of the sessions, so its rows are thinner). P_k(x_1): the share 
 views that went to the first item. Steps that return to a seen item or reach an item outside the
 training sessions say nothing of the kind and are skipped.
 
-Finding the kinds (`find_kinds`, on a sample of `sample_sessions` training sessions):
+Finding the kinds (`find_kinds`, on a sample of `sample_sessions` training sessions, every other
+session then given its likeliest kind by `assign_kinds`; the sample must hold many sessions per
+product, else each kind's chains are too thin to tell the kinds apart; benchmarks/README.md,
+"Shopper kinds"):
 expectation-maximisation over a mixture of second-order chains, one per kind (P_k(j | h, i)
 backing off to P_k(j | i), backing off to the pooled chain), each session scored with its own
 steps left out of its kind's counts (else each kind explains best the sessions it already holds
@@ -261,7 +264,7 @@ class ShopperKindsRecommender(SessionRecommender):
         self,
         name: str = "shopper_kinds",
         kinds: int = 5,
-        sample_sessions: int = 60_000,
+        sample_sessions: int = 1_000_000,
         backoff: float = 50.0,
         iterations: int = 60,
         min_sessions: int = 50,
