@@ -141,7 +141,7 @@ def find_kinds(
     pooled: ContextChainsRecommender,
     iterations: int = 60,
     seed: int = 0,
-    profiled: int = 10_000,
+    profiled: int = 5_000,
 ) -> np.ndarray:
     """Each session's kind (0 .. kinds - 1), found without labels; see the module docstring."""
     # The start: k-means on the profiles of at most `profiled` sessions (a Python loop over
