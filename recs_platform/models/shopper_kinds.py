@@ -357,23 +357,23 @@ class ShopperKindsRecommender(SessionRecommender):
         return np.where(last >= 0, self.views[:, np.maximum(last, 0)], 0.0)
 
     def log_evidence(self, prefix: Sequence[str]) -> np.ndarray:
-        """log share_k P_k(x_1) prod Q_k(steps) for each kind (unnormalised log posterior)."""
+        """log share_k P_k(x_1) prod Q_k(steps) for each kind (unnormalised log posterior).
+
+        Built step by step from the longest start of the prefix already computed: scoring a
+        session's prefixes in turn (the evaluation, a shopper's successive requests) adds one
+        step each."""
         key = tuple(prefix)
-        cached = self._evidence.get(key)
-        if cached is not None:
-            return cached
+        known = len(key)
+        while known > 0 and key[:known] not in self._evidence:
+            known -= 1
+        evidence = self._evidence[key[:known]] if known else np.log(self.shares)
         index = self.item_index()
-        if not key:
-            evidence = np.log(self.shares)
-        elif len(key) == 1:
-            column = index.get(key[0])
-            evidence = np.log(self.shares) + (
-                self._log_first[:, column] if column is not None else 0
-            )
-        else:
-            earlier, step = key[:-1], key[-1]
-            evidence = self.log_evidence(earlier)
-            if step in index and step not in earlier:
+        for position in range(known, len(key)):
+            earlier, step = key[:position], key[position]
+            if not earlier:
+                if step in index:
+                    evidence = evidence + self._log_first[:, index[step]]
+            elif step in index and step not in earlier:
                 pooled = self.pooled.next_probabilities(earlier, [step])[0]
                 kinds = np.array(
                     [model.next_probabilities(earlier, [step])[0] for model in self.kind_models]
@@ -381,9 +381,9 @@ class ShopperKindsRecommender(SessionRecommender):
                 views = self._last_views([earlier])[:, 0]
                 backed_off = (views * kinds + self.backoff * pooled) / (views + self.backoff)
                 evidence = evidence + np.log(backed_off + _FLOOR)
-        if len(self._evidence) >= _CACHE_LIMIT:
-            self._evidence.clear()
-        self._evidence[key] = evidence
+            if len(self._evidence) >= _CACHE_LIMIT:
+                self._evidence.clear()
+            self._evidence[key[: position + 1]] = evidence
         return evidence
 
     def kind_posterior(self, prefix: Sequence[str]) -> np.ndarray:

@@ -112,6 +112,17 @@ def test_scores_are_the_kinds_rows_mixed_by_the_posterior(shop):
     np.testing.assert_allclose(model.score([[], ["unknown"]]), [pooled.popular] * 2)
 
 
+def test_a_long_session_and_a_cold_cache_give_the_same_posterior(shop):
+    _, _, _, model = shop
+    walk = [sku(5 + step) for step in range(3000)]  # longer than Python's recursion limit
+    model._evidence.clear()
+    warm = [model.kind_posterior(walk[:length]) for length in (1, 2, 10, 3000)]
+    model._evidence.clear()
+    cold = model.kind_posterior(walk)
+    np.testing.assert_allclose(cold, warm[-1])
+    assert warm[-1].max() > 0.99  # its steps of 1 (to the products not seen yet) say the kind
+
+
 def test_a_saved_model_loads_and_scores_the_same(shop, tmp_path):
     _, _, _, model = shop
     loaded = load_recommender(model.save(tmp_path / "kinds"))
