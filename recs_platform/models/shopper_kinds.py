@@ -135,6 +135,18 @@ def _step_keys(before, last, next_, n: int) -> dict[str, np.ndarray]:
     }
 
 
+def _smoothed_steps(pair, last, triple, context, general) -> np.ndarray:
+    """A kind's P(next | before, last) of each step from its counts of the step's keys:
+    the pair's count backing off to the pooled chain `general`, the triple's to that."""
+    first_order = (pair + 20 * general) / (last + 20)
+    return (triple + 10 * first_order) / (context + 10)
+
+
+def _smoothed(counts, total, prior) -> np.ndarray:
+    """(counts + 5 prior) / (total + 5): a count share smoothed towards `prior`."""
+    return (counts + 5 * prior) / (total + 5)
+
+
 def find_kinds(
     sessions: Sequence[Sequence[str]],
     kinds: int,
@@ -168,7 +180,7 @@ def find_kinds(
     _, context = np.unique(keys["context"], return_inverse=True)
     _, triple = np.unique(keys["triple"], return_inverse=True)
     pair_counts, last_counts = np.bincount(pair), np.bincount(last, minlength=n)
-    general = (pair_counts[pair] - 1 + 5 * popular[next_]) / (last_counts[last] - 1 + 5)
+    general = _smoothed(pair_counts[pair] - 1, last_counts[last] - 1, popular[next_])
     for _ in range(iterations):
         likelihood = np.zeros((len(sessions), kinds))
         for kind in range(kinds):
@@ -178,11 +190,12 @@ def find_kinds(
                 """The kind's count of each step's key without the step itself."""
                 return np.maximum(np.bincount(keys, weight)[keys] - weight, 0.0)
 
-            first_order = (left_out(pair) + 20 * general) / (left_out(last) + 20)
-            second_order = (left_out(triple) + 10 * first_order) / (left_out(context) + 10)
+            second_order = _smoothed_steps(
+                left_out(pair), left_out(last), left_out(triple), left_out(context), general
+            )
             likelihood[:, kind] = np.bincount(session_of, np.log(second_order), len(sessions))
             starts = np.bincount(first, responsibility[:, kind], n)
-            likelihood[:, kind] += np.log((starts[first] + 5 * popular[first]) / (starts.sum() + 5))
+            likelihood[:, kind] += np.log(_smoothed(starts[first], starts.sum(), popular[first]))
         likelihood += np.log(responsibility.mean(axis=0) + _FLOOR)
         responsibility = np.exp(likelihood - likelihood.max(axis=1, keepdims=True))
         responsibility /= responsibility.sum(axis=1, keepdims=True)
@@ -241,9 +254,8 @@ def assign_kinds(
         last_counts, last_total = counted("last", keys["last"])
         triple, _ = counted("triple", keys["triple"])
         context, _ = counted("context", keys["context"])
-        general = (pair_total + 5 * popular[next_]) / (last_total + 5)
-        first_order = (pair + 20 * general[:, None]) / (last_counts + 20)
-        second_order = (triple + 10 * first_order) / (context + 10)
+        general = _smoothed(pair_total, last_total, popular[next_])
+        second_order = _smoothed_steps(pair, last_counts, triple, context, general[:, None])
         likelihood = np.stack(
             [
                 np.bincount(session_of, np.log(second_order[:, kind]), len(part))
@@ -252,7 +264,7 @@ def assign_kinds(
             axis=1,
         )
         firsts = np.array([code[0] for code in part])
-        likelihood += np.log((starts[firsts] + 5 * popular[firsts, None]) / (starts.sum(0) + 5))
+        likelihood += np.log(_smoothed(starts[firsts], starts.sum(0), popular[firsts, None]))
         assigned[start : start + len(part)] = (likelihood + log_share).argmax(axis=1)
     return assigned
 
