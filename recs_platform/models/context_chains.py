@@ -54,6 +54,10 @@ _TABLES = (*_STEPS_BACK, "together")
 # Upper ends of the prefix-length buckets of the weights (inclusive); the last is everything longer.
 LENGTH_BOUNDS = (1, 2, 3, 5)
 SETTINGS_FILE = "context_chains.json"
+# Prefixes whose mixtures are kept (a few kilobytes each): a session's prefixes are scored in
+# turn, and the shopper kinds ask for a prefix's next-item probability after scoring it.
+_MIXTURE_CACHE_LIMIT = 4096
+_UNKNOWN = object()
 
 
 def _flatten(sessions: Sequence[Sequence[str]], index: dict[str, int]) -> tuple[np.ndarray, ...]:
@@ -131,6 +135,29 @@ class _Component:
         return row
 
 
+def _values_at(
+    components: Sequence[_Component], items: np.ndarray, popular: np.ndarray, recent: np.ndarray
+) -> np.ndarray:
+    """[components, items]: each component's values at `items` (`_Component.at` of each; a
+    count row two components share, `pair` backing off to `last`, is searched once)."""
+    values = np.outer([c.popular for c in components], popular[items])
+    values += np.outer([c.recent for c in components], recent[items])
+    found: dict[int, np.ndarray] = {}
+    for row, component in enumerate(components):
+        for scale, columns, counts in component.terms:
+            hits = found.get(id(counts))
+            if hits is None:
+                hits = np.zeros(len(items))
+                if len(columns):
+                    position = columns.searchsorted(items)
+                    inside = position < len(columns)
+                    inside[inside] = columns[position[inside]] == items[inside]
+                    hits[inside] = counts[position[inside]]
+                found[id(counts)] = hits
+            values[row] += scale * hits
+    return values
+
+
 class ContextChainsRecommender(SessionRecommender):
     """The interpolated count chains of the module docstring."""
 
@@ -164,6 +191,7 @@ class ContextChainsRecommender(SessionRecommender):
         self.weights = np.full((len(LENGTH_BOUNDS) + 1, len(COMPONENTS)), 1 / len(COMPONENTS))
         self.tables: dict[str, sparse.csr_matrix] = {}
         self.totals: dict[str, np.ndarray] = {}
+        self._mixtures: dict[tuple[str, ...], _Component | None] = {}
 
     # --- counting ----------------------------------------------------------------------------
 
@@ -202,6 +230,7 @@ class ContextChainsRecommender(SessionRecommender):
         """Each table's rows sorted by column (what `_Component.at` searches) and row totals."""
         for counts in self.tables.values():
             counts.sort_indices()
+        self._mixtures = {}
         self.totals = {
             name: np.asarray(counts.sum(axis=1)).ravel() for name, counts in self.tables.items()
         }
@@ -260,17 +289,21 @@ class ContextChainsRecommender(SessionRecommender):
                 found[component] = _Component(recent=1.0)
         return [found[component] for component in COMPONENTS]
 
-    def _renormalised(self, prefix: Sequence[str]) -> tuple[list[_Component], np.ndarray]:
-        """The prefix's components and, for each, 1 / its mass on the items not seen (what
-        renormalises it over them: the carousel and the evaluation never show a seen item)."""
+    def _renormalised(
+        self, prefix: Sequence[str], targets: Sequence[int] = ()
+    ) -> tuple[list[_Component], np.ndarray, np.ndarray]:
+        """The prefix's components, for each 1 / its mass on the items not seen (what
+        renormalises it over them: the carousel and the evaluation never show a seen item), and
+        [components, targets] their values at the `targets` (item codes), not yet renormalised."""
         index = self.item_index()
         codes = [index.get(sku, -1) for sku in prefix]
         components = self._components(codes)
-        seen = np.array(sorted({code for code in codes if code >= 0}), dtype=np.int64)
-        seen_mass = np.array(
-            [component.at(seen, self.popular, self.recent).sum() for component in components]
+        seen = sorted({code for code in codes if code >= 0})
+        values = _values_at(
+            components, np.array([*seen, *targets], dtype=np.int64), self.popular, self.recent
         )
-        return components, 1.0 / np.maximum(1.0 - seen_mass, 1e-12)
+        seen_mass = values[:, : len(seen)].sum(axis=1)
+        return components, 1.0 / np.maximum(1.0 - seen_mass, 1e-12), values[:, len(seen) :]
 
     # --- fit and score ------------------------------------------------------------------------
 
@@ -282,6 +315,7 @@ class ContextChainsRecommender(SessionRecommender):
         self._count(sessions[:held_out_from])
         self.weights = self._fitted_weights(sessions[held_out_from:])
         self._count(sessions)
+        self._mixtures = {}
         return self
 
     def _fitted_weights(self, held_out: Sequence[Sequence[str]]) -> np.ndarray:
@@ -314,11 +348,24 @@ class ContextChainsRecommender(SessionRecommender):
 
     def component_probabilities(self, prefix: Sequence[str], target: str) -> np.ndarray:
         """Each component's P(next = target | prefix, target unseen), in `COMPONENTS` order."""
-        components, renormalise = self._renormalised(prefix)
-        code = np.array([self.item_index()[target]])
-        return renormalise * [
-            component.at(code, self.popular, self.recent)[0] for component in components
-        ]
+        _, renormalise, values = self._renormalised(prefix, [self.item_index()[target]])
+        return renormalise * values[:, 0]
+
+    def _mixture(self, prefix: Sequence[str]) -> _Component | None:
+        """The prefix's P(next = j | prefix, j unseen) as one weighted component (None where the
+        prefix holds no known item: popularity), kept for the prefixes asked for again."""
+        key = tuple(prefix)
+        mixture = self._mixtures.get(key, _UNKNOWN)
+        if mixture is _UNKNOWN:
+            mixture = None
+            if any(sku in self.item_index() for sku in key):
+                components, renormalise, _ = self._renormalised(key)
+                bucket = length_buckets([len(key)], LENGTH_BOUNDS)[0]
+                mixture = _Component.mean(components, self.weights[bucket] * renormalise)
+            if len(self._mixtures) >= _MIXTURE_CACHE_LIMIT:
+                self._mixtures.clear()
+            self._mixtures[key] = mixture
+        return mixture
 
     def next_probabilities(self, prefix: Sequence[str], skus: Sequence[str]) -> np.ndarray:
         """P(next = sku | prefix, sku unseen) of a few SKUs, what `score` gives them, without
@@ -328,13 +375,11 @@ class ContextChainsRecommender(SessionRecommender):
         codes = np.array([index.get(sku, -1) for sku in skus], dtype=np.int64)
         known = codes >= 0
         values = np.zeros(len(skus))
-        if not any(sku in index for sku in prefix):
+        mixture = self._mixture(prefix)
+        if mixture is None:  # nothing known: what everyone views
             values[known] = self.popular[codes[known]]
-            return values
-        components, renormalise = self._renormalised(prefix)
-        bucket = length_buckets([len(prefix)], LENGTH_BOUNDS)[0]
-        mixture = _Component.mean(components, self.weights[bucket] * renormalise)
-        values[known] = mixture.at(codes[known], self.popular, self.recent)
+        else:
+            values[known] = mixture.at(codes[known], self.popular, self.recent)
         return values
 
     def score(self, prefixes: Sequence[Sequence[str]]) -> np.ndarray:
@@ -343,15 +388,11 @@ class ContextChainsRecommender(SessionRecommender):
         known item (the empty one too) scores popularity, exactly the popularity ranking."""
         check_fitted(self)
         scores = np.empty((len(prefixes), len(self.item_ids)))
-        buckets = length_buckets([len(prefix) for prefix in prefixes], LENGTH_BOUNDS)
-        index = self.item_index()
         for row, prefix in enumerate(prefixes):
-            if not any(sku in index for sku in prefix):  # nothing known: what everyone views
-                scores[row] = self.popular
-                continue
-            components, renormalise = self._renormalised(prefix)
-            weights = self.weights[buckets[row]] * renormalise
-            scores[row] = _Component.mean(components, weights).dense(self.popular, self.recent)
+            mixture = self._mixture(prefix)
+            scores[row] = (
+                self.popular if mixture is None else mixture.dense(self.popular, self.recent)
+            )
         return scores
 
     # --- persistence --------------------------------------------------------------------------

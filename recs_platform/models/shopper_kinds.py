@@ -368,12 +368,14 @@ class ShopperKindsRecommender(SessionRecommender):
         last = np.array([index.get(prefix[-1], -1) if prefix else -1 for prefix in prefixes])
         return np.where(last >= 0, self.views[:, np.maximum(last, 0)], 0.0)
 
-    def log_evidence(self, prefix: Sequence[str]) -> np.ndarray:
+    def log_evidence(
+        self, prefix: Sequence[str], last_step: np.ndarray | None = None
+    ) -> np.ndarray:
         """log share_k P_k(x_1) prod Q_k(steps) for each kind (unnormalised log posterior).
 
         Built step by step from the longest start of the prefix already computed: scoring a
         session's prefixes in turn (the evaluation, a shopper's successive requests) adds one
-        step each."""
+        step each. `last_step`: Q_k(x_t | x_1 .. x_t-1) of each kind, where the caller has it."""
         key = tuple(prefix)
         known = len(key)
         while known > 0 and key[:known] not in self._evidence:
@@ -386,38 +388,75 @@ class ShopperKindsRecommender(SessionRecommender):
                 if step in index:
                     evidence = evidence + self._log_first[:, index[step]]
             elif step in index and step not in earlier:
-                pooled = self.pooled.next_probabilities(earlier, [step])[0]
-                kinds = np.array(
-                    [model.next_probabilities(earlier, [step])[0] for model in self.kind_models]
-                )
-                views = self._last_views([earlier])[:, 0]
-                backed_off = (views * kinds + self.backoff * pooled) / (views + self.backoff)
+                if last_step is None or position < len(key) - 1:
+                    backed_off = self._step_probabilities(earlier, step)
+                else:
+                    backed_off = last_step
                 evidence = evidence + np.log(backed_off + _FLOOR)
             if len(self._evidence) >= _CACHE_LIMIT:
                 self._evidence.clear()
             self._evidence[key[: position + 1]] = evidence
         return evidence
 
-    def kind_posterior(self, prefix: Sequence[str]) -> np.ndarray:
+    def _step_probabilities(self, earlier: Sequence[str], step: str) -> np.ndarray:
+        """Q_k(step | earlier) of each kind."""
+        pooled = self.pooled.next_probabilities(earlier, [step])[0]
+        kinds = np.array(
+            [model.next_probabilities(earlier, [step])[0] for model in self.kind_models]
+        )
+        views = self._last_views([earlier])[:, 0]
+        return (views * kinds + self.backoff * pooled) / (views + self.backoff)
+
+    def kind_posterior(
+        self, prefix: Sequence[str], last_step: np.ndarray | None = None
+    ) -> np.ndarray:
         """P(kind | prefix)."""
         check_fitted(self)
-        evidence = self.log_evidence(prefix)
+        evidence = self.log_evidence(prefix, last_step)
         weights = np.exp(evidence - evidence.max())
         return weights / weights.sum()
 
-    def score(self, prefixes: Sequence[Sequence[str]]) -> np.ndarray:
-        """P(next = j | prefix, j unseen): the kinds' backed-off distributions mixed by the
-        posterior (a prefix without a known item: the pooled chains' popularity)."""
-        check_fitted(self)
-        pooled = self.pooled.score(prefixes)
-        posteriors = np.array([self.kind_posterior(prefix) for prefix in prefixes])
+    def _kind_rows(self, prefixes: Sequence[Sequence[str]], pooled: np.ndarray):
+        """Each kind's Q_k(j | prefix) over the catalogue, one kind at a time."""
         views = self._last_views(prefixes)
-        mixed = np.zeros_like(pooled)
         for slot, (model, columns) in enumerate(zip(self.kind_models, self._columns, strict=True)):
             rows = np.zeros_like(pooled)
             rows[:, columns] = model.score(prefixes)
             kind_views = views[slot][:, None]
-            rows = (kind_views * rows + self.backoff * pooled) / (kind_views + self.backoff)
+            yield (kind_views * rows + self.backoff * pooled) / (kind_views + self.backoff)
+
+    def score(self, prefixes: Sequence[Sequence[str]]) -> np.ndarray:
+        """P(next = j | prefix, j unseen): the kinds' backed-off distributions mixed by the
+        posterior (a prefix without a known item: the pooled chains' popularity).
+
+        Where a prefix follows the row before it (the same session one step on, as the
+        evaluation asks), that row's Q_k holds the step the posterior needs."""
+        check_fitted(self)
+        prefixes = [tuple(prefix) for prefix in prefixes]
+        index = self.item_index()
+        pooled = self.pooled.score(prefixes)
+        follows = [
+            row > 0 and len(prefix) > 1 and prefix[:-1] == prefixes[row - 1]
+            for row, prefix in enumerate(prefixes)
+        ]
+        steps_to = np.array(
+            [
+                index.get(prefix[-1], -1) if after else -1
+                for prefix, after in zip(prefixes, follows, strict=True)
+            ]
+        )
+        stepped = np.flatnonzero(steps_to >= 0)
+        steps = np.zeros((len(self.kind_models), len(prefixes)))
+        for slot, rows in enumerate(self._kind_rows(prefixes, pooled)):
+            steps[slot, stepped] = rows[stepped - 1, steps_to[stepped]]
+        posteriors = np.array(
+            [
+                self.kind_posterior(prefix, steps[:, row] if steps_to[row] >= 0 else None)
+                for row, prefix in enumerate(prefixes)
+            ]
+        )
+        mixed = np.zeros_like(pooled)
+        for slot, rows in enumerate(self._kind_rows(prefixes, pooled)):
             mixed += posteriors[:, slot : slot + 1] * rows
         return mixed
 

@@ -113,6 +113,20 @@ def test_bad_settings_are_refused(settings, message):
         ContextChainsRecommender(**settings)
 
 
+def test_a_refitted_model_scores_its_new_counts_not_the_prefixes_it_kept():
+    prefixes = [["s4", "s5"], ["s6", "s5"], ["s9"]]
+    model = ContextChainsRecommender().fit(directional_shop(seed=1))
+    before = model.score(prefixes)
+    after = model.fit(directional_shop(seed=2)).score(prefixes)
+    fresh = ContextChainsRecommender().fit(directional_shop(seed=2))
+    np.testing.assert_array_equal(after, fresh.score(prefixes))
+    assert not np.allclose(before, after)
+    np.testing.assert_array_equal(
+        model.next_probabilities(["s6", "s5"], ["s3", "s4"]),
+        after[1, [model.item_index()["s3"], model.item_index()["s4"]]],
+    )
+
+
 def test_fit_needs_items_and_score_needs_fit():
     with pytest.raises(ValueError, match="no items"):
         ContextChainsRecommender().fit([[], []])

@@ -123,6 +123,21 @@ def test_a_long_session_and_a_cold_cache_give_the_same_posterior(shop):
     assert warm[-1].max() > 0.99  # its steps of 1 (to the products not seen yet) say the kind
 
 
+def test_a_session_scored_in_one_batch_scores_as_each_prefix_alone(shop):
+    _, _, _, model = shop
+    session = [sku(10), sku(13), sku(15), sku(10), sku(18), "unknown", sku(21)]
+    prefixes = [session[:length] for length in range(1, len(session) + 1)]
+    model._evidence.clear()
+    together = model.score(prefixes)  # each prefix's last step read from the row before
+    alone = []
+    for prefix in prefixes:
+        model._evidence.clear()
+        for chains in (model.pooled, *model.kind_models):
+            chains._mixtures.clear()
+        alone.append(model.score([prefix])[0])
+    np.testing.assert_allclose(together, alone, rtol=1e-12)
+
+
 def test_a_saved_model_loads_and_scores_the_same(shop, tmp_path):
     _, _, _, model = shop
     loaded = load_recommender(model.save(tmp_path / "kinds"))
