@@ -139,11 +139,13 @@ def _masked_scores(
     targets: NextItemTargets,
     rows: Sequence[int],
     batch_size: int,
+    scored: list[tuple[list[int], np.ndarray]] | None = None,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """(offset into rows, scores [batch, n_candidates], target columns) per batch of rows.
 
     Scores are the recommender's, mapped onto the candidates; candidates it does not know and
-    those seen in the prefix score -inf. Each batch is scored once.
+    those seen in the prefix score -inf. Each batch is scored once; with `scored`, each batch's
+    rows and the recommender's own scores are appended to it.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -163,6 +165,8 @@ def _masked_scores(
             )
         if np.isnan(model_scores).any():
             raise ValueError(f"{recommender.name}: score() returned NaN")
+        if scored is not None:
+            scored.append((batch, model_scores))
         scores = np.where(known, model_scores[:, np.maximum(model_columns, 0)], -np.inf)
         for offset, prefix in enumerate(prefixes):
             seen = [candidate_index[sku] for sku in prefix if sku in candidate_index]
@@ -188,6 +192,36 @@ def ranks_of_targets(
     for start, scores, target_columns in _masked_scores(recommender, targets, rows, batch_size):
         ranks[start : start + len(target_columns)] = target_ranks(scores, target_columns)
     return ranks
+
+
+def ranks_and_likelihoods(
+    recommender: SessionRecommender,
+    targets: NextItemTargets,
+    batch_size: int = 256,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`ranks_of_targets` of every target, and each target's P(target | prefix, target unseen)
+    by the recommender's `probabilities` (what a blend weighs its members by; 0 for a target
+    it does not know), from the same scores."""
+    ranks = np.empty(len(targets), dtype=np.int64)
+    likelihoods = np.zeros(len(targets))
+    index = recommender.item_index()
+    rows = range(len(targets))
+    scored: list[tuple[list[int], np.ndarray]] = []
+    for start, scores, target_columns in _masked_scores(
+        recommender, targets, rows, batch_size, scored
+    ):
+        ranks[start : start + len(target_columns)] = target_ranks(scores, target_columns)
+        batch, model_scores = scored.pop()
+        prefixes = [targets.prefixes[row] for row in batch]
+        probabilities = recommender.probabilities_of_scores(prefixes, model_scores)
+        for offset, prefix in enumerate(prefixes):
+            probabilities[offset, [index[sku] for sku in set(prefix) if sku in index]] = 0.0
+        unseen_mass = probabilities.sum(axis=1)
+        columns = np.array([index.get(targets.targets[row], -1) for row in batch])
+        at_target = probabilities[np.arange(len(batch)), np.maximum(columns, 0)]
+        usable = (columns >= 0) & (unseen_mass > 0)
+        likelihoods[batch] = np.where(usable, at_target / np.where(usable, unseen_mass, 1.0), 0.0)
+    return ranks, likelihoods
 
 
 @dataclass(frozen=True)

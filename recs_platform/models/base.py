@@ -28,13 +28,20 @@ class SessionRecommender(ABC):
         """Scores [len(prefixes), len(item_ids)]; higher means more likely next."""
 
     def probabilities(self, prefixes: Sequence[Sequence[str]]) -> np.ndarray:
-        """P(next = j | prefix) over `item_ids`, rows summing to 1 (items of the prefix included).
+        """P(next = j | prefix) over `item_ids`, rows summing to 1 (the prefix's items included)."""
+        return self.probabilities_of_scores(prefixes, np.asarray(self.score(prefixes)))
+
+    def probabilities_of_scores(
+        self, prefixes: Sequence[Sequence[str]], scores: np.ndarray
+    ) -> np.ndarray:
+        """`probabilities` of `prefixes` from their `score` (what the evaluation, which has
+        scored them, turns into its targets' likelihoods without scoring them again).
 
         By default the scores read as unnormalised weights (counts, similarities), which must
         not be negative; a model whose scores are logits overrides this with their softmax.
         A row of zeros becomes uniform.
         """
-        scores = np.asarray(self.score(prefixes), dtype=np.float64)
+        scores = np.asarray(scores, dtype=np.float64)
         if (scores < 0).any():
             raise ValueError(
                 f"{self.name}: negative scores are no weights; override probabilities()"

@@ -241,6 +241,11 @@ class BlendRecommender(SessionRecommender):
         """The blend's next-item distribution over the unseen items (the scores themselves)."""
         return self.score(prefixes)
 
+    def probabilities_of_scores(
+        self, prefixes: Sequence[Sequence[str]], scores: np.ndarray
+    ) -> np.ndarray:
+        return np.asarray(scores, dtype=np.float64)
+
     # --- persistence -------------------------------------------------------------------------
 
     def _save_state(self, folder: Path) -> None:

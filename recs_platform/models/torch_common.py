@@ -576,6 +576,18 @@ class TorchSessionRecommender(SessionRecommender):
             probabilities = self._score(prefixes, softmax=True)
         return probabilities / probabilities.sum(axis=1, keepdims=True)
 
+    def probabilities_of_scores(
+        self, prefixes: Sequence[Sequence[str]], scores: np.ndarray
+    ) -> np.ndarray:
+        """The softmax of the logits `score` gave (a prefix without a known item: the shares
+        of the popularity counts it scored)."""
+        scores = np.asarray(scores, dtype=np.float64)
+        index = self.item_index()
+        known = np.array([any(sku in index for sku in prefix) for prefix in prefixes], dtype=bool)
+        weights = scores.copy()
+        weights[known] = np.exp(scores[known] - scores[known].max(axis=1, keepdims=True))
+        return weights / weights.sum(axis=1, keepdims=True)
+
     # --- persistence -------------------------------------------------------------------------
 
     def _save_state(self, folder: Path) -> None:

@@ -43,6 +43,7 @@ from recs_platform.evaluation.protocol import (
     evaluate_with_results,
     next_item_targets,
     rank_targets,
+    ranks_and_likelihoods,
     ranks_of_targets,
 )
 from recs_platform.evaluation.uncertainty import reciprocal_ranks, session_bootstrap
@@ -186,6 +187,8 @@ class TrainedCandidate:
     search: SearchResult | None  # None for the blend, which is not searched
     validation_model: SessionRecommender  # fitted on train only: what validation scored
     validation_reciprocal_ranks: np.ndarray  # per validation target, 0 outside the top k
+    # Per validation target, P(target | prefix, target unseen): what the blend weighs it by.
+    validation_likelihoods: np.ndarray | None
     # What the time budget let it train on; None: no budget, the whole training split.
     window: TrainingWindow | None = None
     # What the budget's deadline did to its fits (`_refit`): "search" (the validation model was
@@ -290,16 +293,17 @@ def train_and_choose(
     def reciprocal_ranks_of(recommender: SessionRecommender, rows=None) -> np.ndarray:
         return reciprocal_ranks(ranks_of_targets(recommender, validation_targets, rows), plan.k)
 
-    # Each model's reciprocal ranks at its best validation MRR so far (a torch model is scored
-    # every epoch and keeps its best one): the bootstrap reuses them instead of scoring the
-    # validation day once more per candidate.
+    # Each model's reciprocal ranks and target likelihoods at its best validation MRR so far (a
+    # torch model is scored every epoch and keeps its best one): the bootstrap and the blend
+    # reuse them instead of scoring the validation day once more per candidate.
     best_scored: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def validation_mrr(recommender: SessionRecommender) -> float:
-        values = reciprocal_ranks_of(recommender)
+        ranks, likelihoods = ranks_and_likelihoods(recommender, validation_targets)
+        values = reciprocal_ranks(ranks, plan.k)
         mrr = float(values.mean())
         if recommender not in best_scored or mrr > best_scored[recommender][0]:
-            best_scored[recommender] = (mrr, values)
+            best_scored[recommender] = (mrr, values, likelihoods)
         return mrr
 
     everything = splits.train + splits.validation  # in time order: what the refits learn from
@@ -344,6 +348,7 @@ def train_and_choose(
             result,
             result.best_model,
             best_scored[result.best_model][1],
+            best_scored[result.best_model][2],
             window,
             deadline_cuts,
         )
@@ -627,7 +632,7 @@ def _train_blend(
         [item.validation_model for item in trained.values()], prior_strength=prior_strength
     )
     prefixes, targets = validation_targets.prefixes, validation_targets.targets
-    likelihoods = on_train.target_likelihoods(prefixes, targets)
+    likelihoods = np.column_stack([item.validation_likelihoods for item in trained.values()])
     buckets = length_buckets([len(prefix) for prefix in prefixes], on_train.bounds)
     n_buckets = len(on_train.bounds) + 1
     names = list(trained)
@@ -687,6 +692,7 @@ def _train_blend(
         search=None,
         validation_model=on_train,
         validation_reciprocal_ranks=out_of_fold,
+        validation_likelihoods=None,  # the blend is no member of a blend
     )
 
 

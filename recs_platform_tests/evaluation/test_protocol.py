@@ -8,11 +8,13 @@ from recs_platform.evaluation.protocol import (
     evaluate_recommender,
     next_item_targets,
     rank_targets,
+    ranks_and_likelihoods,
     ranks_of_targets,
     shop_headroom,
     split_by_time,
 )
 from recs_platform.models.base import SessionRecommender
+from recs_platform.models.blend import BlendRecommender
 from recs_platform.models.markov import MarkovRecommender
 from recs_platform.simulation import FAMILY_NAMES, ShopConfig
 
@@ -133,6 +135,20 @@ def test_top_k_lists_come_from_the_same_masked_scores_as_the_ranks():
     assert results.ranks.tolist() == [3, 2]
     assert results.top.tolist() == [[2, 1, 3], [2, 3, -1]]
     assert rank_targets(model, targets, k=3, batch_size=1).top.tolist() == results.top.tolist()
+
+
+def test_likelihoods_are_the_targets_shares_of_the_unseen_known_items_and_ranks_unchanged():
+    targets, model = fixed_case()  # prefixes [a] -> b and [a, b] -> d; e is not a candidate
+    ranks, likelihoods = ranks_and_likelihoods(model, targets, batch_size=1)
+    assert ranks.tolist() == ranks_of_targets(model, targets).tolist()
+    # Nothing of the prefix is in the model's catalogue: b's share of d, c, b, x.
+    # After [a, b, e]: b is seen, d's share of d, c, x.
+    np.testing.assert_allclose(likelihoods, [0.2 / 6.3, 0.2 / 6.1])
+    # What a blend of this one member weighs it by, from scoring the prefixes again.
+    np.testing.assert_allclose(
+        likelihoods,
+        BlendRecommender([model]).target_likelihoods(targets.prefixes, targets.targets)[:, 0],
+    )
 
 
 def test_evaluate_reports_every_metric_on_hand_computed_values():

@@ -6,8 +6,13 @@ import time
 import numpy as np
 import pytest
 
-from recs_platform.evaluation.protocol import next_item_targets, ranks_of_targets
+from recs_platform.evaluation.protocol import (
+    next_item_targets,
+    ranks_and_likelihoods,
+    ranks_of_targets,
+)
 from recs_platform.models.base import load_recommender
+from recs_platform.models.blend import BlendRecommender
 from recs_platform.models.gru4rec import GRU4RecRecommender, TransitionGRURecommender
 from recs_platform.models.latent_intent import LatentIntentRecommender
 from recs_platform.models.popularity import PopularityRecommender
@@ -106,6 +111,14 @@ def test_the_same_seed_gives_the_same_model(model_class):
     other = small(model_class, epochs=1, seed=6).fit(TRAIN[:100]).score(prefixes)
     np.testing.assert_array_equal(first, second)
     assert not np.array_equal(first, other)
+
+
+def test_the_likelihoods_read_from_the_logits_are_the_softmax_the_blend_weighs(fitted):
+    targets = next_item_targets(TEST + [(0, ["unknown", item(3), item(4)])], fitted.item_ids)
+    _, likelihoods = ranks_and_likelihoods(fitted, targets)
+    blend = BlendRecommender([fitted]).target_likelihoods(targets.prefixes, targets.targets)[:, 0]
+    np.testing.assert_allclose(likelihoods, blend, rtol=1e-5, atol=1e-9)
+    assert likelihoods.mean() > 5 / N_ITEMS  # the pattern is learnt: these are no uniform shares
 
 
 def test_saved_and_loaded_models_score_identically(fitted, tmp_path):
