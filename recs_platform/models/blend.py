@@ -70,9 +70,10 @@ def mixture_weights(
     if not len(likelihoods) and prior_strength <= 0:
         return np.full(members, 1.0 / members)
     weights = prior.copy()
+    transposed = np.ascontiguousarray(likelihoods.T)
     for _ in range(iterations):
         mixture = np.maximum(likelihoods @ weights, _TINY)
-        responsibility = (likelihoods * weights / mixture[:, None]).sum(axis=0)
+        responsibility = weights * (transposed @ (1.0 / mixture))
         updated = (responsibility + prior_strength * prior) / (len(likelihoods) + prior_strength)
         if np.abs(updated - weights).max() < tolerance:
             return updated
