@@ -194,6 +194,9 @@ def ranks_of_targets(
     return ranks
 
 
+_LIKELIHOOD_ROWS = 32
+
+
 def ranks_and_likelihoods(
     recommender: SessionRecommender,
     targets: NextItemTargets,
@@ -212,15 +215,23 @@ def ranks_and_likelihoods(
     ):
         ranks[start : start + len(target_columns)] = target_ranks(scores, target_columns)
         batch, model_scores = scored.pop()
-        prefixes = [targets.prefixes[row] for row in batch]
-        probabilities = recommender.probabilities_of_scores(prefixes, model_scores)
-        for offset, prefix in enumerate(prefixes):
-            probabilities[offset, [index[sku] for sku in set(prefix) if sku in index]] = 0.0
-        unseen_mass = probabilities.sum(axis=1)
-        columns = np.array([index.get(targets.targets[row], -1) for row in batch])
-        at_target = probabilities[np.arange(len(batch)), np.maximum(columns, 0)]
-        usable = (columns >= 0) & (unseen_mass > 0)
-        likelihoods[batch] = np.where(usable, at_target / np.where(usable, unseen_mass, 1.0), 0.0)
+        # A few rows at a time: the probabilities' copies of a batch's rows at a catalogue of
+        # 50,000 items would be hundreds of MB.
+        for first in range(0, len(batch), _LIKELIHOOD_ROWS):
+            rows_here = batch[first : first + _LIKELIHOOD_ROWS]
+            prefixes = [targets.prefixes[row] for row in rows_here]
+            probabilities = recommender.probabilities_of_scores(
+                prefixes, model_scores[first : first + _LIKELIHOOD_ROWS]
+            )
+            for offset, prefix in enumerate(prefixes):
+                probabilities[offset, [index[sku] for sku in set(prefix) if sku in index]] = 0.0
+            unseen_mass = probabilities.sum(axis=1)
+            columns = np.array([index.get(targets.targets[row], -1) for row in rows_here])
+            at_target = probabilities[np.arange(len(rows_here)), np.maximum(columns, 0)]
+            usable = (columns >= 0) & (unseen_mass > 0)
+            likelihoods[rows_here] = np.where(
+                usable, at_target / np.where(usable, unseen_mass, 1.0), 0.0
+            )
     return ranks, likelihoods
 
 
