@@ -25,7 +25,7 @@ from recs_platform.evaluation.metrics import (
     target_ranks,
     top_k,
 )
-from recs_platform.models.base import SessionRecommender
+from recs_platform.models.base import SessionRecommender, over_unseen
 from recs_platform.models.markov import MarkovRecommender
 from recs_platform.models.popularity import PopularityRecommender
 from recs_platform.simulation.config import ShopConfig
@@ -139,13 +139,12 @@ def _masked_scores(
     targets: NextItemTargets,
     rows: Sequence[int],
     batch_size: int,
-    scored: list[tuple[list[int], np.ndarray]] | None = None,
-) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """(offset into rows, scores [batch, n_candidates], target columns) per batch of rows.
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """(offset into rows, scores [batch, n_candidates], target columns, the recommender's own
+    scores [batch, its items]) per batch of rows.
 
     Scores are the recommender's, mapped onto the candidates; candidates it does not know and
-    those seen in the prefix score -inf. Each batch is scored once; with `scored`, each batch's
-    rows and the recommender's own scores are appended to it.
+    those seen in the prefix score -inf. Each batch is scored once.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -165,8 +164,6 @@ def _masked_scores(
             )
         if np.isnan(model_scores).any():
             raise ValueError(f"{recommender.name}: score() returned NaN")
-        if scored is not None:
-            scored.append((batch, model_scores))
         scores = np.where(known, model_scores[:, np.maximum(model_columns, 0)], -np.inf)
         for offset, prefix in enumerate(prefixes):
             seen = [candidate_index[sku] for sku in prefix if sku in candidate_index]
@@ -174,7 +171,7 @@ def _masked_scores(
         target_columns = np.array(
             [candidate_index[targets.targets[row]] for row in batch], dtype=np.int64
         )
-        yield start, scores, target_columns
+        yield start, scores, target_columns, model_scores
 
 
 def ranks_of_targets(
@@ -189,7 +186,7 @@ def ranks_of_targets(
     """
     rows = range(len(targets)) if rows is None else rows
     ranks = np.empty(len(rows), dtype=np.int64)
-    for start, scores, target_columns in _masked_scores(recommender, targets, rows, batch_size):
+    for start, scores, target_columns, _ in _masked_scores(recommender, targets, rows, batch_size):
         ranks[start : start + len(target_columns)] = target_ranks(scores, target_columns)
     return ranks
 
@@ -208,30 +205,23 @@ def ranks_and_likelihoods(
     ranks = np.empty(len(targets), dtype=np.int64)
     likelihoods = np.zeros(len(targets))
     index = recommender.item_index()
-    rows = range(len(targets))
-    scored: list[tuple[list[int], np.ndarray]] = []
-    for start, scores, target_columns in _masked_scores(
-        recommender, targets, rows, batch_size, scored
+    for start, scores, target_columns, model_scores in _masked_scores(
+        recommender, targets, range(len(targets)), batch_size
     ):
         ranks[start : start + len(target_columns)] = target_ranks(scores, target_columns)
-        batch, model_scores = scored.pop()
         # A few rows at a time: the probabilities' copies of a batch's rows at a catalogue of
         # 50,000 items would be hundreds of MB.
-        for first in range(0, len(batch), _LIKELIHOOD_ROWS):
-            rows_here = batch[first : first + _LIKELIHOOD_ROWS]
-            prefixes = [targets.prefixes[row] for row in rows_here]
-            probabilities = recommender.probabilities_of_scores(
-                prefixes, model_scores[first : first + _LIKELIHOOD_ROWS]
+        for first in range(0, len(target_columns), _LIKELIHOOD_ROWS):
+            last = min(first + _LIKELIHOOD_ROWS, len(target_columns))
+            rows = np.arange(start + first, start + last)
+            prefixes = [targets.prefixes[row] for row in rows]
+            probabilities = over_unseen(
+                recommender.probabilities_of_scores(prefixes, model_scores[first:last]),
+                [[index[sku] for sku in set(prefix) if sku in index] for prefix in prefixes],
             )
-            for offset, prefix in enumerate(prefixes):
-                probabilities[offset, [index[sku] for sku in set(prefix) if sku in index]] = 0.0
-            unseen_mass = probabilities.sum(axis=1)
-            columns = np.array([index.get(targets.targets[row], -1) for row in rows_here])
-            at_target = probabilities[np.arange(len(rows_here)), np.maximum(columns, 0)]
-            usable = (columns >= 0) & (unseen_mass > 0)
-            likelihoods[rows_here] = np.where(
-                usable, at_target / np.where(usable, unseen_mass, 1.0), 0.0
-            )
+            columns = np.array([index.get(targets.targets[row], -1) for row in rows])
+            at_target = probabilities[np.arange(len(rows)), np.maximum(columns, 0)]
+            likelihoods[rows] = np.where(columns >= 0, at_target, 0.0)
     return ranks, likelihoods
 
 
@@ -283,7 +273,9 @@ def rank_targets(
         ]
     for model, positions in groups:
         group_rows = [rows[position] for position in positions]
-        for start, scores, target_columns in _masked_scores(model, targets, group_rows, batch_size):
+        for start, scores, target_columns, _ in _masked_scores(
+            model, targets, group_rows, batch_size
+        ):
             batch = positions[start : start + len(target_columns)]
             ranks[batch] = target_ranks(scores, target_columns)
             top[batch] = top_k(scores, k)

@@ -13,6 +13,16 @@ import numpy as np
 MANIFEST = "recommender.json"
 
 
+def over_unseen(rows: np.ndarray, seen: Sequence[Sequence[int]]) -> np.ndarray:
+    """`rows` of next-item probabilities renormalised over the items each prefix has not seen
+    (its `seen` columns set to 0; a row with no mass left stays 0), in place."""
+    for row, columns in enumerate(seen):
+        rows[row, list(columns)] = 0.0
+    unseen_mass = rows.sum(axis=1, keepdims=True)
+    np.divide(rows, unseen_mass, out=rows, where=unseen_mass > 0)
+    return rows
+
+
 class SessionRecommender(ABC):
     """Ranks a fixed catalogue (`item_ids`, set by `fit`) for session prefixes of SKUs."""
 

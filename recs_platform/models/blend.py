@@ -31,6 +31,7 @@ from recs_platform.models.base import (
     SessionRecommender,
     check_fitted,
     load_recommender,
+    over_unseen,
 )
 
 # Upper ends of the prefix-length buckets (inclusive); the last bucket is everything longer.
@@ -150,11 +151,7 @@ class BlendRecommender(SessionRecommender):
         for member, columns in zip(self.members, self._columns, strict=True):
             rows = np.zeros((len(prefixes), len(self.item_ids)))
             rows[:, columns] = member.probabilities(prefixes)
-            for row, seen in enumerate(seen_rows):
-                rows[row, seen] = 0.0
-            unseen_mass = rows.sum(axis=1, keepdims=True)
-            np.divide(rows, unseen_mass, out=rows, where=unseen_mass > 0)
-            yield rows
+            yield over_unseen(rows, seen_rows)
 
     def member_probabilities(self, prefixes: Sequence[Sequence[str]]) -> np.ndarray:
         """[members, prefixes, items]: each member's P(next = j | prefix, j unseen)."""
@@ -245,7 +242,7 @@ class BlendRecommender(SessionRecommender):
     def probabilities_of_scores(
         self, prefixes: Sequence[Sequence[str]], scores: np.ndarray
     ) -> np.ndarray:
-        return np.asarray(scores, dtype=np.float64)
+        return np.array(scores, dtype=np.float64)  # a copy: callers renormalise it in place
 
     # --- persistence -------------------------------------------------------------------------
 

@@ -314,8 +314,7 @@ class ContextChainsRecommender(SessionRecommender):
         held_out_from = len(sessions) - round(len(sessions) * self.holdout_share)
         self._count(sessions[:held_out_from])
         self.weights = self._fitted_weights(sessions[held_out_from:])
-        self._count(sessions)
-        self._mixtures = {}
+        self._count(sessions)  # with the weights fitted: `_index_tables` drops the kept mixtures
         return self
 
     def _fitted_weights(self, held_out: Sequence[Sequence[str]]) -> np.ndarray:

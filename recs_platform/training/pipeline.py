@@ -339,6 +339,7 @@ def train_and_choose(
                  f"[{budget.progress()}] " if budget else "", name, plan.k, result.best_value,
                  fit_seconds, f" (deadline: {', '.join(deadline_cuts)})" if deadline_cuts else "",
                  )  # fmt: skip
+        _, validation_reciprocal_ranks, validation_likelihoods = best_scored[result.best_model]
         trained[name] = TrainedCandidate(
             name,
             {**chosen_candidate.defaults, **result.best_params},
@@ -347,8 +348,8 @@ def train_and_choose(
             recommender,
             result,
             result.best_model,
-            best_scored[result.best_model][1],
-            best_scored[result.best_model][2],
+            validation_reciprocal_ranks,
+            validation_likelihoods,
             window,
             deadline_cuts,
         )
