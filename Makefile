@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+# pytest workers of make test (pytest-xdist); 1 runs the tests one after another.
+TEST_WORKERS ?= 2
 
 export RECS_DATA_DIR ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(RECS_DATA_DIR)/dagster_home
@@ -31,7 +33,7 @@ system-packages:
 	bash scripts/system-packages.sh
 
 test: install system-packages lint dbt-manifest
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist load --maxschedchunk 2
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,6 +1,8 @@
 """Shared fixtures: S3 and Firehose on moto, Snowflake on fakesnow, local servers on 127.0.0.1.
 
 The servers start once per test session; each test gets its own bucket and its own database.
+`make test` runs the tests on parallel workers (pytest-xdist); the tests marked `slow` start first,
+the longest first, so that no worker is left with a long test at the end.
 """
 
 from __future__ import annotations
@@ -22,6 +24,28 @@ from recs_platform_tests.fakes import (
     snowflake_resource_for,
     unique_database_name,
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "slow(minutes): runs for about that many minutes alone; started before the others",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first, the longest first, each followed by a quick one; the others keep
+    their order. `make test`'s workers take the tests two at a time from the front
+    (`--maxschedchunk 2`), so each worker starts with a long test and none gets two."""
+
+    def minutes(item: pytest.Item) -> float:
+        marker = item.get_closest_marker("slow")
+        return float(marker.kwargs.get("minutes", 1)) if marker else 0.0
+
+    slow = sorted((item for item in items if minutes(item)), key=minutes, reverse=True)
+    quick = [item for item in items if not minutes(item)]
+    paired = [item for pair in zip(slow, quick, strict=False) for item in pair]
+    items[:] = paired + slow[len(quick) :] + quick[len(slow) :]
 
 
 @pytest.fixture(scope="session")

@@ -92,6 +92,7 @@ def graphql(url: str, query: str, **variables) -> dict:
     return document["data"]
 
 
+@pytest.mark.slow(minutes=3)
 def test_days_backfilled_through_the_daemon_equal_day_by_day_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import httpx
+import pytest
 
 from recs_platform.serving.local_endpoint import LocalEndpoint
 from recs_platform_tests.collection.servers import free_port
@@ -31,6 +32,7 @@ def number(text: str) -> int:
     return int(text.replace(",", ""))
 
 
+@pytest.mark.slow(minutes=5)
 def test_the_demo_loads_every_simulated_day_and_can_run_again(tmp_path, monkeypatch):
     home = tmp_path / "dagster_home"
     home.mkdir()

@@ -441,6 +441,7 @@ def wait_for_run(deployment: Deployment, run_id: str) -> dict:
     pytest.fail(f"run {run_id} still {status} after {RUN_TIMEOUT_S:.0f} s\n{logs}")
 
 
+@pytest.mark.slow(minutes=1)
 def test_the_ui_shows_the_lineage_and_materializes_a_partition_by_click(deployment):
     started = time.monotonic()
 

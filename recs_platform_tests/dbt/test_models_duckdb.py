@@ -165,6 +165,7 @@ def test_session_events_follow_the_shoppers_clock_across_midnight(built_warehous
     ]
 
 
+@pytest.mark.slow(minutes=1)
 def test_a_backfill_equals_day_by_day_runs_and_reruns_change_nothing(tmp_path, built_warehouse):
     """D1 is loaded and built first (the run that creates the tables). Then, on two copies of
     that warehouse: day by day, each day loaded and then built, as the landing sensor and the
@@ -524,6 +525,7 @@ def _kept_duplicates_and_first_seen(warehouse: Warehouse) -> tuple:
     return kept, duplicates, first_seen
 
 
+@pytest.mark.slow(minutes=1)
 def test_a_run_reads_history_lookback_days_back_and_the_rule_holds_whatever_the_runs(tmp_path):
     """history_lookback_days 1. Day by day (each day loaded, then built), and all four days
     loaded and built in one run: the same kept events, duplicates and first-seen days, as
