@@ -24,7 +24,7 @@ from recs_platform.simulation import ShopConfig, simulate_to_landing
 from recs_platform_tests.collection.servers import free_port
 from recs_platform_tests.processes import wait_until_answers
 
-pytestmark = pytest.mark.timeout(420)
+pytestmark = pytest.mark.timeout(600)
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
