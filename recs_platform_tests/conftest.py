@@ -42,8 +42,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         marker = item.get_closest_marker("slow")
         return float(marker.kwargs.get("minutes", 1)) if marker else 0.0
 
-    slow = sorted((item for item in items if minutes(item)), key=minutes, reverse=True)
-    quick = [item for item in items if not minutes(item)]
+    estimates = {item: minutes(item) for item in items}
+    slow = sorted((item for item in items if estimates[item]), key=estimates.get, reverse=True)
+    quick = [item for item in items if not estimates[item]]
     paired = [item for pair in zip(slow, quick, strict=False) for item in pair]
     items[:] = paired + slow[len(quick) :] + quick[len(slow) :]
 

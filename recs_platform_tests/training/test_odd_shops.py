@@ -69,7 +69,7 @@ def test_every_candidate_trains_and_one_is_served(session_of):
     assert outcome.chosen.name in CANDIDATE_NAMES
     served = outcome.chosen.recommender
     test_skus = {sku for _, session in splits.test for sku in session}
-    known = [sku for sku in test_skus if sku in set(served.item_ids)]
+    known = [sku for sku in test_skus if sku in served.item_index()]
     (scores,) = served.score([[known[0]]])
     assert np.isfinite(scores).all() and len(scores) == len(served.item_ids)
     if session_of in (two_views_one_successor, daily_new_products):
