@@ -15,7 +15,8 @@ only, seconds to fit) on the mixed shop's default size:
   candidate (`models/shopper_kinds.py`) with K kinds: found by EM over the training sessions,
   one model per kind, mixed by the posterior as above, each kind's distribution backing off to
   the pooled model's with weight `--backoff` / (views of the last item among the kind's sessions
-  + `--backoff`).
+  + `--backoff`), the kinds refined by `--refine-rounds` of hard EM on at most
+  `--refine-sessions` sessions (0 rounds: the kinds of the EM over second-order chains alone).
 
 Per family of the test sessions and overall, test MRR@20 and its ratio to the oracle's on the same
 targets. `--quick`: a small shop (a smoke test).
@@ -27,7 +28,7 @@ kind, and the kinds' models are fitted on them all).
 
 Usage: .venv/bin/python benchmarks/bench_mixed_kinds.py [--quick] [--found-kinds K]
        [--backoff 50] [--family mixed] [--sessions-per-day N --items N] [--test-sessions N]
-       [--found-sample N]
+       [--found-sample N] [--refine-rounds 3] [--refine-sessions 200000]
 """
 
 from __future__ import annotations
@@ -100,6 +101,12 @@ def main() -> dict:
         type=int,
         help="find the kinds on this many sampled training sessions (default all)",
     )
+    parser.add_argument(
+        "--refine-rounds", type=int, default=3, help="rounds of the kinds' hard EM (0: none)"
+    )
+    parser.add_argument(
+        "--refine-sessions", type=int, default=200_000, help="sessions the hard EM moves"
+    )
     args = parser.parse_args()
     size = dict(QUICK_SHOP) if args.quick else {}
     if args.sessions_per_day:
@@ -164,6 +171,8 @@ def main() -> dict:
             kinds=args.found_kinds,
             backoff=args.backoff,
             sample_sessions=args.found_sample or len(train),
+            refine_rounds=args.refine_rounds,
+            refine_sessions=args.refine_sessions,
         ).fit(train)
         labels = found.training_kinds
         # The share of sessions in the true family most common in their kind.
@@ -196,6 +205,7 @@ def main() -> dict:
     if purity is not None:
         result["found_kinds_purity"] = purity
         result["backoff"] = args.backoff
+        result["refine_rounds"] = args.refine_rounds if found.refined else 0
     result["seconds"] = round(time.perf_counter() - started, 1)
     suffix = f"_{args.family}" + (f"_{args.found_kinds}" if args.found_kinds else "")
     suffix += f"_{config.sessions_per_day}_per_day" if args.sessions_per_day else ""

@@ -158,6 +158,58 @@ def _values_at(
     return values
 
 
+def _sorted_keys(counts: sparse.csr_matrix) -> np.ndarray:
+    """Each stored entry of a [from, to] table (its indices sorted) as from * n + to, ascending."""
+    rows = np.repeat(np.arange(counts.shape[0], dtype=np.int64), np.diff(counts.indptr))
+    return rows * counts.shape[1] + counts.indices.astype(np.int64)
+
+
+def _looked_up(
+    keys: np.ndarray, values: np.ndarray, wanted: np.ndarray, order: np.ndarray | None = None
+) -> np.ndarray:
+    """values[position of each wanted key in the sorted `keys`], 0 where it is not there.
+
+    `order` (`np.argsort(wanted)`, where the caller shares one over several tables): the keys
+    are searched in sorted order, five times faster than scattered look-ups into a large table.
+    """
+    found = np.zeros(len(wanted))
+    if len(keys):
+        order = np.argsort(wanted) if order is None else order
+        position = np.empty(len(wanted), dtype=np.int64)
+        position[order] = np.searchsorted(keys, wanted[order])
+        position = np.minimum(position, len(keys) - 1)
+        hit = keys[position] == wanted
+        found[hit] = values[position[hit]]
+    return found
+
+
+@dataclass
+class SessionSteps:
+    """The steps of some sessions to an item not seen earlier in them, as arrays.
+
+    `session[s]` and `position[s]`: step s predicts item `position[s]` of session `session[s]`
+    from the items before it; `target[s]` is that item's code in the model (-1: unknown).
+    """
+
+    session: np.ndarray
+    position: np.ndarray
+    target: np.ndarray
+
+
+def _joined(parts: Sequence[tuple[SessionSteps, np.ndarray]]) -> tuple[SessionSteps, np.ndarray]:
+    """The steps and values of consecutive chunks as one."""
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return SessionSteps(empty, empty, empty), np.zeros(0)
+    steps = SessionSteps(
+        *(
+            np.concatenate([vars(part)[name] for part, _ in parts])
+            for name in ("session", "position", "target")
+        )
+    )
+    return steps, np.concatenate([values for _, values in parts])
+
+
 class ContextChainsRecommender(SessionRecommender):
     """The interpolated count chains of the module docstring."""
 
@@ -231,6 +283,8 @@ class ContextChainsRecommender(SessionRecommender):
         for counts in self.tables.values():
             counts.sort_indices()
         self._mixtures = {}
+        if hasattr(self, "_keys"):  # the step lookups' keys, built again when first asked for
+            del self._keys
         self.totals = {
             name: np.asarray(counts.sum(axis=1)).ravel() for name, counts in self.tables.items()
         }
@@ -319,24 +373,14 @@ class ContextChainsRecommender(SessionRecommender):
 
     def _fitted_weights(self, held_out: Sequence[Sequence[str]]) -> np.ndarray:
         """The mixture weights per length bucket that make the held-out next items likeliest."""
-        # (session, position) of every target first: only the sampled prefixes are copied.
-        places = [
-            (number, position)
-            for number, session in enumerate(held_out)
-            for position in range(1, len(session))
-            if session[position] not in session[:position]
-        ]
-        if len(places) > self.max_holdout_targets:
+        steps, likelihoods = self.step_component_probabilities(held_out)
+        if len(likelihoods) > self.max_holdout_targets:
             rng = np.random.default_rng(self.seed)
-            chosen = np.sort(rng.choice(len(places), self.max_holdout_targets, replace=False))
-            places = [places[position] for position in chosen]
-        pairs = [
-            (held_out[number][:position], held_out[number][position]) for number, position in places
-        ]
-        likelihoods = np.array(
-            [self.component_probabilities(prefix, target) for prefix, target in pairs]
-        ).reshape(len(pairs), len(COMPONENTS))
-        buckets = length_buckets([len(prefix) for prefix, _ in pairs], LENGTH_BOUNDS)
+            chosen = np.sort(rng.choice(len(likelihoods), self.max_holdout_targets, replace=False))
+            steps = SessionSteps(*(values[chosen] for values in vars(steps).values()))
+            likelihoods = likelihoods[chosen]
+        likelihoods = likelihoods.reshape(len(likelihoods), len(COMPONENTS))
+        buckets = length_buckets(steps.position, LENGTH_BOUNDS)
         overall = mixture_weights(likelihoods)
         return np.array(
             [
@@ -349,6 +393,146 @@ class ContextChainsRecommender(SessionRecommender):
         """Each component's P(next = target | prefix, target unseen), in `COMPONENTS` order."""
         _, renormalise, values = self._renormalised(prefix, [self.item_index()[target]])
         return renormalise * values[:, 0]
+
+    def step_probabilities(
+        self, sessions: Sequence[Sequence[str]], chunk: int = 100_000
+    ) -> tuple[SessionSteps, np.ndarray]:
+        """Every step of `sessions` to an item not seen earlier in its session, and
+        P(next = that item | the items before it) of each: what `next_probabilities` gives it
+        (0 for an item the model does not know), computed for all steps at once, `chunk`
+        sessions at a time."""
+        check_fitted(self)
+        parts = []
+        for start in range(0, len(sessions), chunk):
+            steps, components, known_before = self._step_values(sessions[start : start + chunk])
+            buckets = length_buckets(steps.position, LENGTH_BOUNDS)
+            mixed = (self.weights[buckets] * components).sum(axis=1)
+            popular = np.where(steps.target >= 0, self.popular[np.maximum(steps.target, 0)], 0.0)
+            steps.session = steps.session + start
+            parts.append((steps, np.where(known_before, mixed, popular)))
+        return _joined(parts)
+
+    def step_component_probabilities(
+        self, sessions: Sequence[Sequence[str]]
+    ) -> tuple[SessionSteps, np.ndarray]:
+        """The steps of `sessions` (as `step_probabilities`) and [steps, components] each
+        component's P(next = the step's item | prefix, item unseen), `component_probabilities`
+        of every step at once."""
+        check_fitted(self)
+        steps, components, _ = self._step_values(sessions)
+        return steps, components
+
+    def _step_values(self, sessions: Sequence[Sequence[str]]):
+        """(steps, [steps, components] renormalised component values at each step's item, and
+        whether the step's prefix holds an item the model knows)."""
+        index, n_items = self.item_index(), len(self.item_ids)
+        local: dict[str, int] = {}  # every SKU a number: the model's code, or n + k if unknown
+        lengths = np.fromiter((len(session) for session in sessions), np.int64, len(sessions))
+        ids = np.fromiter(
+            (
+                index[sku] if sku in index else local.setdefault(sku, n_items + len(local))
+                for session in sessions
+                for sku in session
+            ),
+            np.int64,
+            int(lengths.sum()),
+        )
+        codes = np.where(ids < n_items, ids, -1)
+        session_of = np.repeat(np.arange(len(sessions)), lengths)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        position = np.arange(len(ids)) - np.repeat(starts, lengths)
+        # The first view of each SKU in its session (flat order is session, then position).
+        _, first_at, inverse = np.unique(
+            session_of * (n_items + len(local)) + ids, return_index=True, return_inverse=True
+        )
+        first_view = first_at[inverse] == np.arange(len(ids))
+        entries = np.flatnonzero(first_view & (position >= 1))
+        steps = SessionSteps(session_of[entries], position[entries], codes[entries])
+        # Known items before each view: the running count minus the count at its session's start.
+        running = np.concatenate([[0], np.cumsum(codes >= 0)])
+        known_before = running[entries] - running[starts[session_of[entries]]] > 0
+
+        def back(distance: int) -> np.ndarray:
+            """The code `distance` views before each step's item (-1: none or unknown)."""
+            reaches = position[entries] >= distance
+            return np.where(reaches, codes[np.where(reaches, entries - distance, 0)], -1)
+
+        sources = {distance: back(distance) for distance in range(1, max(3, self.window) + 1)}
+        # The distinct known items each step's prefix holds: (step, item) pairs.
+        seen_steps, seen_items = [], []
+        longest = int(position.max()) if len(position) else 0
+        for distance in range(1, longest + 1):
+            reaches = position[entries] >= distance
+            earlier = entries[reaches] - distance
+            kept = first_view[earlier] & (codes[earlier] >= 0)
+            seen_steps.append(np.flatnonzero(reaches)[kept])
+            seen_items.append(codes[earlier][kept])
+        seen_steps = np.concatenate(seen_steps) if seen_steps else np.zeros(0, np.int64)
+        seen_items = np.concatenate(seen_items) if seen_items else np.zeros(0, np.int64)
+
+        at_target = self._values_of(sources, np.arange(len(entries)), steps.target)
+        seen_values = self._values_of(sources, seen_steps, seen_items)
+        seen_mass = np.stack(
+            [np.bincount(seen_steps, column, len(entries)) for column in seen_values.T], axis=1
+        )
+        renormalise = 1.0 / np.maximum(1.0 - seen_mass, 1e-12)
+        return steps, renormalise * at_target, known_before
+
+    def _values_of(self, sources: dict[int, np.ndarray], rows: np.ndarray, items: np.ndarray):
+        """[len(rows), components]: each component's value (before renormalising) at item
+        `items[r]` (-1: 0 everywhere) for the prefix of step `rows[r]`, whose earlier items are
+        `sources[distance][step]`."""
+        if not hasattr(self, "_keys"):
+            self._keys = {name: _sorted_keys(counts) for name, counts in self.tables.items()}
+            contexts = np.repeat(self.pair_contexts, np.diff(self.pair_start))
+            self._triple_keys = contexts * len(self.item_ids) + self.pair_items
+            self._context_totals = np.bincount(
+                np.repeat(np.arange(len(self.pair_contexts)), np.diff(self.pair_start)),
+                self.pair_counts,
+                len(self.pair_contexts),
+            )
+        n_items, m = len(self.item_ids), self.pseudo_count
+        valid = items >= 0
+        item = np.maximum(items, 0)
+        popular, recent = self.popular[item], self.recent[item]
+
+        # The (earlier item, item) keys of each distance back, sorted once for every table.
+        wanted, order = {}, {}
+        for distance in range(1, max(3, self.window) + 1):
+            wanted[distance] = np.maximum(sources[distance][rows], 0) * n_items + item
+            order[distance] = np.argsort(wanted[distance])
+
+        def conditional(table: str, distance: int) -> np.ndarray:
+            source = sources[distance][rows]
+            data = self.tables[table].data
+            counts = _looked_up(self._keys[table], data, wanted[distance], order[distance])
+            total = self.totals[table][np.maximum(source, 0)]
+            return np.where(source >= 0, (counts + m * popular) / (total + m), popular)
+
+        values = {}
+        for name, distance in _STEPS_BACK.items():
+            values[name] = conditional(name, distance)
+        near_sum, near_count = np.zeros(len(rows)), np.zeros(len(rows))
+        for distance in range(1, self.window + 1):
+            source = sources[distance][rows]
+            near_sum += np.where(source >= 0, conditional("together", distance), 0.0)
+            near_count += source >= 0
+        values["together"] = np.where(near_count > 0, near_sum / np.maximum(near_count, 1), popular)
+        # The ordered pair's counts where training saw it, backing off to `last`.
+        before_last, last = sources[2][rows], sources[1][rows]
+        context = np.maximum(before_last, 0) * n_items + np.maximum(last, 0)
+        context[(before_last < 0) | (last < 0)] = -1
+        slot = _looked_up(self.pair_contexts, np.arange(len(self.pair_contexts)) + 1, context) - 1
+        slot = slot.astype(np.int64)
+        triple = _looked_up(self._triple_keys, self.pair_counts, context * n_items + item)
+        context_total = np.zeros(len(rows))
+        context_total[slot >= 0] = self._context_totals[slot[slot >= 0]]
+        values["pair"] = np.where(
+            slot >= 0, (triple + m * values["last"]) / (context_total + m), values["last"]
+        )
+        values["popular"], values["recent"] = popular, recent
+        stacked = np.stack([values[name] for name in COMPONENTS], axis=1)
+        return np.where(valid[:, None], stacked, 0.0)
 
     def _mixture(self, prefix: Sequence[str]) -> _Component | None:
         """The prefix's P(next = j | prefix, j unseen) as one weighted component (None where the

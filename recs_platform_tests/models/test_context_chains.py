@@ -127,6 +127,41 @@ def test_a_refitted_model_scores_its_new_counts_not_the_prefixes_it_kept():
     )
 
 
+def test_every_step_scored_at_once_is_what_each_prefix_alone_gives():
+    model = ContextChainsRecommender(window=2).fit(directional_shop() + anchored_shop(300))
+    sessions = [
+        ["s3", "s5", "s7", "s9"],
+        ["main1", "filler3", "accessory1", "main1", "filler4"],  # a return: no step to it
+        ["never-seen", "s5", "also-unknown", "s9", "s7"],  # unknown items in the prefix
+        ["s4", "s4", "nor-this", "never-seen"],  # a repeat at once, unknown targets
+        [],
+        ["s12"],
+        ["main2", "s8", "s6", "main2", "s2", "filler9", "accessory2", "s4"],
+    ]
+    steps, probabilities = model.step_probabilities(sessions, chunk=3)
+    expected = [
+        (number, position)
+        for number, session in enumerate(sessions)
+        for position in range(1, len(session))
+        if session[position] not in session[:position]
+    ]
+    assert list(zip(steps.session, steps.position, strict=True)) == expected
+    for (number, position), probability, target in zip(
+        expected, probabilities, steps.target, strict=True
+    ):
+        prefix, sku = sessions[number][:position], sessions[number][position]
+        assert target == model.item_index().get(sku, -1)
+        assert probability == pytest.approx(model.next_probabilities(prefix, [sku])[0], abs=1e-15)
+    assert (probabilities[steps.target < 0] == 0).all() and (steps.target < 0).sum() == 3
+    known = steps.target >= 0
+    _, components = model.step_component_probabilities(sessions)
+    for (number, position), values in zip(
+        np.array(expected)[known], components[known], strict=True
+    ):
+        prefix, sku = sessions[number][:position], sessions[number][position]
+        np.testing.assert_allclose(values, model.component_probabilities(prefix, sku), atol=1e-15)
+
+
 def test_fit_needs_items_and_score_needs_fit():
     with pytest.raises(ValueError, match="no items"):
         ContextChainsRecommender().fit([[], []])

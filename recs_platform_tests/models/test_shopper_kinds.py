@@ -14,6 +14,7 @@ from recs_platform.models.shopper_kinds import (
     assign_kinds,
     find_kinds,
     kmeans,
+    refine_kinds,
 )
 from recs_platform.training.candidates import CANDIDATE_NAMES, candidate
 
@@ -54,6 +55,17 @@ def test_the_kinds_are_found_without_labels(shop):
     assert max(agreement, 1 - agreement) > 0.9  # chance: 0.5; all-3 sessions are either kind
 
 
+def test_refining_moves_each_session_to_the_kind_whose_chains_explain_it(shop):
+    train, kinds, pooled, _ = shop
+    # A poor start: a third of the sessions in the wrong kind.
+    wrong = np.random.default_rng(3).random(len(kinds)) < 0.35
+    start = np.where(wrong, 1 - kinds, kinds)
+    refined = refine_kinds(train, start, 2, pooled, rounds=3, backoff=50.0)
+    assert np.mean(start == kinds) < 0.7
+    assert np.mean(refined == kinds) > 0.9
+    assert refine_kinds(train, start, 2, pooled, rounds=0, backoff=50.0) is start
+
+
 def test_sessions_outside_the_sample_get_the_kind_they_walk_like(shop):
     train, kinds, pooled, _ = shop
     # The sample's kinds given (here the true ones), the other sessions are assigned by
@@ -64,7 +76,8 @@ def test_sessions_outside_the_sample_get_the_kind_they_walk_like(shop):
 
 def test_a_sample_finds_the_kinds_and_every_session_is_counted(shop):
     train, _, _, _ = shop
-    model = ShopperKindsRecommender(kinds=2, sample_sessions=1000).fit(train)
+    model = ShopperKindsRecommender(kinds=2, sample_sessions=1000, refine_sessions=500).fit(train)
+    assert not model.refined  # 500 sessions hold 15 views per product: too few to refine by
     assert len(model.kind_models) == 2
     assert model.views.sum() == sum(len(session) for session in train)
     assert sorted(np.round(model.shares, 1)) == [0.5, 0.5]
@@ -87,6 +100,7 @@ def test_a_session_earlier_steps_say_which_kind_continues_it(shop):
 
 def test_held_out_sessions_are_ranked_better_than_by_the_pooled_chains(shop):
     _, _, pooled, model = shop
+    assert model.refined  # 4,000 sessions of six views: 120 views per product
     test, _ = ring_shop(500, seed=1)
     targets = next_item_targets([(0, session) for session in test], pooled.item_ids)
     assert mrr_at(ranks_of_targets(model, targets), 20) > mrr_at(
@@ -155,7 +169,15 @@ def test_too_few_sessions_for_the_kinds_leaves_one_kind():
 
 @pytest.mark.parametrize(
     "settings",
-    [{"kinds": 0}, {"backoff": 0.0}, {"sample_sessions": 0}, {"min_sessions": 0}],
+    [
+        {"kinds": 0},
+        {"backoff": 0.0},
+        {"sample_sessions": 0},
+        {"min_sessions": 0},
+        {"refine_rounds": -1},
+        {"refine_sessions": 0},
+        {"refine_min_views": -1.0},
+    ],
 )
 def test_bad_settings_are_refused(settings):
     with pytest.raises(ValueError):
