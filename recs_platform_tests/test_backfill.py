@@ -215,10 +215,24 @@ def stop_landing_sensor(url: str) -> None:
     }
     query = "query S($s: SensorSelector!) { sensorOrError(sensorSelector: $s) { ... on Sensor { id } } }"  # noqa: E501
     sensor = graphql(url, query, s=selector)["sensorOrError"]
-    stopped = graphql(
-        url, "mutation Stop($id: String) { stopSensor(id: $id) { __typename } }", id=sensor["id"]
+    mutation = (
+        "mutation Stop($id: String) { stopSensor(id: $id) { __typename "
+        "... on PythonError { message } } }"
     )
-    assert stopped["stopSensor"]["__typename"] == "StopSensorMutationResult", stopped
+    for _ in range(5):
+        # Where no state of the sensor is stored yet, Dagster adds a stopped one; the daemon's
+        # first tick may be adding its own at that moment (a unique key, a PythonError). The
+        # next try finds the state stored and updates it.
+        response = httpx.post(
+            f"{url}/graphql",
+            json={"query": mutation, "variables": {"id": sensor["id"]}},
+            timeout=60,
+        )
+        stopped = response.json()["data"]["stopSensor"]
+        if stopped["__typename"] != "PythonError":
+            break
+        time.sleep(1)
+    assert stopped["__typename"] == "StopSensorMutationResult", stopped
     # A tick the daemon began before the stop still runs to its end (on a busy machine, long
     # enough to list a landing zone being filled); wait until none is in flight.
     query = (

@@ -208,7 +208,12 @@ def fit_window(
     # One search fit and one refit of one epoch each, and one scoring of the validation day.
     fit = probe.seconds_per_session_epoch
     spare = allowance_s - probe.validation_s - 2 * probe.fixed_s
-    sessions = int(spare / (2 * fit)) if fit > 0 else available_sessions
+    if spare <= 0:  # nothing left: the fewest sessions, whatever the probe's slope says
+        sessions = min_sessions
+    elif fit > 0:
+        sessions = int(spare / (2 * fit))
+    else:  # a cost per session too small for the probe to tell from its noise
+        sessions = available_sessions
     return window(min(max(sessions, min_sessions), available_sessions), 1, last)
 
 

@@ -85,6 +85,14 @@ def test_no_allowance_leaves_the_smallest_useful_window():
     assert (window.sessions, window.trials, window.epochs) == (MIN_TRAINING_SESSIONS, 1, 1)
     small = fit_window(PROBE, 500, 100, None, False, trials=1, allowance_s=0)
     assert small.sessions == 500 and not small.trimmed
+    # A model so quick that the probe's two fits took the same time (no cost per session it
+    # can tell): with nothing left it still gets the smallest window, not the whole one.
+    flat = Probe(10_000, fit_s=0.01, validation_s=0.002, small_sessions=2_500, small_fit_s=0.01)
+    assert flat.seconds_per_session_epoch == 0
+    window = fit_window(flat, 100_000, 5_000, None, False, trials=1, allowance_s=0)
+    assert window.sessions == MIN_TRAINING_SESSIONS and window.trimmed
+    # With time to spare it fits on every session.
+    assert not fit_window(flat, 100_000, 5_000, None, False, trials=1, allowance_s=60).trimmed
 
 
 def test_the_budget_shares_what_is_left_among_the_candidates_to_come():
