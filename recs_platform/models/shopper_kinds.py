@@ -377,7 +377,7 @@ class ShopperKindsRecommender(SessionRecommender):
         min_sessions: int = 50,
         seed: int = 0,
         refine_rounds: int = 3,
-        refine_sessions: int = 200_000,
+        refine_sessions: int = 500_000,
         refine_min_views: float = 50.0,
     ):
         if kinds < 1:
