@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -188,24 +188,40 @@ class SessionSteps:
     """The steps of some sessions to an item not seen earlier in them, as arrays.
 
     `session[s]` and `position[s]`: step s predicts item `position[s]` of session `session[s]`
-    from the items before it; `target[s]` is that item's code in the model (-1: unknown).
+    from the items before it; `target[s]` is that item's code in the model and `previous[s]` the
+    code of the item just before it (-1: unknown to the model).
     """
 
     session: np.ndarray
     position: np.ndarray
     target: np.ndarray
+    previous: np.ndarray
+
+    def take(self, rows: np.ndarray) -> SessionSteps:
+        """The steps `rows` (indices or a mask)."""
+        return SessionSteps(*(getattr(self, name)[rows] for name in _STEP_FIELDS))
+
+
+_STEP_FIELDS = tuple(step_field.name for step_field in fields(SessionSteps))
+
+
+@dataclass(frozen=True)
+class _StepLookups:
+    """What scoring many steps at once searches: each table's entries as sorted keys
+    (`_sorted_keys`), the ordered pairs' (context, item) keys and each context's total."""
+
+    keys: dict[str, np.ndarray]
+    triple_keys: np.ndarray
+    context_totals: np.ndarray
 
 
 def _joined(parts: Sequence[tuple[SessionSteps, np.ndarray]]) -> tuple[SessionSteps, np.ndarray]:
     """The steps and values of consecutive chunks as one."""
     if not parts:
         empty = np.zeros(0, dtype=np.int64)
-        return SessionSteps(empty, empty, empty), np.zeros(0)
+        return SessionSteps(*(empty for _ in _STEP_FIELDS)), np.zeros(0)
     steps = SessionSteps(
-        *(
-            np.concatenate([vars(part)[name] for part, _ in parts])
-            for name in ("session", "position", "target")
-        )
+        *(np.concatenate([getattr(part, name) for part, _ in parts]) for name in _STEP_FIELDS)
     )
     return steps, np.concatenate([values for _, values in parts])
 
@@ -283,8 +299,7 @@ class ContextChainsRecommender(SessionRecommender):
         for counts in self.tables.values():
             counts.sort_indices()
         self._mixtures = {}
-        if hasattr(self, "_keys"):  # the step lookups' keys, built again when first asked for
-            del self._keys
+        self._lookups = None  # the step look-ups' sorted keys, built when first asked for
         self.totals = {
             name: np.asarray(counts.sum(axis=1)).ravel() for name, counts in self.tables.items()
         }
@@ -377,7 +392,7 @@ class ContextChainsRecommender(SessionRecommender):
         if len(likelihoods) > self.max_holdout_targets:
             rng = np.random.default_rng(self.seed)
             chosen = np.sort(rng.choice(len(likelihoods), self.max_holdout_targets, replace=False))
-            steps = SessionSteps(*(values[chosen] for values in vars(steps).values()))
+            steps = steps.take(chosen)
             likelihoods = likelihoods[chosen]
         likelihoods = likelihoods.reshape(len(likelihoods), len(COMPONENTS))
         buckets = length_buckets(steps.position, LENGTH_BOUNDS)
@@ -447,7 +462,6 @@ class ContextChainsRecommender(SessionRecommender):
         )
         first_view = first_at[inverse] == np.arange(len(ids))
         entries = np.flatnonzero(first_view & (position >= 1))
-        steps = SessionSteps(session_of[entries], position[entries], codes[entries])
         # Known items before each view: the running count minus the count at its session's start.
         running = np.concatenate([[0], np.cumsum(codes >= 0)])
         known_before = running[entries] - running[starts[session_of[entries]]] > 0
@@ -458,6 +472,7 @@ class ContextChainsRecommender(SessionRecommender):
             return np.where(reaches, codes[np.where(reaches, entries - distance, 0)], -1)
 
         sources = {distance: back(distance) for distance in range(1, max(3, self.window) + 1)}
+        steps = SessionSteps(session_of[entries], position[entries], codes[entries], sources[1])
         # The distinct known items each step's prefix holds: (step, item) pairs.
         seen_steps, seen_items = [], []
         longest = int(position.max()) if len(position) else 0
@@ -478,19 +493,28 @@ class ContextChainsRecommender(SessionRecommender):
         renormalise = 1.0 / np.maximum(1.0 - seen_mass, 1e-12)
         return steps, renormalise * at_target, known_before
 
+    def _step_lookups(self) -> _StepLookups:
+        """The sorted keys `_values_of` searches, built on first use after each count (a model
+        that only serves requests never pays for them)."""
+        if self._lookups is None:
+            pairs_of_context = np.diff(self.pair_start)
+            self._lookups = _StepLookups(
+                keys={name: _sorted_keys(counts) for name, counts in self.tables.items()},
+                triple_keys=np.repeat(self.pair_contexts, pairs_of_context) * len(self.item_ids)
+                + self.pair_items,
+                context_totals=np.bincount(
+                    np.repeat(np.arange(len(self.pair_contexts)), pairs_of_context),
+                    self.pair_counts,
+                    len(self.pair_contexts),
+                ),
+            )
+        return self._lookups
+
     def _values_of(self, sources: dict[int, np.ndarray], rows: np.ndarray, items: np.ndarray):
         """[len(rows), components]: each component's value (before renormalising) at item
         `items[r]` (-1: 0 everywhere) for the prefix of step `rows[r]`, whose earlier items are
         `sources[distance][step]`."""
-        if not hasattr(self, "_keys"):
-            self._keys = {name: _sorted_keys(counts) for name, counts in self.tables.items()}
-            contexts = np.repeat(self.pair_contexts, np.diff(self.pair_start))
-            self._triple_keys = contexts * len(self.item_ids) + self.pair_items
-            self._context_totals = np.bincount(
-                np.repeat(np.arange(len(self.pair_contexts)), np.diff(self.pair_start)),
-                self.pair_counts,
-                len(self.pair_contexts),
-            )
+        lookups = self._step_lookups()
         n_items, m = len(self.item_ids), self.pseudo_count
         valid = items >= 0
         item = np.maximum(items, 0)
@@ -505,7 +529,7 @@ class ContextChainsRecommender(SessionRecommender):
         def conditional(table: str, distance: int) -> np.ndarray:
             source = sources[distance][rows]
             data = self.tables[table].data
-            counts = _looked_up(self._keys[table], data, wanted[distance], order[distance])
+            counts = _looked_up(lookups.keys[table], data, wanted[distance], order[distance])
             total = self.totals[table][np.maximum(source, 0)]
             return np.where(source >= 0, (counts + m * popular) / (total + m), popular)
 
@@ -524,9 +548,9 @@ class ContextChainsRecommender(SessionRecommender):
         context[(before_last < 0) | (last < 0)] = -1
         slot = _looked_up(self.pair_contexts, np.arange(len(self.pair_contexts)) + 1, context) - 1
         slot = slot.astype(np.int64)
-        triple = _looked_up(self._triple_keys, self.pair_counts, context * n_items + item)
+        triple = _looked_up(lookups.triple_keys, self.pair_counts, context * n_items + item)
         context_total = np.zeros(len(rows))
-        context_total[slot >= 0] = self._context_totals[slot[slot >= 0]]
+        context_total[slot >= 0] = lookups.context_totals[slot[slot >= 0]]
         values["pair"] = np.where(
             slot >= 0, (triple + m * values["last"]) / (context_total + m), values["last"]
         )

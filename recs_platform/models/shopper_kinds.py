@@ -265,8 +265,6 @@ class _CrossFittedKinds:
         self.steps, self.pooled_probabilities = pooled.step_probabilities(sessions)
         self.lengths = np.array([len(session) for session in sessions])
         self.codes = np.concatenate(_codes(sessions, pooled.item_index()))
-        offsets = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
-        self.last_item = self.codes[offsets[self.steps.session] + self.steps.position - 1]
         self.half = np.random.default_rng(seed).random(len(sessions)) < 0.5
 
     def of(self, labels: np.ndarray) -> np.ndarray:
@@ -286,7 +284,7 @@ class _CrossFittedKinds:
                 is_member = np.zeros(len(sessions), dtype=bool)
                 is_member[members] = True
                 member_codes = self.codes[np.repeat(is_member, self.lengths)]
-                views = np.bincount(member_codes, minlength=n)[self.last_item[at_step]]
+                views = np.bincount(member_codes, minlength=n)[self.steps.previous[at_step]]
                 pooled = self.pooled_probabilities[at_step]
                 mixed = (views * own + self.backoff * pooled) / (views + self.backoff)
                 steps_of = self.steps.session[at_step]

@@ -146,13 +146,16 @@ def test_every_step_scored_at_once_is_what_each_prefix_alone_gives():
         if session[position] not in session[:position]
     ]
     assert list(zip(steps.session, steps.position, strict=True)) == expected
-    for (number, position), probability, target in zip(
-        expected, probabilities, steps.target, strict=True
+    for (number, position), probability, target, previous in zip(
+        expected, probabilities, steps.target, steps.previous, strict=True
     ):
         prefix, sku = sessions[number][:position], sessions[number][position]
         assert target == model.item_index().get(sku, -1)
+        assert previous == model.item_index().get(prefix[-1], -1)
         assert probability == pytest.approx(model.next_probabilities(prefix, [sku])[0], abs=1e-15)
     assert (probabilities[steps.target < 0] == 0).all() and (steps.target < 0).sum() == 3
+    unknown = steps.take(steps.target < 0)
+    assert list(zip(unknown.session, unknown.position, strict=True)) == [(2, 2), (3, 2), (3, 3)]
     known = steps.target >= 0
     _, components = model.step_component_probabilities(sessions)
     for (number, position), values in zip(
