@@ -5,14 +5,15 @@ is kept for what follows the training (`evaluation_share`); the rest is shared o
 candidates come, each one getting the time left divided by the candidates still to train, so a
 quick candidate leaves its unused time to the ones after it.
 
-Before a candidate trains, a probe measures it: one fit (one epoch for a torch model) on the most
-recent sessions (2 %, four times more until a fit takes 10 s), one on a quarter of them (the line
-through the two separates what a fit costs whatever its size from what each session adds), and
-one scoring of the validation day. From those timings `fit_window`
-sizes its search and refit to its allowance: first fewer search trials (down to its defaults
-alone), then fewer training sessions, the most recent ones kept. A shop's newest sessions say
-the most about tomorrow's, and a window cut from the old end keeps every item that is still
-being viewed.
+Before a candidate trains, a probe measures it: one fit (one epoch for a torch model) on the
+most recent sessions (2 %, four times more until a fit takes 10 s), one on a quarter of them
+(the line through the two separates what a fit costs whatever its size from what each session
+adds), and a scoring of the validation day's first targets, scaled to the whole day (a model
+slow to score on a large catalogue would otherwise spend its allowance on the timing). From
+those timings `fit_window` sizes its search and refit to its allowance: first fewer search
+trials (down to its defaults alone), then fewer training sessions, the most recent ones kept. A
+shop's newest sessions say the most about tomorrow's, and a window cut from the old end keeps
+every item that is still being viewed.
 
 A probe is an estimate, and a cost that grows faster than the sessions (the latent-intent
 chains' epoch on a large month) beats it. So the estimate also sets deadlines: a torch candidate's

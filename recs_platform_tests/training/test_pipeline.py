@@ -280,6 +280,36 @@ def test_a_quick_probe_grows_until_it_takes_long_enough_then_draws_its_line():
     assert (probe.sessions, probe.small_sessions) == (3_000, 750) and probe.validation_s >= 0
 
 
+def test_the_probe_times_the_validation_day_on_its_first_targets_only(splits, monkeypatch):
+    """A model slow to score on a large catalogue must not spend its allowance on the probe's
+    timing: the probe scores a block of the validation day's first targets, the search the
+    whole day."""
+    monkeypatch.setattr(pipeline, "PROBE_VALIDATION_TARGETS", 40)
+    scored = []  # the prefixes of each scoring call, in order
+    score = PopularityRecommender.score
+
+    def recorded(self, prefixes):
+        scored.append([tuple(prefix) for prefix in prefixes])
+        return score(self, prefixes)
+
+    monkeypatch.setattr(PopularityRecommender, "score", recorded)
+    plan = TrainingPlan(
+        candidates=("popularity",), budget=SearchBudget(trials=1), time_budget_s=600.0,
+        evaluation_sessions=100,
+    )  # fmt: skip
+    train_and_choose(splits, plan)
+    validation = pipeline.sample_sessions(splits.validation, 100, plan.seed)
+    targets = next_item_targets(
+        validation, PopularityRecommender().fit(skus(splits.train)).item_ids
+    )
+    assert len(targets) > 2 * 40
+    # First the probe: the day's first 40 targets; then the search: every target of the day.
+    assert scored[0] == list(targets.prefixes[:40])
+    assert [prefix for call in scored[1:] for prefix in call][: len(targets)] == list(
+        targets.prefixes
+    )
+
+
 def test_a_serving_budget_leaves_out_the_members_it_cannot_pay_for(splits):
     """A budget of a thousandth of a millisecond per request: no member fits, so the blend
     serves the cheapest alone, and its metadata says what each member cost."""
