@@ -28,6 +28,9 @@ class SessionRecommender(ABC):
 
     name: str = "recommender"
     item_ids: list[str]
+    # Whether `fit(sessions, deadline=...)` stops at a `time.perf_counter()` deadline, keeping
+    # what it learnt and saying so in `stopped_at_deadline` (a retrain's time budget).
+    fits_within_deadline: bool = False
 
     @abstractmethod
     def fit(self, sessions: Sequence[Sequence[str]]) -> SessionRecommender:

@@ -47,6 +47,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from time import perf_counter
 
 import numpy as np
 
@@ -217,7 +218,8 @@ def refine_kinds(
     backoff: float,
     seed: int = 0,
     min_sessions: int = 50,
-) -> np.ndarray:
+    deadline: float | None = None,
+) -> tuple[np.ndarray, bool]:
     """`labels` moved by hard EM with each kind's whole context chains, `rounds` times at most:
     every session goes to the kind whose chains (fitted on the other half of the sessions, so
     that no session explains itself), backed off to the pooled chains as when scoring, give its
@@ -229,9 +231,15 @@ def refine_kinds(
     start included). Where the sessions per product are few, a kind's chains are thin and the
     sessions it still explains go where the counts are: labels that hold fewer kinds of
     `min_sessions` than the start are never kept. Stops early when fewer than 1 % of the
-    sessions move."""
+    sessions move.
+
+    Returns the labels and whether `deadline` (a `time.perf_counter()` value) cut the rounds:
+    none starts after it, and the best labels measured by then are kept (the start, when it
+    comes before the first)."""
     if rounds < 1 or not len(sessions):
-        return labels
+        return labels, False
+    if deadline is not None and perf_counter() >= deadline:
+        return labels, True
     likelihoods = _CrossFittedKinds(sessions, kinds, pooled, backoff, seed, min_sessions)
 
     def kinds_held(labels: np.ndarray) -> int:
@@ -250,8 +258,10 @@ def refine_kinds(
         moved = np.where(np.isfinite(largest), likelihood.argmax(axis=1), labels)
         if np.mean(moved != labels) < 0.01:
             break
+        if deadline is not None and perf_counter() >= deadline:
+            return best, True
         labels = moved
-    return best
+    return best, False
 
 
 class _CrossFittedKinds:
@@ -365,6 +375,8 @@ def assign_kinds(
 class ShopperKindsRecommender(SessionRecommender):
     """Context chains per kind of shopper, mixed per session; see the module docstring."""
 
+    fits_within_deadline = True
+
     def __init__(
         self,
         name: str = "shopper_kinds",
@@ -403,10 +415,17 @@ class ShopperKindsRecommender(SessionRecommender):
 
     # --- fit -----------------------------------------------------------------------------------
 
-    def fit(self, sessions: Sequence[Sequence[str]]) -> ShopperKindsRecommender:
+    def fit(
+        self, sessions: Sequence[Sequence[str]], deadline: float | None = None
+    ) -> ShopperKindsRecommender:
         """The pooled chains on every session; the kinds found on a sample, every session
         given its likeliest kind, and each kind's chains on its sessions (in session order, so
-        the chains' held-out newest sessions stay the newest)."""
+        the chains' held-out newest sessions stay the newest).
+
+        `deadline` (a `time.perf_counter()` value, a retrain's time budget): no round of the
+        refinement starts after it (`stopped_at_deadline` says whether it cut one); the rest
+        of the fit, counting, runs whole."""
+        self.stopped_at_deadline = False
         sessions = [list(session) for session in sessions]
         self.pooled = ContextChainsRecommender(name="pooled", seed=self.seed).fit(sessions)
         rng = np.random.default_rng(self.seed)
@@ -423,10 +442,12 @@ class ShopperKindsRecommender(SessionRecommender):
         views_per_item = sum(map(len, refined)) / len(self.pooled.item_ids)
         # Whether the kinds were refined (not saved): what the benchmarks report.
         self.refined = self.refine_rounds > 0 and views_per_item >= self.refine_min_views
+        if self.refined and deadline is not None and perf_counter() >= deadline:
+            self.refined, self.stopped_at_deadline = False, True
         if self.refined:
             if refined is not sample:
                 sample, labels = refined, labels[chosen]
-            labels = refine_kinds(
+            labels, self.stopped_at_deadline = refine_kinds(
                 sample,
                 labels,
                 self.kinds,
@@ -435,6 +456,7 @@ class ShopperKindsRecommender(SessionRecommender):
                 self.backoff,
                 self.seed,
                 self.min_sessions,
+                deadline,
             )
         if len(sample) < len(sessions):
             labels = assign_kinds(sessions, sample, labels, self.kinds, self.pooled)

@@ -356,6 +356,8 @@ class TorchSessionRecommender(SessionRecommender):
     by the training popularity counts; unknown SKUs inside a prefix are dropped.
     """
 
+    fits_within_deadline = True
+
     network: nn.Module | None
     # False where lower precision is not stable for the model's training (it stays float32).
     supports_mixed_precision = True

@@ -58,10 +58,11 @@ def fit_before(
     sessions: Sequence[Sequence[str]],
     deadline: float | None,
 ) -> SessionRecommender:
-    """Fit; a torch model stops at `deadline` (a `time.perf_counter()` value), inside an epoch
-    if need be, and keeps what it learnt. The count models fit in one pass, quick and
-    predictable beside an epoch, and fit whole."""
-    if deadline is not None and isinstance(recommender, TorchSessionRecommender):
+    """Fit; a model that `fits_within_deadline` stops at `deadline` (a `time.perf_counter()`
+    value) and keeps what it learnt: a torch model inside an epoch if need be, the shopper
+    kinds between the rounds of their refinement. The other count models fit in one pass,
+    quick and predictable beside an epoch, and fit whole."""
+    if deadline is not None and recommender.fits_within_deadline:
         return recommender.fit(sessions, deadline=deadline)
     return recommender.fit(sessions)
 

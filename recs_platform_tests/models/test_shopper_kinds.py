@@ -7,6 +7,7 @@ import pytest
 
 from recs_platform.evaluation.metrics import mrr_at
 from recs_platform.evaluation.protocol import next_item_targets, ranks_of_targets
+from recs_platform.models import shopper_kinds
 from recs_platform.models.base import load_recommender
 from recs_platform.models.context_chains import ContextChainsRecommender
 from recs_platform.models.shopper_kinds import (
@@ -60,10 +61,37 @@ def test_refining_moves_each_session_to_the_kind_whose_chains_explain_it(shop):
     # A poor start: a third of the sessions in the wrong kind.
     wrong = np.random.default_rng(3).random(len(kinds)) < 0.35
     start = np.where(wrong, 1 - kinds, kinds)
-    refined = refine_kinds(train, start, 2, pooled, rounds=3, backoff=50.0)
+    refined, cut = refine_kinds(train, start, 2, pooled, rounds=3, backoff=50.0)
     assert np.mean(start == kinds) < 0.7
-    assert np.mean(refined == kinds) > 0.9
-    assert refine_kinds(train, start, 2, pooled, rounds=0, backoff=50.0) is start
+    assert np.mean(refined == kinds) > 0.9 and not cut
+    assert refine_kinds(train, start, 2, pooled, rounds=0, backoff=50.0) == (start, False)
+
+
+def test_a_deadline_stops_the_refinement_between_rounds(shop, monkeypatch):
+    """A retrain's time budget: no round starts after the deadline, the best labels measured
+    by then are kept, and the model says the deadline cut its fit."""
+    train, kinds, pooled, _ = shop
+    start = np.where(np.random.default_rng(3).random(len(kinds)) < 0.35, 1 - kinds, kinds)
+    # Past at once: nothing is refined.
+    assert refine_kinds(train, start, 2, pooled, 3, 50.0, deadline=0.0) == (start, True)
+    # A clock that passes the deadline once the start's labels are measured: they are kept.
+    measured = []
+    real_of = shopper_kinds._CrossFittedKinds.of
+
+    def counted(self, labels):
+        measured.append(labels)
+        return real_of(self, labels)
+
+    monkeypatch.setattr(shopper_kinds._CrossFittedKinds, "of", counted)
+    clock = iter([0.0, 2.0])
+    monkeypatch.setattr(shopper_kinds, "perf_counter", lambda: next(clock))
+    labels, cut = refine_kinds(train, start, 2, pooled, 3, 50.0, deadline=1.0)
+    assert cut and labels is start and len(measured) == 1
+    # The model: the kinds found and counted, unrefined, and the cut said.
+    monkeypatch.setattr(shopper_kinds, "perf_counter", lambda: 10.0)
+    model = ShopperKindsRecommender(kinds=2).fit(train, deadline=5.0)
+    assert model.stopped_at_deadline and len(model.kind_models) == 2
+    assert not ShopperKindsRecommender(kinds=2).fit(train, deadline=20.0).stopped_at_deadline
 
 
 def test_sessions_outside_the_sample_get_the_kind_they_walk_like(shop):
