@@ -467,7 +467,8 @@ def _refit(
     validation); which fits the deadline cut (`TrainedCandidate.deadline_cuts`); the window
     with the sessions the refit had.
 
-    A count model always refits (a quick, predictable pass); a torch model stops at `deadline`,
+    A count model always refits (a quick, predictable pass; the shopper kinds start no round
+    of their refinement past `deadline`, `fit_before`); a torch model stops at `deadline`,
     and is not refitted when less than `MIN_REFIT_SHARE` of the refit's estimate is left (a
     refit stopped after a few batches would serve worse than the search's model, which then
     serves). A search stopped inside its first epoch saw a random share of its window: the
