@@ -2,8 +2,10 @@
 
 A retrain (search, refit, blend, test evaluation, checklist) gets `total_s` seconds. A share of it
 is kept for what follows the training (`evaluation_share`); the rest is shared out as the
-candidates come, each one getting the time left divided by the candidates still to train, so a
-quick candidate leaves its unused time to the ones after it.
+candidates come, each one getting its own fixed costs (what its probe says its smallest window
+costs, at most half the time left) and the rest of the time left divided by the candidates still
+to train (`candidate_allowance`), so a quick candidate leaves its unused time to the ones after
+it, and a slow-to-score one is not left to pay its fixed costs for the fewest sessions.
 
 Before a candidate trains, a probe measures it: one fit (one epoch for a torch model) on the
 most recent sessions (2 %, four times more until a fit takes 10 s), one on a quarter of them
@@ -67,13 +69,30 @@ class TimeBudget:
     def remaining_s(self) -> float:
         return self.total_s - self.elapsed_s()
 
-    def allowance_s(self, candidates_left: int) -> float:
-        """The seconds the next candidate may take, `candidates_left` including it."""
-        training_s = self.total_s * (1 - self.evaluation_share) - self.elapsed_s()
-        return max(training_s, 0.0) / max(candidates_left, 1)
+    def training_left_s(self) -> float:
+        """The seconds left for the candidates: the budget less the evaluation's share, less
+        what has been spent."""
+        return max(self.total_s * (1 - self.evaluation_share) - self.elapsed_s(), 0.0)
 
     def progress(self) -> str:
         return f"{self.elapsed_s() / 60:.1f} of {self.total_s / 60:.1f} min"
+
+
+def candidate_allowance(
+    training_left_s: float, candidates_left: int, fixed_s: float = 0.0
+) -> float:
+    """The seconds the next candidate may take out of `training_left_s`, `candidates_left`
+    including it: its fixed costs (`fixed_s`, what its smallest window costs whatever the
+    sessions: one scoring of the validation day, the fixed parts of a fit and a refit), at most
+    half of what is left, then an equal share of the rest.
+
+    An equal share alone starves a candidate whose fixed costs pass it (the shopper kinds on a
+    50,000-item month: 4 ms to score a validation prefix): it would pay them and train on the
+    fewest sessions. Taken off the top, they cost every candidate to come a little instead."""
+    if candidates_left <= 1:
+        return training_left_s
+    fixed = min(max(fixed_s, 0.0), training_left_s / 2)
+    return fixed + (training_left_s - fixed) / candidates_left
 
 
 @dataclass(frozen=True)

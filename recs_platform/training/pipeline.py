@@ -61,6 +61,8 @@ from recs_platform.training.budget import (
     Probe,
     TimeBudget,
     TrainingWindow,
+    candidate_allowance,
+    estimated_seconds,
     evaluation_sample,
     fit_window,
     probe_size,
@@ -322,12 +324,11 @@ def train_and_choose(
         window_sessions, search_budget, window = train, plan.budget, None
         refit_deadline = None
         if budget is not None:
-            allowance_s = budget.allowance_s(len(members) - position)
-            refit_deadline = time.perf_counter() + allowance_s
             window, search_budget = _window_within_budget(
                 chosen_candidate, train, len(splits.validation), validation_seconds, plan,
-                allowance_s,
+                budget.training_left_s(), len(members) - position,
             )  # fmt: skip
+            refit_deadline = time.perf_counter() + window.allowance_s
             window_sessions = train[len(train) - window.sessions :]
             if window.epochs is not None and window.epochs < chosen_candidate.make().epochs:
                 chosen_candidate = chosen_candidate.with_overrides({"epochs": window.epochs})
@@ -542,10 +543,12 @@ def _window_within_budget(
     validation_sessions: int,
     validation_seconds: Callable[[SessionRecommender], float],
     plan: TrainingPlan,
-    allowance_s: float,
+    training_left_s: float,
+    candidates_left: int,
 ) -> tuple[TrainingWindow, SearchBudget]:
-    """Probe the candidate on the most recent sessions, then size its search and refit to
-    `allowance_s` (`budget.fit_window`)."""
+    """Probe the candidate on the most recent sessions, then size its search and refit to its
+    allowance (`budget.candidate_allowance`: its fixed costs by the probe and its share of
+    `training_left_s` among `candidates_left`, less the probe's time; `budget.fit_window`)."""
     model = chosen_candidate.make()
     is_torch = isinstance(model, TorchSessionRecommender)
     epochs = int(model.epochs) if is_torch else None
@@ -553,6 +556,9 @@ def _window_within_budget(
     probe = _probe(chosen_candidate, train, {"epochs": 1} if is_torch else {}, validation_seconds)
     probing_s = time.perf_counter() - started
     trials = plan.budget.trials if chosen_candidate.search_space is not None else 1
+    smallest = min(len(train), MIN_TRAINING_SESSIONS)
+    fixed_s = estimated_seconds(probe, smallest, smallest, 1, 1, 1)
+    allowance_s = candidate_allowance(training_left_s, candidates_left, fixed_s)
     window = fit_window(
         probe,
         len(train),

@@ -9,6 +9,7 @@ from recs_platform.training.budget import (
     MIN_TRAINING_SESSIONS,
     Probe,
     TimeBudget,
+    candidate_allowance,
     estimated_seconds,
     evaluation_sample,
     fit_window,
@@ -97,13 +98,26 @@ def test_no_allowance_leaves_the_smallest_useful_window():
 
 def test_the_budget_shares_what_is_left_among_the_candidates_to_come():
     budget = TimeBudget(100.0, evaluation_share=0.2, started=time.perf_counter() - 20)
-    assert budget.allowance_s(3) == pytest.approx(20, abs=0.1)  # (80 - 20) / 3
+    assert budget.training_left_s() == pytest.approx(60, abs=0.1)  # 80 - 20
+    assert candidate_allowance(budget.training_left_s(), 3) == pytest.approx(20, abs=0.1)
     assert budget.remaining_s() == pytest.approx(80, abs=0.1)
     assert "of 1.7 min" in budget.progress()
     late = TimeBudget(10.0, started=time.perf_counter() - 60)
-    assert late.allowance_s(1) == 0.0
+    assert late.training_left_s() == 0.0 == candidate_allowance(late.training_left_s(), 1, 5.0)
     with pytest.raises(ValueError, match="positive"):
         TimeBudget(0)
+
+
+def test_a_candidate_gets_its_fixed_costs_then_its_share_of_the_rest():
+    # 1,000 s left for 5 candidates: 200 s each when nothing is fixed.
+    assert candidate_allowance(1_000, 5) == 200
+    # A candidate whose smallest window costs 300 s (slow to score the validation day) gets
+    # them and a fifth of the other 700 s, not 200 s that it would spend on the 300 s alone.
+    assert candidate_allowance(1_000, 5, fixed_s=300) == 300 + 700 / 5
+    # Never more than half of what is left off the top: the others still train.
+    assert candidate_allowance(1_000, 5, fixed_s=900) == 500 + 500 / 5
+    # The last candidate has everything that is left.
+    assert candidate_allowance(1_000, 1, fixed_s=50) == 1_000
 
 
 def test_probe_size():

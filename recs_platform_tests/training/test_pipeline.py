@@ -190,6 +190,34 @@ def test_a_spent_time_budget_trains_on_the_most_recent_sessions_and_says_so(spli
     assert low <= outcome.report.row(outcome.chosen.name).mrr <= high
 
 
+def test_a_candidate_slow_to_score_gets_its_fixed_costs_before_its_share(splits, monkeypatch):
+    """The first candidate's probe says one scoring of the validation day takes 100 s (as the
+    shopper kinds' at 50,000 items): more than an equal share of the 280 s the three candidates
+    have. It is given them on top of its share, and trains on its whole window instead of
+    paying them for the fewest sessions."""
+    slow = Probe(2_000, fit_s=2.0, validation_s=100.0)  # 1 ms a session, nothing fixed
+    quick = Probe(2_000, fit_s=0.002, validation_s=0.001)
+
+    def probe(chosen_candidate, *args, **kwargs):
+        return slow if chosen_candidate.name == "popularity" else quick
+
+    monkeypatch.setattr(pipeline, "_probe", probe)
+    plan = TrainingPlan(
+        candidates=("popularity", "markov", "vsknn"), budget=SearchBudget(trials=1),
+        time_budget_s=400.0,
+        evaluation_sessions=100,
+    )  # fmt: skip
+    outcome = train_and_choose(splits, plan)
+    window = outcome.windows["popularity"]
+    # 280 s for training: the fixed 102 s (a validation scoring, two fits of 1,000 sessions)
+    # and a third of the other 178 s.
+    assert window.allowance_s == pytest.approx(102 + 178 / 3, abs=1.0)
+    assert window.estimated_s < window.allowance_s
+    assert not window.trimmed and window.sessions == len(splits.train) > MIN_TRAINING_SESSIONS
+    # The last candidate has what is left: everything the others did not spend.
+    assert outcome.windows["vsknn"].allowance_s > 200
+
+
 def test_a_torch_candidate_past_its_estimate_stops_at_its_deadline(splits, monkeypatch):
     # The probe under-estimates it a thousandfold (as a cost growing faster than the sessions
     # would): without the deadline its 10,000 epochs (no early stopping) would run for hours.
