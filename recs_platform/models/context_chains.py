@@ -602,6 +602,33 @@ class ContextChainsRecommender(SessionRecommender):
             )
         return scores
 
+    def add_weighted_scores(
+        self,
+        prefixes: Sequence[Sequence[str]],
+        weights: np.ndarray,
+        target: np.ndarray,
+        columns: np.ndarray,
+    ) -> None:
+        """target[row, columns] += weights[row] * score(prefixes)[row], `columns` being this
+        model's items' columns in `target` (a wider catalogue), without a dense row of scores:
+        each row's popularity parts in one product over the catalogue, its count rows added on
+        their own columns (what a mixture of several such models needs at 50,000 items)."""
+        check_fitted(self)
+        basis = np.zeros((2, target.shape[1]))
+        basis[0, columns], basis[1, columns] = self.popular, self.recent
+        coefficients = np.zeros((len(prefixes), 2))
+        for row, (prefix, weight) in enumerate(zip(prefixes, weights, strict=True)):
+            if not weight:
+                continue
+            mixture = self._mixture(prefix)
+            if mixture is None:  # nothing known: what everyone views
+                coefficients[row, 0] = weight
+                continue
+            coefficients[row] = weight * mixture.popular, weight * mixture.recent
+            for scale, term_columns, counts in mixture.terms:
+                target[row, columns[term_columns]] += (weight * scale) * counts
+        target += coefficients @ basis
+
     # --- persistence --------------------------------------------------------------------------
 
     def _save_state(self, folder: Path) -> None:

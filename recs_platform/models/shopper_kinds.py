@@ -63,9 +63,6 @@ from recs_platform.models.context_chains import ContextChainsRecommender
 SETTINGS_FILE = "shopper_kinds.json"
 POOLED_FOLDER = "pooled"
 _FLOOR = 1e-12  # below any probability a model gives: keeps the logarithms finite
-# A batch's per-kind scores kept between the posterior's pass and the mixture's (past it, a
-# kind's chains score the batch twice instead): 256 prefixes of 5 kinds of 25,000 items.
-_KEPT_SCORES_BYTES = 256 * 2**20
 _CACHE_LIMIT = 50_000
 
 
@@ -375,15 +372,6 @@ def assign_kinds(
     return assigned
 
 
-def _add_to_columns(target: np.ndarray, columns: np.ndarray, values: np.ndarray) -> None:
-    """target[:, columns] += values, through flat indices: numpy's two-dimensional fancy
-    indexing is several times slower on a large catalogue. `target` must be C-contiguous."""
-    if not target.flags.c_contiguous:
-        raise ValueError("_add_to_columns needs a C-contiguous target")
-    flat = (np.arange(len(target))[:, None] * target.shape[1] + columns).ravel()
-    target.reshape(-1)[flat] += values.ravel()
-
-
 class ShopperKindsRecommender(SessionRecommender):
     """Context chains per kind of shopper, mixed per session; see the module docstring."""
 
@@ -512,12 +500,6 @@ class ShopperKindsRecommender(SessionRecommender):
             for model in self.kind_models
         ]
         n_items = len(self.item_ids)
-        # Each catalogue column's place among a kind's columns (-1: not among them).
-        self._column_in_kind = []
-        for columns in self._columns:
-            place = np.full(n_items, -1, dtype=np.int64)
-            place[columns] = np.arange(len(columns))
-            self._column_in_kind.append(place)
         self._log_first = np.log((self.views + 1.0) / (self.views.sum(1, keepdims=True) + n_items))
         self._evidence = {}
 
@@ -584,7 +566,8 @@ class ShopperKindsRecommender(SessionRecommender):
         Kind k's distribution is Q_k = w_k R_k + (1 - w_k) P, with R_k its own chains' scores,
         P the pooled chains' and w_k = v_k / (v_k + backoff) for the views v_k of the last
         item, so the mixture is sum_k post_k w_k R_k + (sum_k post_k (1 - w_k)) P: each kind's
-        scores are added once, weighted, on its own columns, never spread over the catalogue.
+        scores are added once, weighted, on its own columns (`add_weighted_scores`), never
+        spread over the catalogue first.
         Where a prefix follows the row before it (the same session one step on, as the
         evaluation asks), that row's Q_k holds the step the posterior needs."""
         check_fitted(self)
@@ -606,15 +589,13 @@ class ShopperKindsRecommender(SessionRecommender):
         views = self._last_views(prefixes)
         own_weight = views / (views + self.backoff)  # [kinds, prefixes]: w_k
         steps = (1 - own_weight[:, before]) * pooled[before, step_columns]
-        kept, kept_bytes = [], 0  # the kinds' own scores, kept for the mixture while they fit
+        step_skus = [self.item_ids[column] for column in step_columns]
         for slot, model in enumerate(self.kind_models):
-            own = model.score(prefixes)
-            at = self._column_in_kind[slot][step_columns]
-            known = at >= 0
-            steps[slot, known] += own_weight[slot, before[known]] * own[before[known], at[known]]
-            kept_bytes += own.nbytes
-            if kept_bytes <= _KEPT_SCORES_BYTES:
-                kept.append(own)
+            own = [
+                model.next_probabilities(prefixes[row], [sku])[0]
+                for row, sku in zip(before, step_skus, strict=True)
+            ]
+            steps[slot] += own_weight[slot, before] * np.array(own)
         step_of_row = np.full(len(prefixes), -1)
         step_of_row[stepped] = np.arange(len(stepped))
         posteriors = np.array(
@@ -625,8 +606,9 @@ class ShopperKindsRecommender(SessionRecommender):
         )  # [prefixes, kinds]
         mixed = pooled * (posteriors * (1 - own_weight.T)).sum(axis=1, keepdims=True)
         for slot, (model, columns) in enumerate(zip(self.kind_models, self._columns, strict=True)):
-            own = kept[slot] if slot < len(kept) else model.score(prefixes)
-            _add_to_columns(mixed, columns, (posteriors[:, slot] * own_weight[slot])[:, None] * own)
+            model.add_weighted_scores(
+                prefixes, posteriors[:, slot] * own_weight[slot], mixed, columns
+            )
         return mixed
 
     # --- persistence ---------------------------------------------------------------------------

@@ -89,6 +89,22 @@ def test_unknown_items_and_an_empty_prefix_rank_by_popularity():
     assert model.rank([["b"]], k=3)[0][0] == "c"  # b -> c is the only successor of b
 
 
+def test_weighted_scores_added_into_a_wider_catalogue_are_the_scores_on_their_columns():
+    """What a mixture of several chains (the shopper kinds) adds for this one: each row's
+    scores times its weight, on this model's columns of a larger catalogue, nothing elsewhere."""
+    model = ContextChainsRecommender().fit(directional_shop())
+    prefixes = [["s4", "s5"], ["s9"], ["never-seen"], [], ["s3", "s5", "s7"]]
+    weights = np.array([0.5, 2.0, 0.25, 1.0, 0.0])
+    rng = np.random.default_rng(0)
+    wider = len(model.item_ids) + 7  # the catalogue holds 7 items this model never saw
+    columns = np.sort(rng.choice(wider, len(model.item_ids), replace=False))
+    target = rng.random((len(prefixes), wider))
+    expected = target.copy()
+    expected[:, columns] += weights[:, None] * model.score(prefixes)
+    model.add_weighted_scores(prefixes, weights, target, columns)
+    np.testing.assert_allclose(target, expected, rtol=1e-12)
+
+
 def test_saved_and_loaded_context_chains_score_the_same(tmp_path):
     model = ContextChainsRecommender(pseudo_count=2.0, window=2).fit(directional_shop())
     loaded = load_recommender(model.save(tmp_path / "chains"))
