@@ -539,6 +539,11 @@ class TorchSessionRecommender(SessionRecommender):
             return len(self.training_log)
         return int(np.argmax(scored)) + 1
 
+    def events_learnt(self) -> int:
+        """The training product views the kept network learnt from: every epoch's up to the
+        kept one (a part of an epoch cut by the deadline)."""
+        return int(sum(entry["events"] for entry in self.training_log[: self.best_epoch()]))
+
     def best_validation(self) -> float:
         """The validation figure of the epoch kept (fitted with `validation` only)."""
         value = self.training_log[self.best_epoch() - 1].get("validation")

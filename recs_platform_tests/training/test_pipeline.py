@@ -238,9 +238,11 @@ def test_a_torch_candidate_past_its_estimate_stops_at_its_deadline(splits, monke
     # on a loaded machine where the search stopped inside its first epoch, refitted on that
     # share of the newest sessions.
     assert gru.deadline_cuts[0] == "search" and len(gru.deadline_cuts) >= 2
-    assert gru.deadline_cuts[-1] in ("refit", "no refit") or gru.deadline_cuts[1].startswith(
-        "refit on the newest"
-    )
+    assert gru.deadline_cuts[-1] in (
+        "refit",
+        "no refit",
+        pipeline.REFIT_SHORTER,
+    ) or gru.deadline_cuts[1].startswith("refit on the newest")
     assert gru.validation_model.stopped_at_deadline
     assert len(gru.validation_model.training_log) < 10_000
     assert gru.validation_mrr > 0 and outcome.report.row("gru4rec").mrr > 0
@@ -292,6 +294,24 @@ def test_a_search_cut_inside_its_first_epoch_refits_on_the_newest_share_that_fit
         gru, SearchResult("gru4rec", {}, 0.1, [], whole), sessions, window, None
     )
     assert cuts == () and same == window
+
+
+def test_a_refit_cut_before_it_learnt_as_much_as_the_search_leaves_the_search_model_serving(
+    splits,
+):
+    gru = candidate("gru4rec", {**FAST_GRU, "epochs": 1})
+    sessions = (splits.train + splits.validation) * 5  # an epoch far longer than 50 ms
+    searched = gru.make().fit(skus(splits.train))  # one whole epoch
+    result = SearchResult("gru4rec", {}, 0.1, [], searched)
+    window = TrainingWindow(len(splits.train), len(splits.train), 1, 1.0, 1.0, 1, len(sessions))
+    served, cuts, _ = pipeline._refit(gru, result, sessions, window, time.perf_counter() + 0.05)
+    # The refit stopped after a few batches: the network that saw the whole window serves.
+    assert served is searched and cuts == ("refit", pipeline.REFIT_SHORTER)
+    # A refit cut after learning from more product views than the search's network serves.
+    searched.training_log[0]["events"] = 1  # as if the search had learnt from one view
+    served, cuts, _ = pipeline._refit(gru, result, sessions, window, time.perf_counter() + 0.05)
+    assert served is not searched and served.stopped_at_deadline and cuts == ("refit",)
+    assert 1 < served.events_learnt() < sum(map(len, skus(sessions)))
 
 
 def test_a_spent_budget_scores_a_smaller_test_day_champion_and_oracle_included(splits, monkeypatch):
