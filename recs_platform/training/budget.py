@@ -179,6 +179,16 @@ def estimated_seconds(
     return search + probe.fit_seconds(refit_sessions, epochs)
 
 
+def fixed_costs_s(
+    probe: Probe, available_sessions: int, min_sessions: int = MIN_TRAINING_SESSIONS
+) -> float:
+    """What a candidate costs whatever its window, by the probe: the smallest window's search
+    and refit of one epoch each and one scoring of the validation day (`candidate_allowance`
+    takes it off the top)."""
+    smallest = min(available_sessions, min_sessions)
+    return estimated_seconds(probe, smallest, smallest, 1, 1, 1)
+
+
 def fit_window(
     probe: Probe,
     available_sessions: int,

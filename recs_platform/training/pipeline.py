@@ -62,9 +62,9 @@ from recs_platform.training.budget import (
     TimeBudget,
     TrainingWindow,
     candidate_allowance,
-    estimated_seconds,
     evaluation_sample,
     fit_window,
+    fixed_costs_s,
     probe_size,
 )
 from recs_platform.training.candidates import (
@@ -570,9 +570,9 @@ def _window_within_budget(
     probe = _probe(chosen_candidate, train, {"epochs": 1} if is_torch else {}, validation_seconds)
     probing_s = time.perf_counter() - started
     trials = plan.budget.trials if chosen_candidate.search_space is not None else 1
-    smallest = min(len(train), MIN_TRAINING_SESSIONS)
-    fixed_s = estimated_seconds(probe, smallest, smallest, 1, 1, 1)
-    allowance_s = candidate_allowance(training_left_s, candidates_left, fixed_s)
+    allowance_s = candidate_allowance(
+        training_left_s, candidates_left, fixed_costs_s(probe, len(train))
+    )
     window = fit_window(
         probe,
         len(train),
